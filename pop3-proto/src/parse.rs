@@ -1,0 +1,377 @@
+//! Line parsers for server responses, written with nom. Private: nom's types
+//! never leave this module; callers get [`ParseError`] with the line shown.
+//!
+//! Every function here takes one protocol line with its line ending already
+//! removed (framing is [`crate::frame`]'s job).
+
+use nom::branch::alt;
+use nom::bytes::complete::{tag, tag_no_case, take_while1};
+use nom::character::complete::{space0, space1, u32 as dec_u32, u64 as dec_u64};
+use nom::combinator::{all_consuming, map_opt, opt, rest};
+use nom::sequence::{delimited, preceded};
+use nom::{IResult, Parser};
+
+use crate::error::ParseError;
+use crate::escape::snippet;
+use crate::types::{
+    is_uid_byte, Capability, Expire, ListEntry, MsgNum, RespCode, Stat, Status, UidlEntry,
+};
+
+/// A parsed status line: `+OK [CODE] text` or `-ERR [CODE] text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatusLine<'a> {
+    pub(crate) status: Status,
+    pub(crate) code: Option<RespCode>,
+    pub(crate) text: &'a [u8],
+}
+
+/// A line that answers a command: a status, or (during SASL) a continuation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReplyLine<'a> {
+    Status(StatusLine<'a>),
+    /// `+ base64`: the base64 text, not yet decoded.
+    Continuation(&'a [u8]),
+}
+
+fn status_indicator(input: &[u8]) -> IResult<&[u8], Status> {
+    alt((
+        tag_no_case(&b"+OK"[..]).map(|_| Status::Ok),
+        tag_no_case(&b"-ERR"[..]).map(|_| Status::Err),
+    ))
+    .parse(input)
+}
+
+fn resp_level(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while1(|b: u8| b.is_ascii_alphanumeric() || b == b'-').parse(input)
+}
+
+/// `[LEVEL/LEVEL...]` at the start of the text (RFC 2449 section 8).
+fn resp_code(input: &[u8]) -> IResult<&[u8], RespCode> {
+    let levels = nom::combinator::recognize((
+        resp_level,
+        nom::multi::many0_count(preceded(tag(&b"/"[..]), resp_level)),
+    ));
+    map_opt(delimited(tag(&b"["[..]), levels, tag(&b"]"[..])), |raw| {
+        std::str::from_utf8(raw).ok().map(RespCode::new)
+    })
+    .parse(input)
+}
+
+/// Splits a status's text into its optional response code and the rest.
+fn code_and_text(text: &[u8]) -> (Option<RespCode>, &[u8]) {
+    match resp_code(text) {
+        Ok((rest, code)) => {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            (Some(code), rest)
+        }
+        Err(_) => (None, text),
+    }
+}
+
+/// Parses a status line. With `allow_continuation`, a line starting `+ ` (or
+/// a lone `+`) is a SASL continuation.
+pub(crate) fn reply_line(
+    line: &[u8],
+    allow_continuation: bool,
+) -> Result<ReplyLine<'_>, ParseError> {
+    if let Ok((after, status)) = status_indicator(line) {
+        // The indicator must stand alone: "+OKAY" is not "+OK".
+        let text = match after.split_first() {
+            None => Some(after),
+            Some((b' ' | b'\t', text)) => Some(text),
+            Some(_) => None,
+        };
+        if let Some(text) = text {
+            let (code, text) = code_and_text(text);
+            return Ok(ReplyLine::Status(StatusLine { status, code, text }));
+        }
+    }
+    if allow_continuation {
+        match line {
+            [b'+'] => return Ok(ReplyLine::Continuation(b"")),
+            [b'+', b' ', data @ ..] => return Ok(ReplyLine::Continuation(data)),
+            _ => {}
+        }
+    }
+    Err(ParseError::BadStatus {
+        line: snippet(line),
+    })
+}
+
+fn msg_num(input: &[u8]) -> IResult<&[u8], MsgNum> {
+    map_opt(dec_u32, MsgNum::new).parse(input)
+}
+
+/// STAT's text: `count size`, tolerating extra tokens after the size.
+pub(crate) fn stat(text: &[u8]) -> Result<Stat, ParseError> {
+    let parsed: IResult<&[u8], (u32, u64, _, _)> = all_consuming((
+        preceded(space0, dec_u32),
+        preceded(space1, dec_u64),
+        opt(preceded(space1, rest)),
+        space0,
+    ))
+    .parse(text);
+    match parsed {
+        Ok((_, (count, octets, _, _))) => Ok(Stat { count, octets }),
+        Err(_) => Err(ParseError::BadStat {
+            line: snippet(text),
+        }),
+    }
+}
+
+/// A LIST entry: `msg size`, tolerating extra tokens after the size (RFC 1939
+/// allows servers to add information there).
+pub(crate) fn list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
+    let parsed = all_consuming((
+        preceded(space0, msg_num),
+        preceded(space1, dec_u64),
+        opt(preceded(space1, rest)),
+        space0,
+    ))
+    .parse(line);
+    match parsed {
+        Ok((_, (msg, octets, _, _))) => Ok(ListEntry { msg, octets }),
+        Err(_) => Err(ParseError::BadListEntry {
+            line: snippet(line),
+        }),
+    }
+}
+
+/// A UIDL entry: `msg uid`, the UID being 1..=`max_uid` printable non-space
+/// bytes; trailing blanks are tolerated.
+pub(crate) fn uidl_entry(line: &[u8], max_uid: usize) -> Result<UidlEntry<'_>, ParseError> {
+    let parsed = all_consuming((
+        preceded(space0, msg_num),
+        preceded(space1, take_while1(is_uid_byte)),
+        space0,
+    ))
+    .parse(line);
+    match parsed {
+        Ok((_, (msg, uid, _))) if uid.len() <= max_uid => Ok(UidlEntry { msg, uid }),
+        _ => Err(ParseError::BadUidlEntry {
+            line: snippet(line),
+        }),
+    }
+}
+
+/// One CAPA line. Never fails: anything not understood is kept as
+/// [`Capability::Other`].
+pub(crate) fn capability(line: &[u8]) -> Capability {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    let (name, params_text) = match text.split_once([' ', '\t']) {
+        Some((n, p)) => (n, p.trim_start()),
+        None => (text, ""),
+    };
+    let name = name.to_ascii_uppercase();
+    let params: Vec<&str> = params_text.split_ascii_whitespace().collect();
+    let per_user = |p: Option<&&str>| p.is_some_and(|p| p.eq_ignore_ascii_case("USER"));
+    let known = match (name.as_str(), params.as_slice()) {
+        ("TOP", []) => Some(Capability::Top),
+        ("USER", []) => Some(Capability::User),
+        ("SASL", mechs) => Some(Capability::Sasl(
+            mechs.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        )),
+        ("RESP-CODES", []) => Some(Capability::RespCodes),
+        ("AUTH-RESP-CODE", []) => Some(Capability::AuthRespCode),
+        ("PIPELINING", []) => Some(Capability::Pipelining),
+        ("UIDL", []) => Some(Capability::Uidl),
+        ("STLS", []) => Some(Capability::Stls),
+        ("LANG", []) => Some(Capability::Lang),
+        ("UTF8", []) => Some(Capability::Utf8 { user: false }),
+        ("UTF8", [u]) if u.eq_ignore_ascii_case("USER") => Some(Capability::Utf8 { user: true }),
+        ("IMPLEMENTATION", _) => Some(Capability::Implementation(params_text.to_owned())),
+        ("LOGIN-DELAY", [n, more @ ..]) if more.len() <= 1 => {
+            n.parse().ok().map(|seconds| Capability::LoginDelay {
+                seconds,
+                per_user: per_user(more.first()),
+            })
+        }
+        ("EXPIRE", [n, more @ ..]) if more.len() <= 1 => {
+            let policy = if n.eq_ignore_ascii_case("NEVER") {
+                Some(Expire::Never)
+            } else {
+                n.parse().ok().map(Expire::Days)
+            };
+            policy.map(|policy| Capability::Expire {
+                policy,
+                per_user: per_user(more.first()),
+            })
+        }
+        _ => None,
+    };
+    known.unwrap_or_else(|| Capability::Other {
+        params: params.iter().map(|p| (*p).to_owned()).collect(),
+        name,
+    })
+}
+
+/// The APOP timestamp in a greeting's text, in strict `<local@domain>` form:
+/// printable, no spaces or brackets inside, one `@` with text on both sides.
+/// A malformed timestamp means the server offers no APOP.
+pub(crate) fn apop_timestamp(text: &[u8]) -> Option<String> {
+    let start = memchr::memchr(b'<', text)?;
+    let len = memchr::memchr(b'>', &text[start..])?;
+    let candidate = &text[start..=start + len];
+    let inner = &candidate[1..candidate.len() - 1];
+    let parsed: IResult<&[u8], ()> = all_consuming(
+        (
+            take_while1(is_stamp_byte),
+            tag(&b"@"[..]),
+            take_while1(is_stamp_byte),
+        )
+            .map(|_| ()),
+    )
+    .parse(inner);
+    parsed.ok()?;
+    String::from_utf8(candidate.to_vec()).ok()
+}
+
+fn is_stamp_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'<' | b'>' | b'@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::RespCodeKind;
+
+    fn status(line: &[u8]) -> StatusLine<'_> {
+        match reply_line(line, false) {
+            Ok(ReplyLine::Status(s)) => s,
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_lines() {
+        let s = status(b"+OK maildrop has 2 messages (320 octets)");
+        assert_eq!(s.status, Status::Ok);
+        assert_eq!(s.code, None);
+        assert_eq!(s.text, b"maildrop has 2 messages (320 octets)");
+        assert_eq!(status(b"+OK").text, b"");
+        assert_eq!(status(b"-ERR").status, Status::Err);
+        assert!(reply_line(b"+OKAY", false).is_err());
+        assert!(reply_line(b"* OK imap", false).is_err());
+        assert!(reply_line(b"", false).is_err());
+        assert!(reply_line(b"+ abc", false).is_err());
+        assert_eq!(
+            reply_line(b"+ abc", true),
+            Ok(ReplyLine::Continuation(b"abc"))
+        );
+        assert_eq!(reply_line(b"+", true), Ok(ReplyLine::Continuation(b"")));
+    }
+
+    #[test]
+    fn response_codes() {
+        let s = status(b"-ERR [IN-USE] Do you have another POP session running?");
+        assert_eq!(
+            s.code.as_ref().map(RespCode::kind),
+            Some(RespCodeKind::InUse)
+        );
+        assert_eq!(s.text, b"Do you have another POP session running?");
+        let s = status(b"-ERR [SYS/TEMP/DISK] try later");
+        let code = s.code.as_ref().map(|c| (c.kind(), c.as_str()));
+        assert_eq!(code, Some((RespCodeKind::SysTemp, "SYS/TEMP/DISK")));
+        let s = status(b"-ERR [SYS/PERM] gone");
+        assert_eq!(s.code.map(|c| c.kind()), Some(RespCodeKind::SysPerm));
+        let s = status(b"-ERR [AUTH] Authentication failed.");
+        assert_eq!(s.code.map(|c| c.kind()), Some(RespCodeKind::Auth));
+        let s = status(b"-ERR [LOGIN-DELAY] wait");
+        assert_eq!(s.code.map(|c| c.kind()), Some(RespCodeKind::LoginDelay));
+        let s = status(b"-ERR [X-FOO/BAR] custom");
+        let code = s.code.as_ref().map(|c| (c.kind(), c.as_str()));
+        assert_eq!(code, Some((RespCodeKind::Other, "X-FOO/BAR")));
+        // Not codes: unclosed, empty, bad characters.
+        for line in [&b"-ERR [IN-USE oops"[..], b"-ERR [] x", b"-ERR [A B] x"] {
+            assert_eq!(status(line).code, None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn stat_and_listings() {
+        assert_eq!(
+            stat(b"2 320"),
+            Ok(Stat {
+                count: 2,
+                octets: 320
+            })
+        );
+        assert_eq!(stat(b"2 320 extra tokens").map(|s| s.octets), Ok(320));
+        assert!(stat(b"2").is_err());
+        assert!(stat(b"two 320").is_err());
+        assert!(stat(b"99999999999 1").is_err());
+        let e = list_entry(b"1 120").ok();
+        assert_eq!(e.map(|e| (e.msg.get(), e.octets)), Some((1, 120)));
+        assert!(list_entry(b"0 120").is_err());
+        assert!(list_entry(b"1").is_err());
+        assert!(list_entry(b"1 12x").is_err());
+        let u = uidl_entry(b"1 whqtswO00WBw418f9t5JxYwZ", 70).ok();
+        assert_eq!(u.map(|u| u.uid), Some(&b"whqtswO00WBw418f9t5JxYwZ"[..]));
+        assert!(uidl_entry(b"1 a b", 70).is_err());
+        assert!(uidl_entry(b"1 ", 70).is_err());
+        assert!(uidl_entry(b"1 abcdef", 5).is_err());
+        assert!(uidl_entry(b"1 ab\x01", 70).is_err());
+        assert!(uidl_entry(b"1 \xc3\xa9t\xc3\xa9 ", 70).is_ok());
+    }
+
+    #[test]
+    fn capabilities() {
+        assert_eq!(capability(b"top"), Capability::Top);
+        assert_eq!(
+            capability(b"SASL plain LOGIN xoauth2"),
+            Capability::Sasl(vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()])
+        );
+        assert_eq!(
+            capability(b"LOGIN-DELAY 900 USER"),
+            Capability::LoginDelay {
+                seconds: 900,
+                per_user: true
+            }
+        );
+        assert_eq!(
+            capability(b"EXPIRE NEVER"),
+            Capability::Expire {
+                policy: Expire::Never,
+                per_user: false
+            }
+        );
+        assert_eq!(
+            capability(b"EXPIRE 31 USER"),
+            Capability::Expire {
+                policy: Expire::Days(31),
+                per_user: true
+            }
+        );
+        assert_eq!(
+            capability(b"IMPLEMENTATION Shlemazle Plotz v302"),
+            Capability::Implementation("Shlemazle Plotz v302".into())
+        );
+        assert_eq!(capability(b"UTF8 USER"), Capability::Utf8 { user: true });
+        assert_eq!(
+            capability(b"X-GOOGLE-RICO foo"),
+            Capability::Other {
+                name: "X-GOOGLE-RICO".into(),
+                params: vec!["foo".into()]
+            }
+        );
+        assert!(matches!(
+            capability(b"LOGIN-DELAY soon"),
+            Capability::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn apop_timestamps() {
+        assert_eq!(
+            apop_timestamp(b"POP3 server ready <1896.697170952@dbc.mtview.ca.us>").as_deref(),
+            Some("<1896.697170952@dbc.mtview.ca.us>")
+        );
+        assert_eq!(apop_timestamp(b"ready <no-at-sign>"), None);
+        assert_eq!(apop_timestamp(b"ready <a b@c>"), None);
+        assert_eq!(apop_timestamp(b"ready <@c>"), None);
+        assert_eq!(apop_timestamp(b"ready <a@>"), None);
+        assert_eq!(apop_timestamp(b"ready <a@b"), None);
+        assert_eq!(apop_timestamp(b"ready"), None);
+    }
+}

@@ -1,0 +1,641 @@
+//! The client session: the state machine that turns commands into bytes and
+//! the server's bytes into events. It owns no socket, reads no clock and
+//! never blocks; a driver moves the bytes (see the crate docs for the loop).
+//!
+//! - States follow RFC 1939: AUTHORIZATION, TRANSACTION, UPDATE; a command
+//!   illegal in the current state is refused before a byte is written.
+//! - Capabilities are kept from CAPA and discarded after STLS and after login
+//!   (RFC 2595; Gmail shows PIPELINING only after login), so they are re-read.
+//! - Pipelining follows mpop's window: only when PIPELINING is advertised, up
+//!   to [`SessionConfig::pipeline_max`] commands out, refilled once fewer than
+//!   [`SessionConfig::pipeline_refill`] are unanswered. Commands that change
+//!   the state (USER, PASS, APOP, AUTH, STLS, QUIT, UTF8) are never pipelined.
+//! - After STLS's `+OK`, any byte already received is response injection.
+
+use std::collections::VecDeque;
+
+use crate::encode::{encode_sasl_cancel, encode_sasl_response, Command, CommandKind};
+use crate::error::{SaslError, SessionError};
+use crate::escape::snippet;
+use crate::frame::{next_line, BodyDecoder, Decoded, DEFAULT_MAX_LINE};
+use crate::parse::{self, ReplyLine, StatusLine};
+use crate::sasl::{decode_challenge, SaslClient};
+use crate::types::{
+    is_recent_mode_user, Capabilities, Capability, Greeting, ListEntry, RespCode, Stat, Status,
+    UidlEntry, DEFAULT_MAX_UID_LEN,
+};
+
+/// Limits and pipelining parameters of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Longest protocol line (status, CAPA, LIST, UIDL entry), ending included.
+    pub max_line: usize,
+    /// Longest unique-id accepted in UIDL answers.
+    pub max_uid: usize,
+    /// Largest message body accepted by RETR/TOP, if any.
+    pub max_body: Option<u64>,
+    /// Most commands out at once when pipelining.
+    pub pipeline_max: usize,
+    /// When the window was full, sending resumes once fewer than this many
+    /// commands are unanswered.
+    pub pipeline_refill: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_line: DEFAULT_MAX_LINE,
+            max_uid: DEFAULT_MAX_UID_LEN,
+            max_body: None,
+            pipeline_max: 100,
+            pipeline_refill: 20,
+        }
+    }
+}
+
+/// Where the session stands (RFC 1939 section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Waiting for the server's greeting.
+    Greeting,
+    /// AUTHORIZATION: before login.
+    Authorization,
+    /// TRANSACTION: logged in.
+    Transaction,
+    /// UPDATE: QUIT sent after login; the server is committing deletions.
+    Update,
+    /// The session ended (QUIT answered, greeting refused, or a protocol error).
+    Closed,
+}
+
+impl State {
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::Greeting => "before the server's greeting",
+            Self::Authorization => "before login",
+            Self::Transaction => "after login",
+            Self::Update => "after QUIT",
+            Self::Closed => "after the session ended",
+        }
+    }
+}
+
+/// What the extra information on a `+OK` line means, for the commands that
+/// carry some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// Nothing parsed from the text.
+    None,
+    /// STAT's count and size.
+    Stat(Stat),
+    /// `LIST n`'s entry.
+    Listing(ListEntry),
+    /// `UIDL n`'s entry.
+    UniqueId(UidlEntry<'a>),
+}
+
+/// A status line answering a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// The command answered.
+    pub command: CommandKind,
+    /// `+OK` or `-ERR`.
+    pub status: Status,
+    /// The extended response code, if any.
+    pub code: Option<RespCode>,
+    /// The text after status and code (server-controlled: escape it to show it).
+    pub text: &'a [u8],
+    /// What was parsed from the text (STAT, `LIST n`, `UIDL n`).
+    pub payload: Payload<'a>,
+}
+
+impl Reply<'_> {
+    /// Whether the status is `+OK`.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    /// Whether entries or a body follow, ended by [`Event::End`].
+    pub fn multi_line_follows(&self) -> bool {
+        self.is_ok() && self.command.is_multi_line()
+    }
+}
+
+/// What the session found in the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// All input so far is used: write [`ClientSession::output`] if any, then
+    /// read more and call [`ClientSession::advance`] again.
+    NeedInput,
+    /// The server's greeting (`+OK` or `-ERR`; after `-ERR` the session is
+    /// closed).
+    Greeting(Greeting),
+    /// A command's status line.
+    Reply(Reply<'a>),
+    /// One line of a CAPA listing.
+    Capability(Capability),
+    /// One line of a LIST listing.
+    Listing(ListEntry),
+    /// One line of a UIDL listing.
+    UniqueId(UidlEntry<'a>),
+    /// One line of a LANG listing, as sent.
+    Language(&'a [u8]),
+    /// Unstuffed bytes of a RETR or TOP body, borrowing the input.
+    Body(&'a [u8]),
+    /// The multi-line answer to this command is complete.
+    End(CommandKind),
+}
+
+#[derive(Debug, Clone)]
+enum Reading {
+    /// The next line is a status line.
+    Status,
+    /// Inside a RETR or TOP body (decoded by the session's `body`).
+    Body,
+    /// Inside a CAPA, LIST, UIDL or LANG listing.
+    Entries(CommandKind),
+}
+
+/// The client side of a POP3 session, sans I/O.
+///
+/// Feed it the server's bytes with [`advance`](Self::advance); queue commands
+/// with [`send`](Self::send) and write [`output`](Self::output) to the server.
+#[derive(Debug, Clone)]
+pub struct ClientSession {
+    config: SessionConfig,
+    state: State,
+    reading: Reading,
+    body: BodyDecoder,
+    pending: VecDeque<CommandKind>,
+    capabilities: Capabilities,
+    capa_listing: Capabilities,
+    greeting: Option<Greeting>,
+    out: Vec<u8>,
+    user_accepted: bool,
+    recent_mode: bool,
+    sasl: Option<SaslClient>,
+    window_open: bool,
+    tls_upgrade_pending: bool,
+    tls_done: bool,
+}
+
+impl Default for ClientSession {
+    fn default() -> Self {
+        Self::new(SessionConfig::default())
+    }
+}
+
+/// Commands after which nothing may be sent until they are answered: their
+/// answer decides what is legal next.
+fn is_barrier(kind: CommandKind) -> bool {
+    matches!(
+        kind,
+        CommandKind::User
+            | CommandKind::Pass
+            | CommandKind::Apop
+            | CommandKind::Auth
+            | CommandKind::Stls
+            | CommandKind::Quit
+            | CommandKind::Utf8
+    )
+}
+
+impl ClientSession {
+    /// A session waiting for the greeting.
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            state: State::Greeting,
+            reading: Reading::Status,
+            body: BodyDecoder::new(),
+            pending: VecDeque::new(),
+            capabilities: Capabilities::new(),
+            capa_listing: Capabilities::new(),
+            greeting: None,
+            out: Vec::new(),
+            user_accepted: false,
+            recent_mode: false,
+            sasl: None,
+            window_open: true,
+            tls_upgrade_pending: false,
+            tls_done: false,
+        }
+    }
+
+    /// The session's limits.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The greeting, once received.
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.greeting.as_ref()
+    }
+
+    /// The capabilities from the last complete CAPA listing in the current
+    /// phase (empty before CAPA, and again after STLS and after login).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Whether the user name asked for Gmail's `recent:` mode: mail must then
+    /// stay on the server and UIDs must be tracked by the client.
+    pub fn recent_mode(&self) -> bool {
+        self.recent_mode
+    }
+
+    /// Commands sent and not yet fully answered.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes to write to the server.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Forgets the output once the driver has written all of it.
+    pub fn clear_output(&mut self) {
+        self.out.clear();
+    }
+
+    /// How many commands may be sent now without waiting: with pipelining, the
+    /// room left in the window; without, one when nothing is pending.
+    pub fn room(&self) -> usize {
+        if !matches!(self.state, State::Authorization | State::Transaction)
+            || self.tls_upgrade_pending
+            || self.pending.iter().any(|k| is_barrier(*k))
+        {
+            return 0;
+        }
+        if !self.capabilities.pipelining() {
+            return usize::from(self.pending.is_empty());
+        }
+        if self.window_open {
+            self.config.pipeline_max.saturating_sub(self.pending.len())
+        } else {
+            0
+        }
+    }
+
+    fn check_can_send(&self, kind: CommandKind) -> Result<(), SessionError> {
+        let command = kind.name();
+        let illegal = || SessionError::IllegalCommand {
+            command,
+            state: self.state.phrase(),
+        };
+        let legal = match self.state {
+            State::Greeting | State::Update | State::Closed => false,
+            State::Authorization => match kind {
+                CommandKind::Pass => self.user_accepted,
+                CommandKind::Stls => !self.tls_done,
+                CommandKind::User
+                | CommandKind::Apop
+                | CommandKind::Auth
+                | CommandKind::Capa
+                | CommandKind::Quit
+                | CommandKind::Utf8
+                | CommandKind::Lang { .. } => true,
+                _ => false,
+            },
+            State::Transaction => !matches!(
+                kind,
+                CommandKind::User
+                    | CommandKind::Pass
+                    | CommandKind::Apop
+                    | CommandKind::Auth
+                    | CommandKind::Stls
+                    | CommandKind::Utf8
+            ),
+        };
+        if !legal {
+            return Err(illegal());
+        }
+        if self.tls_upgrade_pending {
+            return Err(SessionError::IllegalCommand {
+                command,
+                state: "until the TLS handshake after STLS is done",
+            });
+        }
+        // State-changing commands go alone; others respect the window.
+        let ok_now = if is_barrier(kind) {
+            self.pending.is_empty()
+        } else {
+            self.room() > 0
+        };
+        if !ok_now {
+            return Err(SessionError::MustWait { command });
+        }
+        Ok(())
+    }
+
+    fn queued(&mut self, kind: CommandKind) {
+        self.pending.push_back(kind);
+        if self.pending.len() >= self.config.pipeline_max {
+            self.window_open = false;
+        }
+        if kind == CommandKind::Quit && self.state == State::Transaction {
+            self.state = State::Update;
+        }
+    }
+
+    /// Queues a command: checks it is legal now, encodes it into the output.
+    /// On error nothing is queued. Use [`authenticate`](Self::authenticate)
+    /// for AUTH.
+    pub fn send(&mut self, command: &Command<'_>) -> Result<(), SessionError> {
+        let kind = command.kind();
+        if kind == CommandKind::Auth {
+            return Err(SessionError::IllegalCommand {
+                command: "AUTH",
+                state: "through send(); use authenticate()",
+            });
+        }
+        self.check_can_send(kind)?;
+        command.encode(&mut self.out)?;
+        match command {
+            Command::User(user) | Command::Apop { user, .. } => {
+                self.recent_mode = is_recent_mode_user(user);
+            }
+            _ => {}
+        }
+        self.queued(kind);
+        Ok(())
+    }
+
+    /// Starts a SASL exchange; the session answers the server's challenges
+    /// itself and reports only the final [`Reply`] to AUTH.
+    pub fn authenticate(&mut self, mut sasl: SaslClient) -> Result<(), SessionError> {
+        self.check_can_send(CommandKind::Auth)?;
+        let initial = sasl.initial_response();
+        Command::Auth {
+            mechanism: sasl.mechanism().name(),
+            initial_response: initial.as_deref().map(Into::into),
+        }
+        .encode(&mut self.out)?;
+        self.recent_mode = is_recent_mode_user(sasl.user());
+        self.sasl = Some(sasl);
+        self.queued(CommandKind::Auth);
+        Ok(())
+    }
+
+    /// Tells the session the TLS handshake after STLS succeeded: commands may
+    /// be sent again (start with CAPA; the old capabilities are gone).
+    pub fn tls_established(&mut self) {
+        if self.tls_upgrade_pending {
+            self.tls_upgrade_pending = false;
+            self.tls_done = true;
+        }
+    }
+
+    /// Whether the session is waiting for the driver's TLS handshake.
+    pub fn awaiting_tls(&self) -> bool {
+        self.tls_upgrade_pending
+    }
+
+    /// Records the end of the server's data. Fine after QUIT was answered;
+    /// otherwise a typed error saying what was cut off.
+    pub fn handle_eof(&mut self) -> Result<(), SessionError> {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        match (state, self.pending.front()) {
+            (State::Closed, _) => Ok(()),
+            (State::Greeting, _) => Err(SessionError::UnexpectedEof {
+                during: "the greeting",
+            }),
+            (_, Some(kind)) => Err(SessionError::UnexpectedEof {
+                during: kind.name(),
+            }),
+            (_, None) => Err(SessionError::Disconnected),
+        }
+    }
+
+    fn fail<T>(&mut self, error: SessionError) -> Result<T, SessionError> {
+        self.state = State::Closed;
+        self.pending.clear();
+        Err(error)
+    }
+
+    /// Reads the start of `input`: returns how many bytes were used and what
+    /// was found. Call again with the rest (and keep unused bytes for later)
+    /// until [`Event::NeedInput`].
+    ///
+    /// A protocol violation closes the session and is returned as an error.
+    pub fn advance<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), SessionError> {
+        match self.advance_inner(input) {
+            Ok(found) => Ok(found),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn advance_inner<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), SessionError> {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            match &mut self.reading {
+                Reading::Body => {
+                    let (n, found) = self.body.decode(rest)?;
+                    let event = match found {
+                        Decoded::Chunk(chunk) => Event::Body(chunk),
+                        Decoded::NeedMore => Event::NeedInput,
+                        Decoded::End => self.end_multi_line(),
+                    };
+                    return Ok((used + n, event));
+                }
+                Reading::Entries(kind) => {
+                    let kind = *kind;
+                    let Some((line, n)) = next_line(rest, self.config.max_line)? else {
+                        return Ok((used, Event::NeedInput));
+                    };
+                    used += n;
+                    if line == b"." {
+                        return Ok((used, self.end_multi_line()));
+                    }
+                    let line = line.strip_prefix(b".").unwrap_or(line);
+                    let event = match kind {
+                        CommandKind::Capa => {
+                            let cap = parse::capability(line);
+                            self.capa_listing.push(cap.clone());
+                            Event::Capability(cap)
+                        }
+                        CommandKind::List { .. } => Event::Listing(parse::list_entry(line)?),
+                        CommandKind::Uidl { .. } => {
+                            Event::UniqueId(parse::uidl_entry(line, self.config.max_uid)?)
+                        }
+                        _ => Event::Language(line),
+                    };
+                    return Ok((used, event));
+                }
+                Reading::Status => {
+                    if self.state == State::Closed {
+                        if rest.is_empty() {
+                            return Ok((used, Event::NeedInput));
+                        }
+                        return Err(SessionError::UnexpectedData {
+                            context: "after the session ended",
+                            bytes: snippet(rest),
+                        });
+                    }
+                    let Some((line, n)) = next_line(rest, self.config.max_line)? else {
+                        return Ok((used, self.idle_check(rest)?));
+                    };
+                    if self.state == State::Greeting {
+                        return Ok((used + n, self.greeting_line(line)?));
+                    }
+                    let Some(&kind) = self.pending.front() else {
+                        return Err(SessionError::UnexpectedData {
+                            context: "with no command pending",
+                            bytes: snippet(rest),
+                        });
+                    };
+                    used += n;
+                    match parse::reply_line(line, kind == CommandKind::Auth)? {
+                        ReplyLine::Continuation(text) => self.answer_challenge(text)?,
+                        ReplyLine::Status(status) => {
+                            let event = self.status_line(kind, status)?;
+                            if self.tls_upgrade_pending && used < input.len() {
+                                return Err(SessionError::UnexpectedData {
+                                    context: "after STLS was accepted, before the TLS handshake",
+                                    bytes: snippet(&input[used..]),
+                                });
+                            }
+                            return Ok((used, event));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// With nothing complete to read: bytes with no command pending are an
+    /// error as soon as they arrive.
+    fn idle_check<'a>(&self, rest: &[u8]) -> Result<Event<'a>, SessionError> {
+        if !rest.is_empty() && self.pending.is_empty() && self.state != State::Greeting {
+            return Err(SessionError::UnexpectedData {
+                context: "with no command pending",
+                bytes: snippet(rest),
+            });
+        }
+        Ok(Event::NeedInput)
+    }
+
+    fn greeting_line<'a>(&mut self, line: &[u8]) -> Result<Event<'a>, SessionError> {
+        let ReplyLine::Status(status) = parse::reply_line(line, false)? else {
+            return Err(SessionError::Closed);
+        };
+        let greeting = Greeting {
+            status: status.status,
+            apop_timestamp: parse::apop_timestamp(status.text),
+            code: status.code,
+            text: status.text.to_vec(),
+        };
+        self.state = match greeting.status {
+            Status::Ok => State::Authorization,
+            Status::Err => State::Closed,
+        };
+        self.greeting = Some(greeting.clone());
+        Ok(Event::Greeting(greeting))
+    }
+
+    fn answer_challenge(&mut self, text: &[u8]) -> Result<(), SessionError> {
+        let Some(sasl) = self.sasl.as_mut() else {
+            return Err(SessionError::Sasl(SaslError::UnexpectedChallenge {
+                mechanism: "(none)",
+            }));
+        };
+        let answer = decode_challenge(text).and_then(|c| sasl.respond(&c));
+        match answer {
+            Ok(response) => {
+                encode_sasl_response(&response, &mut self.out);
+                Ok(())
+            }
+            Err(e @ SaslError::TooManyRounds { .. }) => {
+                // Cancel politely; the server's -ERR then ends the exchange.
+                encode_sasl_cancel(&mut self.out);
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn end_multi_line<'a>(&mut self) -> Event<'a> {
+        self.reading = Reading::Status;
+        let kind = self.pending.pop_front().unwrap_or(CommandKind::Noop);
+        if kind == CommandKind::Capa {
+            self.capabilities = std::mem::take(&mut self.capa_listing);
+        }
+        self.answered();
+        Event::End(kind)
+    }
+
+    fn answered(&mut self) {
+        if self.pending.len() < self.config.pipeline_refill {
+            self.window_open = true;
+        }
+    }
+
+    fn status_line<'a>(
+        &mut self,
+        kind: CommandKind,
+        line: StatusLine<'a>,
+    ) -> Result<Event<'a>, SessionError> {
+        let ok = line.status == Status::Ok;
+        let mut payload = Payload::None;
+        if ok {
+            payload = match kind {
+                CommandKind::Stat => Payload::Stat(parse::stat(line.text)?),
+                CommandKind::List { all: false } => Payload::Listing(parse::list_entry(line.text)?),
+                CommandKind::Uidl { all: false } => {
+                    Payload::UniqueId(parse::uidl_entry(line.text, self.config.max_uid)?)
+                }
+                _ => Payload::None,
+            };
+        }
+        match (kind, ok) {
+            (CommandKind::User, _) => self.user_accepted = ok,
+            (CommandKind::Pass | CommandKind::Apop | CommandKind::Auth, true) => {
+                self.state = State::Transaction;
+                self.capabilities = Capabilities::new();
+                self.sasl = None;
+            }
+            (CommandKind::Pass | CommandKind::Apop | CommandKind::Auth, false) => {
+                self.user_accepted = false;
+                self.sasl = None;
+            }
+            (CommandKind::Stls, true) => {
+                self.tls_upgrade_pending = true;
+                self.capabilities = Capabilities::new();
+            }
+            (CommandKind::Quit, true) => self.state = State::Closed,
+            // A refused QUIT in TRANSACTION means the deletions failed; the
+            // server closes anyway.
+            (CommandKind::Quit, false) => self.state = State::Closed,
+            _ => {}
+        }
+        if ok && kind.is_multi_line() {
+            self.reading = match kind {
+                CommandKind::Retr | CommandKind::Top => {
+                    self.body.reset(self.config.max_body);
+                    Reading::Body
+                }
+                _ => {
+                    self.capa_listing = Capabilities::new();
+                    Reading::Entries(kind)
+                }
+            };
+        } else {
+            self.pending.pop_front();
+            self.answered();
+        }
+        Ok(Event::Reply(Reply {
+            command: kind,
+            status: line.status,
+            code: line.code,
+            text: line.text,
+            payload,
+        }))
+    }
+}

@@ -1,0 +1,220 @@
+//! The state machine's rules: legal commands per state, the pipelining
+//! window, end of input, caps on lines and bodies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{feed, written};
+use pop3_proto::{ClientSession, Command, MsgNum, SessionConfig, SessionError, State};
+
+fn logged_in(config: SessionConfig, pipelining: bool) -> ClientSession {
+    let mut s = ClientSession::new(config);
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.send(&Command::User("u")).unwrap();
+    feed(&mut s, b"+OK\r\n").unwrap();
+    s.send(&Command::Pass("p")).unwrap();
+    feed(&mut s, b"+OK\r\n").unwrap();
+    s.send(&Command::Capa).unwrap();
+    let capa: &[u8] = if pipelining {
+        b"+OK\r\nPIPELINING\r\nUIDL\r\n.\r\n"
+    } else {
+        b"+OK\r\nUIDL\r\n.\r\n"
+    };
+    feed(&mut s, capa).unwrap();
+    written(&mut s);
+    s
+}
+
+#[test]
+fn commands_are_refused_in_the_wrong_state() {
+    let mut s = ClientSession::default();
+    assert!(matches!(
+        s.send(&Command::Capa),
+        Err(SessionError::IllegalCommand { .. })
+    ));
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    let one = MsgNum::new(1).unwrap();
+    for cmd in [
+        Command::Stat,
+        Command::Retr(one),
+        Command::Dele(one),
+        Command::Noop,
+        Command::Pass("x"),
+    ] {
+        let err = s.send(&cmd).unwrap_err();
+        assert!(
+            matches!(err, SessionError::IllegalCommand { .. }),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert_eq!(s.output(), b"", "nothing written for refused commands");
+    let mut s = logged_in(SessionConfig::default(), false);
+    for cmd in [Command::User("u"), Command::Stls, Command::Utf8] {
+        assert!(
+            matches!(s.send(&cmd), Err(SessionError::IllegalCommand { .. })),
+            "{cmd:?}"
+        );
+    }
+    s.send(&Command::Quit).unwrap();
+    assert_eq!(s.state(), State::Update);
+    assert!(s.send(&Command::Noop).is_err());
+}
+
+#[test]
+fn without_pipelining_one_command_at_a_time() {
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Noop).unwrap();
+    assert_eq!(s.room(), 0);
+    assert_eq!(
+        s.send(&Command::Stat),
+        Err(SessionError::MustWait { command: "STAT" })
+    );
+}
+
+#[test]
+fn pipelining_window_fills_to_max_and_refills_below_low_water() {
+    let config = SessionConfig {
+        pipeline_max: 10,
+        pipeline_refill: 3,
+        ..SessionConfig::default()
+    };
+    let mut s = logged_in(config, true);
+    for _ in 0..10 {
+        s.send(&Command::Noop).unwrap();
+    }
+    assert_eq!(s.room(), 0);
+    assert!(matches!(
+        s.send(&Command::Noop),
+        Err(SessionError::MustWait { .. })
+    ));
+    assert_eq!(written(&mut s), "NOOP\r\n".repeat(10));
+    // Seven answered: three still out, the window stays shut...
+    feed(&mut s, &b"+OK\r\n".repeat(7)).unwrap();
+    assert_eq!((s.pending(), s.room()), (3, 0));
+    // ...until fewer than three are unanswered.
+    feed(&mut s, b"+OK\r\n").unwrap();
+    assert_eq!((s.pending(), s.room()), (2, 8));
+}
+
+#[test]
+fn pipelined_replies_arrive_in_order() {
+    let mut s = logged_in(SessionConfig::default(), true);
+    let (one, two) = (MsgNum::new(1).unwrap(), MsgNum::new(2).unwrap());
+    s.send(&Command::Retr(one)).unwrap();
+    s.send(&Command::Retr(two)).unwrap();
+    s.send(&Command::Dele(one)).unwrap();
+    let (ev, _) = feed(
+        &mut s,
+        b"+OK\r\nA\r\n.\r\n-ERR [SYS/TEMP] no\r\n+OK deleted\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ev,
+        [
+            "RETR Ok",
+            "body A\\r\\n",
+            "end RETR",
+            "RETR Err [SYS/TEMP]",
+            "DELE Ok"
+        ]
+    );
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn end_of_input_mid_response_is_an_error() {
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Retr(MsgNum::new(1).unwrap())).unwrap();
+    feed(&mut s, b"+OK\r\npart of a bo").unwrap();
+    assert_eq!(
+        s.handle_eof(),
+        Err(SessionError::UnexpectedEof { during: "RETR" })
+    );
+    let mut s = ClientSession::default();
+    assert_eq!(
+        s.handle_eof(),
+        Err(SessionError::UnexpectedEof {
+            during: "the greeting"
+        })
+    );
+    let mut s = logged_in(SessionConfig::default(), false);
+    assert_eq!(s.handle_eof(), Err(SessionError::Disconnected));
+}
+
+#[test]
+fn protocol_lines_are_capped_but_body_lines_are_not() {
+    let config = SessionConfig {
+        max_line: 64,
+        ..SessionConfig::default()
+    };
+    let mut s = logged_in(config, false);
+    s.send(&Command::Retr(MsgNum::new(1).unwrap())).unwrap();
+    let long_line = vec![b'x'; 10_000];
+    let mut wire = b"+OK\r\n".to_vec();
+    wire.extend_from_slice(&long_line);
+    wire.extend_from_slice(b"\r\n.\r\n");
+    let (ev, used) = feed(&mut s, &wire).unwrap();
+    assert_eq!(used, wire.len());
+    assert_eq!(ev.len(), 3);
+    s.send(&Command::Uidl(None)).unwrap();
+    let mut listing = b"+OK\r\n1 ".to_vec();
+    listing.extend_from_slice(&[b'u'; 100]);
+    let err = feed(&mut s, &listing).unwrap_err();
+    assert!(
+        matches!(err, SessionError::LineTooLong { limit: 64, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn body_size_cap() {
+    let config = SessionConfig {
+        max_body: Some(10),
+        ..SessionConfig::default()
+    };
+    let mut s = logged_in(config, false);
+    s.send(&Command::Retr(MsgNum::new(1).unwrap())).unwrap();
+    let err = feed(&mut s, b"+OK\r\n0123456789abc\r\n.\r\n").unwrap_err();
+    assert_eq!(err, SessionError::BodyTooLarge { limit: 10 });
+    assert_eq!(s.state(), State::Closed);
+}
+
+#[test]
+fn unsolicited_data_and_garbage_are_errors() {
+    let mut s = logged_in(SessionConfig::default(), false);
+    assert!(matches!(
+        feed(&mut s, b"+OK surprise\r\n"),
+        Err(SessionError::UnexpectedData { .. })
+    ));
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Noop).unwrap();
+    let err = feed(&mut s, b"HTTP/1.1 400 Bad Request\r\n").unwrap_err();
+    assert!(err.to_string().contains("HTTP/1.1 400"), "{err}");
+    assert!(matches!(err, SessionError::Protocol(_)));
+}
+
+#[test]
+fn malformed_listing_entries_are_typed_errors() {
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::List(None)).unwrap();
+    let err = feed(&mut s, b"+OK\r\n1 100\r\nfoo bar\r\n.\r\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("malformed LIST entry: \"foo bar\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn sasl_round_cap_cancels() {
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    let sasl = pop3_proto::sasl::SaslClient::xoauth2("u", "t")
+        .unwrap()
+        .with_max_rounds(2);
+    s.authenticate(sasl).unwrap();
+    let err = feed(&mut s, b"+ \r\n+ \r\n+ \r\n").unwrap_err();
+    assert!(matches!(err, SessionError::Sasl(_)), "{err}");
+    assert!(written(&mut s).ends_with("*\r\n"));
+}
