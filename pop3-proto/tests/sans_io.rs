@@ -1,6 +1,8 @@
 //! pop3-proto stays sans-IO: no sockets, async, threads or clocks in its
 //! source, and no unsafe.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 
 fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
@@ -18,17 +20,33 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
 #[test]
 fn no_io_async_threads_or_clocks_in_the_source() {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     assert!(files.len() >= 8, "found {} files", files.len());
     let forbidden = [
-        "std::net", "std::fs", "std::thread", "std::time", "std::process", "std::io::Read",
-        "async fn", ".await", "tokio", "Instant::", "SystemTime", "unsafe ",
+        "std::net",
+        "std::fs",
+        "std::thread",
+        "std::time",
+        "std::process",
+        "std::io::Read",
+        "async fn",
+        ".await",
+        "tokio",
+        "Instant::",
+        "SystemTime",
+        "unsafe ",
     ];
     for (path, text) in &files {
         for word in forbidden {
             assert!(!text.contains(word), "{path} mentions `{word}`");
         }
     }
-    let lib = files.iter().find(|(p, _)| p.ends_with("lib.rs")).expect("lib.rs");
+    let lib = files
+        .iter()
+        .find(|(p, _)| p.ends_with("lib.rs"))
+        .expect("lib.rs");
     assert!(lib.1.contains("#![forbid(unsafe_code)]"));
 }

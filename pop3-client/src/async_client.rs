@@ -1,0 +1,469 @@
+//! The async client: a thin futures-io driver of the shared engine. It runs
+//! on any executor; its timeouts use a runtime-independent timer. With the
+//! `tokio` feature, [`Client::connect_tokio`] connects with tokio's TCP.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn example() -> Result<(), pop3_client::Error> {
+//! use pop3_client::{async_client::Client, ClientConfig, Credentials};
+//! let config = ClientConfig::new("pop.example.com");
+//! let mut client = Client::connect_tokio(&config, &Credentials::new("me", "app password")).await?;
+//! for item in client.uidl().await? {
+//!     let message = client.retr_vec(item.msg).await?;
+//!     println!("{}: {} bytes", item.uid, message.len());
+//! }
+//! client.quit().await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use pop3_proto::{Capabilities, Command, Greeting, ListEntry, MsgNum, Stat};
+use tracing::info_span;
+
+use crate::batch::{Answer, Batch, ServerRefusal};
+use crate::config::{ClientConfig, Credentials, Security};
+use crate::engine::{Engine, ProgressFn, Step};
+use crate::error::Error;
+use crate::ops::{self, NoBody, UidlItem, VecSink};
+use crate::timer::within;
+use crate::transport::{tls_client_config, tls_connect_async, AsyncTlsStream};
+
+/// Receives fetched messages chunk by chunk, asynchronously.
+pub trait AsyncMessageSink {
+    /// Message `index` of the batch (number `msg`) begins.
+    fn begin(&mut self, index: usize, msg: MsgNum) -> impl Future<Output = io::Result<()>> {
+        let _ = (index, msg);
+        async { Ok(()) }
+    }
+    /// More of message `index`, exactly as the server sent it, unstuffed.
+    fn write(&mut self, index: usize, chunk: &[u8]) -> impl Future<Output = io::Result<()>>;
+    /// Message `index` is complete with `octets` bytes.
+    fn end(&mut self, index: usize, octets: u64) -> impl Future<Output = io::Result<()>> {
+        let _ = (index, octets);
+        async { Ok(()) }
+    }
+}
+
+impl AsyncMessageSink for NoBody {
+    async fn write(&mut self, _: usize, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncMessageSink for VecSink {
+    async fn begin(&mut self, index: usize, msg: MsgNum) -> io::Result<()> {
+        ops::MessageSink::begin(self, index, msg)
+    }
+    async fn write(&mut self, index: usize, chunk: &[u8]) -> io::Result<()> {
+        ops::MessageSink::write(self, index, chunk)
+    }
+}
+
+/// Streams one message into an `AsyncWrite`.
+struct AsyncWriteSink<'a, W: AsyncWrite + Unpin + ?Sized>(&'a mut W);
+
+impl<W: AsyncWrite + Unpin + ?Sized> AsyncMessageSink for AsyncWriteSink<'_, W> {
+    async fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
+        self.0.write_all(chunk).await
+    }
+}
+
+/// An async connection: plaintext, or TLS over the same stream.
+#[derive(Debug)]
+pub enum AsyncStream<S> {
+    /// No TLS.
+    Plain(S),
+    /// TLS.
+    Tls(Box<AsyncTlsStream<S>>),
+    /// Taken apart for a TLS upgrade that failed.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection closed after a failed TLS upgrade",
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AsyncStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for AsyncStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_close(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            Self::Detached => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// A POP3 client over a futures-io stream.
+pub struct Client<S> {
+    stream: AsyncStream<S>,
+    engine: Engine,
+    greeting: Greeting,
+    config: ClientConfig,
+}
+
+#[cfg(feature = "tokio")]
+impl Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
+    /// Connects with tokio's TCP, secures the connection as `config` says,
+    /// and logs in.
+    pub async fn connect_tokio(
+        config: &ClientConfig,
+        credentials: &Credentials,
+    ) -> Result<Self, Error> {
+        let tcp = crate::transport::connect_tcp_tokio(
+            &config.host,
+            config.port(),
+            config.timeouts.connect,
+        )
+        .await?;
+        Self::connect_over(tcp, config, credentials).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Over a connected stream: TLS as `config.security` says (implicit, or
+    /// STLS), capabilities, login.
+    pub async fn connect_over(
+        stream: S,
+        config: &ClientConfig,
+        credentials: &Credentials,
+    ) -> Result<Self, Error> {
+        let mut client = Self::open_over(stream, config).await?;
+        client.login(credentials).await?;
+        Ok(client)
+    }
+
+    /// Like [`Client::connect_over`] without the login.
+    pub async fn open_over(stream: S, config: &ClientConfig) -> Result<Self, Error> {
+        let stream = match config.security {
+            Security::Tls => {
+                let tls = tls_client_config(&config.roots)?;
+                let tls =
+                    tls_connect_async(stream, &config.host, tls, config.timeouts.tls_handshake)
+                        .await?;
+                AsyncStream::Tls(Box::new(tls))
+            }
+            Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
+        };
+        let mut client = Self::start(stream, config).await?;
+        if config.security == Security::StartTls {
+            ops::require_stls(client.capabilities(), &config.host)?;
+            client.starttls().await?;
+        }
+        Ok(client)
+    }
+
+    /// Starts a session over a stream with no TLS set-up by this client
+    /// (plaintext as far as credential checks go).
+    pub async fn from_stream(stream: S, config: &ClientConfig) -> Result<Self, Error> {
+        Self::start(AsyncStream::Plain(stream), config).await
+    }
+
+    async fn start(mut stream: AsyncStream<S>, config: &ClientConfig) -> Result<Self, Error> {
+        let span = info_span!("pop3", host = %config.host, port = config.port());
+        let mut engine = Engine::new(config.session.clone(), config.timeouts, span);
+        let mut batch = Batch::greeting();
+        run(
+            &mut stream,
+            &mut engine,
+            &mut batch,
+            &mut NoBody,
+            "the greeting",
+        )
+        .await?;
+        let greeting = batch.take_greeting().unwrap_or_else(|| Greeting {
+            status: pop3_proto::Status::Ok,
+            code: None,
+            text: Vec::new(),
+            apop_timestamp: None,
+        });
+        let mut client = Self {
+            stream,
+            engine,
+            greeting,
+            config: config.clone(),
+        };
+        client.refresh_capabilities().await?;
+        Ok(client)
+    }
+
+    async fn run<K: AsyncMessageSink>(
+        &mut self,
+        batch: &mut Batch,
+        sink: &mut K,
+    ) -> Result<(), Error> {
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            batch,
+            sink,
+            "the server's answer",
+        )
+        .await
+    }
+
+    /// Sends STLS, upgrades to TLS, reads the capabilities again.
+    pub async fn starttls(&mut self) -> Result<(), Error> {
+        self.run(&mut ops::one(Command::Stls), &mut NoBody).await?;
+        let plain = match std::mem::replace(&mut self.stream, AsyncStream::Detached) {
+            AsyncStream::Plain(s) => s,
+            other => {
+                self.stream = other;
+                return Err(Error::Config(
+                    "STLS on a connection that is already TLS".into(),
+                ));
+            }
+        };
+        let tls = tls_client_config(&self.config.roots)?;
+        let tls = tls_connect_async(
+            plain,
+            &self.config.host,
+            tls,
+            self.config.timeouts.tls_handshake,
+        )
+        .await?;
+        self.stream = AsyncStream::Tls(Box::new(tls));
+        self.engine.session.tls_established();
+        self.refresh_capabilities().await
+    }
+
+    /// Reads CAPA again (an old server without CAPA leaves them empty).
+    pub async fn refresh_capabilities(&mut self) -> Result<(), Error> {
+        match self.run(&mut ops::one(Command::Capa), &mut NoBody).await {
+            Err(e) if ops::capa_unsupported(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Logs in (see [`crate::blocking::Client::login`]).
+    pub async fn login(&mut self, credentials: &Credentials) -> Result<(), Error> {
+        let commands = ops::login_commands(
+            &self.config,
+            credentials,
+            self.engine.session.capabilities(),
+            &self.greeting,
+            self.is_tls(),
+        )?;
+        self.run(&mut Batch::strict(commands), &mut NoBody).await?;
+        self.refresh_capabilities().await
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// The capabilities the server advertises now.
+    pub fn capabilities(&self) -> &Capabilities {
+        self.engine.session.capabilities()
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, AsyncStream::Tls(_))
+    }
+
+    /// Whether the login asked for Gmail's `recent:` mode.
+    pub fn recent_mode(&self) -> bool {
+        self.engine.session.recent_mode()
+    }
+
+    /// Calls `progress` for every chunk of every message fetched.
+    pub fn on_progress(&mut self, progress: Option<ProgressFn>) {
+        self.engine.set_progress(progress);
+    }
+
+    async fn single(&mut self, command: Command<'static>) -> Result<Answer, Error> {
+        let mut batch = ops::one(command);
+        self.run(&mut batch, &mut NoBody).await?;
+        Ok(ops::only(batch))
+    }
+
+    /// STAT.
+    pub async fn stat(&mut self) -> Result<Stat, Error> {
+        ops::stat_of(self.single(Command::Stat).await?)
+    }
+
+    /// LIST.
+    pub async fn list(&mut self) -> Result<Vec<ListEntry>, Error> {
+        Ok(ops::listing_of(self.single(Command::List(None)).await?))
+    }
+
+    /// UIDL.
+    pub async fn uidl(&mut self) -> Result<Vec<UidlItem>, Error> {
+        Ok(ops::uids_of(self.single(Command::Uidl(None)).await?))
+    }
+
+    /// TOP into `out`.
+    pub async fn top<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        msg: MsgNum,
+        lines: u32,
+        out: &mut W,
+    ) -> Result<u64, Error> {
+        let mut batch = ops::one(Command::Top { msg, lines });
+        self.run(&mut batch, &mut AsyncWriteSink(out)).await?;
+        Ok(ops::only(batch).octets)
+    }
+
+    /// RETR, streamed into `out` in bounded memory.
+    pub async fn retr<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        msg: MsgNum,
+        out: &mut W,
+    ) -> Result<u64, Error> {
+        let mut batch = ops::one(Command::Retr(msg));
+        self.run(&mut batch, &mut AsyncWriteSink(out)).await?;
+        Ok(ops::only(batch).octets)
+    }
+
+    /// RETR into memory.
+    pub async fn retr_vec(&mut self, msg: MsgNum) -> Result<Vec<u8>, Error> {
+        let mut sink = VecSink::default();
+        let mut batch = ops::one(Command::Retr(msg));
+        self.run(&mut batch, &mut sink).await?;
+        Ok(sink.0.pop().unwrap_or_default())
+    }
+
+    /// Fetches many messages into `sink`, pipelined when the server allows.
+    pub async fn retr_many<K: AsyncMessageSink>(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut K,
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        self.run(&mut batch, sink).await?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Fetches many messages into memory.
+    pub async fn retr_many_vec(
+        &mut self,
+        msgs: &[MsgNum],
+    ) -> Result<Vec<Result<Vec<u8>, ServerRefusal>>, Error> {
+        let mut sink = VecSink::default();
+        let outcomes = self.retr_many(msgs, &mut sink).await?;
+        Ok(ops::zip_bodies(outcomes, sink))
+    }
+
+    /// DELE.
+    pub async fn dele(&mut self, msg: MsgNum) -> Result<(), Error> {
+        self.single(Command::Dele(msg)).await.map(drop)
+    }
+
+    /// Marks many messages for deletion, pipelined when possible.
+    pub async fn dele_many(
+        &mut self,
+        msgs: &[MsgNum],
+    ) -> Result<Vec<Result<(), ServerRefusal>>, Error> {
+        let mut batch = ops::dele_many(msgs);
+        self.run(&mut batch, &mut NoBody).await?;
+        Ok(ops::outcomes(batch)
+            .into_iter()
+            .map(|o| o.map(drop))
+            .collect())
+    }
+
+    /// RSET.
+    pub async fn rset(&mut self) -> Result<(), Error> {
+        self.single(Command::Rset).await.map(drop)
+    }
+
+    /// NOOP.
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        self.single(Command::Noop).await.map(drop)
+    }
+
+    /// QUIT: commits deletions and ends the session.
+    pub async fn quit(mut self) -> Result<(), Error> {
+        self.single(Command::Quit).await.map(drop)?;
+        let _ = self.stream.close().await;
+        Ok(())
+    }
+}
+
+/// The driver loop: write, read within the deadline, pass bodies on.
+async fn run<S, K>(
+    stream: &mut AsyncStream<S>,
+    engine: &mut Engine,
+    batch: &mut Batch,
+    sink: &mut K,
+    what: &str,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    K: AsyncMessageSink,
+{
+    engine.begin(batch)?;
+    loop {
+        match engine.step(batch)? {
+            Step::Done => return Ok(()),
+            Step::BodyStart { index, msg } => sink.begin(index, msg).await?,
+            Step::Body { index, chunk } => sink.write(index, chunk).await?,
+            Step::BodyEnd { index, octets } => sink.end(index, octets).await?,
+            Step::Read => {
+                // Everything queued goes out before waiting for answers.
+                if !engine.output().is_empty() {
+                    let limit = engine.read_timeout(what)?;
+                    let write = async {
+                        stream.write_all(engine.output()).await?;
+                        stream.flush().await
+                    };
+                    match within(limit, write).await {
+                        Some(written) => written?,
+                        None => return Err(engine.timeout(what)),
+                    }
+                    engine.output_written();
+                }
+                let limit = engine.read_timeout(what)?;
+                match within(limit, stream.read(engine.spare())).await {
+                    Some(Ok(n)) => engine.filled(n)?,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => engine.filled(0)?,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(engine.timeout(what)),
+                }
+            }
+        }
+    }
+}

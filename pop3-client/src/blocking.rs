@@ -1,0 +1,349 @@
+//! The blocking client: a thin std::io driver of the shared engine.
+//!
+//! ```no_run
+//! use pop3_client::{blocking::Client, ClientConfig, Credentials};
+//! let config = ClientConfig::new("pop.example.com");
+//! let mut client = Client::connect(&config, &Credentials::new("me@example.com", "app password"))?;
+//! let stat = client.stat()?;
+//! println!("{} messages, {} bytes", stat.count, stat.octets);
+//! for item in client.uidl()? {
+//!     let message: Vec<u8> = client.retr_vec(item.msg)?;
+//!     // store `message` durably, then remember `item.uid`
+//! }
+//! client.quit()?;
+//! # Ok::<(), pop3_client::Error>(())
+//! ```
+
+use std::io::{self, Write};
+
+use pop3_proto::{Capabilities, Command, Greeting, ListEntry, MsgNum, Stat};
+use tracing::info_span;
+
+use crate::batch::{Batch, ServerRefusal};
+use crate::config::{ClientConfig, Credentials, Security};
+use crate::engine::{Engine, ProgressFn, Step};
+use crate::error::Error;
+use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
+use crate::transport::{
+    connect_tcp, tls_client_config, tls_connect_blocking, Connection, ReadTimeout,
+};
+
+/// A POP3 client over a blocking stream.
+pub struct Client<S: ReadTimeout> {
+    stream: S,
+    engine: Engine,
+    greeting: Greeting,
+    config: ClientConfig,
+    is_tls: bool,
+}
+
+impl Client<Connection> {
+    /// Connects as `config` says (TCP, TLS or STLS), reads the capabilities
+    /// and logs in. Fails before sending any credential if the connection is
+    /// not as secure as asked.
+    pub fn connect(config: &ClientConfig, credentials: &Credentials) -> Result<Self, Error> {
+        let mut client = Self::open(config)?;
+        client.login(credentials)?;
+        Ok(client)
+    }
+
+    /// Connects and secures the connection, without logging in.
+    pub fn open(config: &ClientConfig) -> Result<Self, Error> {
+        let timeouts = config.timeouts;
+        let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
+        let stream = match config.security {
+            Security::Tls => {
+                let tls = tls_client_config(&config.roots)?;
+                let stream = tls_connect_blocking(tcp, &config.host, tls, timeouts.tls_handshake)?;
+                Connection::Tls(Box::new(stream))
+            }
+            Security::StartTls | Security::Plain => Connection::Plain(tcp),
+        };
+        let is_tls = stream.is_tls();
+        let mut client = Self::from_stream(stream, config, is_tls)?;
+        if config.security == Security::StartTls {
+            ops::require_stls(client.capabilities(), &config.host)?;
+            client.starttls()?;
+        }
+        Ok(client)
+    }
+
+    /// Sends STLS and upgrades the connection to TLS, then reads the
+    /// capabilities again.
+    pub fn starttls(&mut self) -> Result<(), Error> {
+        let mut batch = ops::one(Command::Stls);
+        self.run(&mut batch, &mut NoBody)?;
+        let tcp = match std::mem::replace(&mut self.stream, Connection::Detached) {
+            Connection::Plain(tcp) => tcp,
+            other => {
+                self.stream = other;
+                return Err(Error::Config(
+                    "STLS on a connection that is already TLS".into(),
+                ));
+            }
+        };
+        let tls = tls_client_config(&self.config.roots)?;
+        let timeout = self.config.timeouts.tls_handshake;
+        let stream = tls_connect_blocking(tcp, &self.config.host, tls, timeout)?;
+        self.stream = Connection::Tls(Box::new(stream));
+        self.is_tls = true;
+        self.engine.session.tls_established();
+        self.refresh_capabilities()
+    }
+}
+
+impl<S: ReadTimeout> Client<S> {
+    /// Starts a session over an already connected stream: reads the greeting
+    /// and the capabilities. `is_tls` says whether the stream is encrypted
+    /// (it decides whether credentials may be sent).
+    pub fn from_stream(stream: S, config: &ClientConfig, is_tls: bool) -> Result<Self, Error> {
+        let span = info_span!("pop3", host = %config.host, port = config.port());
+        let mut engine = Engine::new(config.session.clone(), config.timeouts, span);
+        let mut stream = stream;
+        let mut batch = Batch::greeting();
+        run(
+            &mut stream,
+            &mut engine,
+            &mut batch,
+            &mut NoBody,
+            "the greeting",
+        )?;
+        let greeting = batch.take_greeting().unwrap_or_else(|| Greeting {
+            status: pop3_proto::Status::Ok,
+            code: None,
+            text: Vec::new(),
+            apop_timestamp: None,
+        });
+        let mut client = Self {
+            stream,
+            engine,
+            greeting,
+            config: config.clone(),
+            is_tls,
+        };
+        client.refresh_capabilities()?;
+        Ok(client)
+    }
+
+    fn run(&mut self, batch: &mut Batch, sink: &mut dyn MessageSink) -> Result<(), Error> {
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            batch,
+            sink,
+            "the server's answer",
+        )
+    }
+
+    /// Reads CAPA again (an old server without CAPA leaves them empty).
+    pub fn refresh_capabilities(&mut self) -> Result<(), Error> {
+        match self.run(&mut ops::one(Command::Capa), &mut NoBody) {
+            Err(e) if ops::capa_unsupported(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Logs in with the method chosen by the settings and the server's
+    /// capabilities, then reads the capabilities again.
+    pub fn login(&mut self, credentials: &Credentials) -> Result<(), Error> {
+        let commands = ops::login_commands(
+            &self.config,
+            credentials,
+            self.engine.session.capabilities(),
+            &self.greeting,
+            self.is_tls,
+        )?;
+        self.run(&mut Batch::strict(commands), &mut NoBody)?;
+        self.refresh_capabilities()
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// The capabilities the server advertises now.
+    pub fn capabilities(&self) -> &Capabilities {
+        self.engine.session.capabilities()
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.is_tls
+    }
+
+    /// Whether the login asked for Gmail's `recent:` mode (keep mail on the
+    /// server; track UIDs).
+    pub fn recent_mode(&self) -> bool {
+        self.engine.session.recent_mode()
+    }
+
+    /// Calls `progress` for every chunk of every message fetched.
+    pub fn on_progress(&mut self, progress: Option<ProgressFn>) {
+        self.engine.set_progress(progress);
+    }
+
+    fn single(&mut self, command: Command<'static>) -> Result<crate::batch::Answer, Error> {
+        let mut batch = ops::one(command);
+        self.run(&mut batch, &mut NoBody)?;
+        Ok(ops::only(batch))
+    }
+
+    /// STAT: message count and total size.
+    pub fn stat(&mut self) -> Result<Stat, Error> {
+        ops::stat_of(self.single(Command::Stat)?)
+    }
+
+    /// LIST: every message's number and size.
+    pub fn list(&mut self) -> Result<Vec<ListEntry>, Error> {
+        Ok(ops::listing_of(self.single(Command::List(None))?))
+    }
+
+    /// `LIST n`: one message's size.
+    pub fn list_one(&mut self, msg: MsgNum) -> Result<ListEntry, Error> {
+        let entries = ops::listing_of(self.single(Command::List(Some(msg)))?);
+        entries
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Config("empty LIST answer".into()))
+    }
+
+    /// UIDL: every message's unique-id.
+    pub fn uidl(&mut self) -> Result<Vec<UidlItem>, Error> {
+        Ok(ops::uids_of(self.single(Command::Uidl(None))?))
+    }
+
+    /// `UIDL n`: one message's unique-id.
+    pub fn uidl_one(&mut self, msg: MsgNum) -> Result<UidlItem, Error> {
+        let items = ops::uids_of(self.single(Command::Uidl(Some(msg)))?);
+        items
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Config("empty UIDL answer".into()))
+    }
+
+    /// TOP: the header and the first `lines` body lines, into `out`.
+    pub fn top(&mut self, msg: MsgNum, lines: u32, out: &mut dyn Write) -> Result<u64, Error> {
+        let mut batch = ops::one(Command::Top { msg, lines });
+        self.run(&mut batch, &mut WriteSink(out))?;
+        Ok(ops::only(batch).octets)
+    }
+
+    /// RETR: streams message `msg` into `out`, in bounded memory. Returns
+    /// its size.
+    pub fn retr(&mut self, msg: MsgNum, out: &mut dyn Write) -> Result<u64, Error> {
+        let mut batch = ops::one(Command::Retr(msg));
+        self.run(&mut batch, &mut WriteSink(out))?;
+        Ok(ops::only(batch).octets)
+    }
+
+    /// RETR into memory.
+    pub fn retr_vec(&mut self, msg: MsgNum) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.retr(msg, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fetches many messages into `sink`, pipelined when the server
+    /// advertises PIPELINING. A message the server refuses is reported in
+    /// its slot; the others are still fetched.
+    pub fn retr_many(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut dyn MessageSink,
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        self.run(&mut batch, sink)?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Fetches many messages into memory.
+    pub fn retr_many_vec(
+        &mut self,
+        msgs: &[MsgNum],
+    ) -> Result<Vec<Result<Vec<u8>, ServerRefusal>>, Error> {
+        let mut sink = VecSink::default();
+        let outcomes = self.retr_many(msgs, &mut sink)?;
+        Ok(ops::zip_bodies(outcomes, sink))
+    }
+
+    /// DELE: marks `msg` for deletion (done at [`Client::quit`]).
+    pub fn dele(&mut self, msg: MsgNum) -> Result<(), Error> {
+        self.single(Command::Dele(msg)).map(drop)
+    }
+
+    /// Marks many messages for deletion, pipelined when possible.
+    pub fn dele_many(&mut self, msgs: &[MsgNum]) -> Result<Vec<Result<(), ServerRefusal>>, Error> {
+        let mut batch = ops::dele_many(msgs);
+        self.run(&mut batch, &mut NoBody)?;
+        Ok(ops::outcomes(batch)
+            .into_iter()
+            .map(|o| o.map(drop))
+            .collect())
+    }
+
+    /// RSET: unmarks every deletion.
+    pub fn rset(&mut self) -> Result<(), Error> {
+        self.single(Command::Rset).map(drop)
+    }
+
+    /// NOOP: keeps the connection alive.
+    pub fn noop(&mut self) -> Result<(), Error> {
+        self.single(Command::Noop).map(drop)
+    }
+
+    /// QUIT: commits deletions and ends the session.
+    pub fn quit(mut self) -> Result<(), Error> {
+        self.single(Command::Quit).map(drop)
+    }
+
+    /// The stream, for callers that manage it themselves.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+/// The driver loop: write, read within the deadline, pass bodies to the sink.
+fn run<S: ReadTimeout>(
+    stream: &mut S,
+    engine: &mut Engine,
+    batch: &mut Batch,
+    sink: &mut dyn MessageSink,
+    what: &str,
+) -> Result<(), Error> {
+    engine.begin(batch)?;
+    loop {
+        match engine.step(batch)? {
+            Step::Done => return Ok(()),
+            Step::BodyStart { index, msg } => sink.begin(index, msg)?,
+            Step::Body { index, chunk } => sink.write(index, chunk)?,
+            Step::BodyEnd { index, octets } => sink.end(index, octets)?,
+            Step::Read => {
+                // Everything queued goes out before waiting for answers.
+                if !engine.output().is_empty() {
+                    stream.write_all(engine.output())?;
+                    stream.flush()?;
+                    engine.output_written();
+                }
+                let timeout = engine.read_timeout(what)?;
+                stream.set_read_timeout(Some(timeout))?;
+                match stream.read(engine.spare()) {
+                    Ok(n) => engine.filled(n)?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // A TLS peer that vanishes without close_notify: the
+                    // session says what the cut-off means.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => engine.filled(0)?,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Err(engine.timeout(what));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}

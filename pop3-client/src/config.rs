@@ -1,0 +1,238 @@
+//! Connection settings: where, how securely, how to log in, how long to wait.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pop3_proto::SessionConfig;
+
+/// How the connection is secured. There is no "TLS if available": a client
+/// asked for TLS never falls back to plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Security {
+    /// TLS from the first byte (POP3S, port 995).
+    Tls,
+    /// Plaintext, then STLS (port 110); fails before any credential is sent
+    /// if the server does not offer STLS or refuses it.
+    StartTls,
+    /// No TLS (port 110). Credentials are refused unless
+    /// [`ClientConfig::allow_plaintext_auth`] is set.
+    Plain,
+}
+
+impl Security {
+    /// The usual port for this mode: 995 for TLS, 110 otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Tls => 995,
+            Self::StartTls | Self::Plain => 110,
+        }
+    }
+}
+
+/// Which certificate authorities to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// Mozilla's roots, built in (webpki-roots). The default.
+    WebPki,
+    /// The operating system's store.
+    System,
+    /// The certificates in a PEM file (a private CA, a self-signed server).
+    CaFile(PathBuf),
+    /// The certificates in PEM text held in memory.
+    CaPem(Vec<u8>),
+}
+
+/// How to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// The most secure method the server offers among SASL PLAIN and
+    /// USER/PASS (both only over TLS unless plaintext is explicitly allowed).
+    Auto,
+    /// USER and PASS.
+    User,
+    /// APOP (weak MD5; only when asked for).
+    Apop,
+    /// SASL PLAIN.
+    Plain,
+    /// SASL LOGIN.
+    Login,
+    /// SASL CRAM-MD5 (weak; only when asked for).
+    CramMd5,
+    /// SASL XOAUTH2 with a bearer token as the secret.
+    XOAuth2,
+    /// SASL OAUTHBEARER with a bearer token as the secret.
+    OAuthBearer,
+}
+
+impl AuthMethod {
+    /// Parses the names `fetch` accepts: auto, user, apop, plain, login,
+    /// cram-md5, xoauth2, oauthbearer.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "user" => Self::User,
+            "apop" => Self::Apop,
+            "plain" => Self::Plain,
+            "login" => Self::Login,
+            "cram-md5" => Self::CramMd5,
+            "xoauth2" => Self::XOAuth2,
+            "oauthbearer" => Self::OAuthBearer,
+            _ => return None,
+        })
+    }
+
+    /// Whether the method keeps the secret off the wire (APOP, CRAM-MD5),
+    /// so plaintext connections may use it.
+    pub fn hides_secret(self) -> bool {
+        matches!(self, Self::Apop | Self::CramMd5)
+    }
+}
+
+/// Every wait the client makes is bounded by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish the TCP connection (per address tried).
+    pub connect: Duration,
+    /// To complete a TLS handshake.
+    pub tls_handshake: Duration,
+    /// For a whole response to arrive, from the moment it is awaited (plus
+    /// the allowance for bodies below): a server trickling bytes cannot hold
+    /// the client longer.
+    pub response: Duration,
+    /// For any single read to return data: the longest silence tolerated.
+    pub idle: Duration,
+    /// Bodies earn extra time at this rate (bytes per second): a large
+    /// message over a slow link completes, a trickle does not.
+    pub min_body_rate: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            tls_handshake: Duration::from_secs(30),
+            response: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            min_body_rate: 8 * 1024,
+        }
+    }
+}
+
+impl Timeouts {
+    /// All timeouts set to `d` (a `--timeout` flag).
+    pub fn all(d: Duration) -> Self {
+        Self {
+            connect: d,
+            tls_handshake: d,
+            response: d,
+            idle: d,
+            ..Self::default()
+        }
+    }
+}
+
+/// A password or OAuth token. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Who to log in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name (for Gmail's recent mode, `recent:user@gmail.com`).
+    pub user: String,
+    /// The password, app-specific password, or OAuth access token.
+    pub secret: Secret,
+}
+
+impl Credentials {
+    /// User name and password (or token).
+    pub fn new(user: impl Into<String>, secret: impl Into<Secret>) -> Self {
+        Self {
+            user: user.into(),
+            secret: secret.into(),
+        }
+    }
+}
+
+/// Largest message accepted by default: 1 GiB, far above what mail servers
+/// accept, yet a bound on a server that never ends a body.
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
+
+/// Everything needed to reach and log in to a POP3 server.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server host name (checked against its certificate) or IP address.
+    pub host: String,
+    /// Port; `None` for [`Security::default_port`].
+    pub port: Option<u16>,
+    /// How the connection is secured.
+    pub security: Security,
+    /// Which authorities to trust.
+    pub roots: TlsRoots,
+    /// How to log in.
+    pub auth: AuthMethod,
+    /// Send credentials over a connection without TLS. Off by default:
+    /// anyone on the path could read them.
+    pub allow_plaintext_auth: bool,
+    /// Limits on every wait.
+    pub timeouts: Timeouts,
+    /// Protocol limits (line cap, body cap: [`DEFAULT_MAX_MESSAGE`],
+    /// pipelining window).
+    pub session: SessionConfig,
+}
+
+impl ClientConfig {
+    /// Settings for `host` with implicit TLS on port 995, certificates checked
+    /// against Mozilla's roots, automatic login.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            port: None,
+            security: Security::Tls,
+            roots: TlsRoots::WebPki,
+            auth: AuthMethod::Auto,
+            allow_plaintext_auth: false,
+            timeouts: Timeouts::default(),
+            session: SessionConfig {
+                max_body: Some(DEFAULT_MAX_MESSAGE),
+                ..SessionConfig::default()
+            },
+        }
+    }
+
+    /// The port to use.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(self.security.default_port())
+    }
+}

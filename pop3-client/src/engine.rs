@@ -1,0 +1,288 @@
+//! The part of a driver that is the same for the blocking and the async
+//! client: the read buffer, the session, the batch being run, deadlines and
+//! progress. A driver only writes [`Engine::output`], reads into
+//! [`Engine::spare`] within [`Engine::read_timeout`], and passes body chunks
+//! to its sink; everything else happens here, once.
+
+use std::time::{Duration, Instant};
+
+use pop3_proto::escape::Escaped;
+use pop3_proto::{ClientSession, Event, MsgNum, Payload, SessionConfig, Status};
+use tracing::{debug, trace, Span};
+
+use crate::batch::{Answer, Batch, Cmd};
+use crate::config::Timeouts;
+use crate::error::Error;
+
+/// Read buffer size. It must exceed the protocol line cap, since a whole
+/// line has to fit before it can be parsed.
+const MIN_BUFFER: usize = 64 * 1024;
+
+/// Where a message fetch stands, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchProgress {
+    /// Position of the message in the batch, from 0.
+    pub index: usize,
+    /// Messages in the batch.
+    pub count: usize,
+    /// The message number.
+    pub msg: MsgNum,
+    /// Body bytes received so far for this message.
+    pub bytes: u64,
+    /// Whether the message is complete.
+    pub done: bool,
+}
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&FetchProgress) + Send>;
+
+/// What a driver must do next.
+pub(crate) enum Step<'a> {
+    /// Read more input (after writing the output).
+    Read,
+    /// A message body begins (RETR/TOP answered `+OK`).
+    BodyStart { index: usize, msg: MsgNum },
+    /// Body bytes for the message at `index`.
+    Body { index: usize, chunk: &'a [u8] },
+    /// The message at `index` is complete.
+    BodyEnd { index: usize, octets: u64 },
+    /// The batch is complete: its answers are in the batch.
+    Done,
+}
+
+pub(crate) struct Engine {
+    pub(crate) session: ClientSession,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    timeouts: Timeouts,
+    deadline: Option<Instant>,
+    progress: Option<ProgressFn>,
+    body_bytes: u64,
+    span: Span,
+}
+
+impl Engine {
+    pub(crate) fn new(config: SessionConfig, timeouts: Timeouts, span: Span) -> Self {
+        let size = MIN_BUFFER.max(config.max_line * 2);
+        Self {
+            session: ClientSession::new(config),
+            buf: vec![0; size],
+            start: 0,
+            end: 0,
+            timeouts,
+            deadline: None,
+            progress: None,
+            body_bytes: 0,
+            span,
+        }
+    }
+
+    pub(crate) fn set_progress(&mut self, progress: Option<ProgressFn>) {
+        self.progress = progress;
+    }
+
+    /// Bytes the driver must write before reading.
+    pub(crate) fn output(&self) -> &[u8] {
+        self.session.output()
+    }
+
+    pub(crate) fn output_written(&mut self) {
+        self.session.clear_output();
+    }
+
+    /// Where to read into: free space after the buffered bytes.
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records `n` bytes read into [`Engine::spare`]; 0 is end of input.
+    pub(crate) fn filled(&mut self, n: usize) -> Result<(), Error> {
+        if n == 0 {
+            // The batch still waits for answers, so this is an error either
+            // way; the session says what was cut off.
+            self.session.handle_eof()?;
+            return Err(pop3_proto::SessionError::Disconnected.into());
+        }
+        trace!(parent: &self.span, bytes = n, "read");
+        self.end += n;
+        Ok(())
+    }
+
+    /// How long the next read may wait: the idle limit, or less if the
+    /// current response's deadline is nearer. An error once it has passed.
+    pub(crate) fn read_timeout(&self, what: &str) -> Result<Duration, Error> {
+        let idle = self.timeouts.idle;
+        let Some(deadline) = self.deadline else {
+            return Ok(idle);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timeout(what));
+        }
+        Ok(left.min(idle))
+    }
+
+    pub(crate) fn timeout(&self, what: &str) -> Error {
+        Error::Timeout {
+            what: what.to_owned(),
+            after: match self.deadline {
+                Some(_) => self.timeouts.response,
+                None => self.timeouts.idle,
+            },
+        }
+    }
+
+    fn restart_deadline(&mut self) {
+        self.deadline = Some(Instant::now() + self.timeouts.response);
+    }
+
+    /// Starts running `batch`: queues what may be sent now.
+    pub(crate) fn begin(&mut self, batch: &mut Batch) -> Result<(), Error> {
+        self.restart_deadline();
+        self.pump(batch)
+    }
+
+    fn pump(&mut self, batch: &mut Batch) -> Result<(), Error> {
+        let _span = self.span.enter();
+        while let Some(cmd) = batch.next_to_send(&self.session) {
+            debug!(command = ?cmd, "send");
+            match cmd {
+                Cmd::Plain(command) => self.session.send(command)?,
+                Cmd::User(user) => self.session.send(&pop3_proto::Command::User(user))?,
+                Cmd::Pass(pass) => self
+                    .session
+                    .send(&pop3_proto::Command::Pass(pass.expose()))?,
+                Cmd::Apop { user, digest } => self
+                    .session
+                    .send(&pop3_proto::Command::Apop { user, digest })?,
+                Cmd::Auth(sasl) => self.session.authenticate(sasl.clone())?,
+            }
+            batch.sent();
+        }
+        Ok(())
+    }
+
+    /// Processes buffered input for `batch` until the driver must act.
+    pub(crate) fn step(&mut self, batch: &mut Batch) -> Result<Step<'_>, Error> {
+        loop {
+            if batch.is_done() {
+                self.deadline = None;
+                return Ok(Step::Done);
+            }
+            let (used, event) = self.session.advance(&self.buf[self.start..self.end])?;
+            self.start += used;
+            match event {
+                Event::NeedInput => return Ok(Step::Read),
+                Event::Greeting(greeting) => {
+                    debug!(parent: &self.span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
+                    batch.greeted(greeting)?;
+                }
+                Event::Reply(reply) => {
+                    debug!(parent: &self.span, command = reply.command.name(), status = ?reply.status,
+                        code = ?reply.code.as_ref().map(|c| c.as_str()), text = %Escaped(reply.text), "reply");
+                    let multi = reply.multi_line_follows();
+                    let answer = Answer::from_reply(&reply);
+                    let index = batch.answered_count();
+                    let msg = batch.message_of(index);
+                    if multi {
+                        batch.collect(answer);
+                        if let (Some(msg), true) = (msg, answer_is_body(reply.command)) {
+                            self.body_bytes = 0;
+                            return Ok(Step::BodyStart { index, msg });
+                        }
+                    } else {
+                        batch.finish(answer, self.session.capabilities().login_delay())?;
+                        self.restart_deadline();
+                        self.pump(batch)?;
+                    }
+                }
+                Event::Capability(_) | Event::Language(_) => {}
+                Event::Listing(entry) => batch.current().listing.push(entry),
+                Event::UniqueId(entry) => batch.current().uids.push((entry.msg, entry.to_uid())),
+                Event::Body(chunk) => {
+                    let index = batch.answered_count();
+                    let len = chunk.len();
+                    // The chunk borrows the buffer (or, in rare lenient cases,
+                    // is a static "." or ".\r"); find where, so it can be
+                    // borrowed again outside this loop.
+                    let offset = (chunk.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+                    let in_buffer = offset < self.buf.len();
+                    self.body_bytes += len as u64;
+                    batch.current().octets = self.body_bytes;
+                    report(&mut self.progress, batch, index, self.body_bytes, false);
+                    // Bodies earn time at the minimum rate (see Timeouts).
+                    if let Some(deadline) = self.deadline {
+                        let rate = self.timeouts.min_body_rate.max(1) as f64;
+                        self.deadline = Some(deadline + Duration::from_secs_f64(len as f64 / rate));
+                    }
+                    let chunk: &[u8] = if in_buffer {
+                        &self.buf[offset..offset + len]
+                    } else if len == 1 {
+                        b"."
+                    } else {
+                        b".\r"
+                    };
+                    return Ok(Step::Body { index, chunk });
+                }
+                Event::End(kind) => {
+                    let index = batch.answered_count();
+                    let is_body = answer_is_body(kind) && batch.message_of(index).is_some();
+                    let octets = self.body_bytes;
+                    if is_body {
+                        report(&mut self.progress, batch, index, octets, true);
+                    }
+                    batch.end_collect(self.session.capabilities().login_delay())?;
+                    self.restart_deadline();
+                    self.pump(batch)?;
+                    if is_body {
+                        return Ok(Step::BodyEnd { index, octets });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn report(progress: &mut Option<ProgressFn>, batch: &Batch, index: usize, bytes: u64, done: bool) {
+    if let (Some(progress), Some(msg)) = (progress.as_mut(), batch.message_of(index)) {
+        progress(&FetchProgress {
+            index,
+            count: batch.len(),
+            msg,
+            bytes,
+            done,
+        });
+    }
+}
+
+fn answer_is_body(kind: pop3_proto::CommandKind) -> bool {
+    matches!(
+        kind,
+        pop3_proto::CommandKind::Retr | pop3_proto::CommandKind::Top
+    )
+}
+
+impl Answer {
+    fn from_reply(reply: &pop3_proto::Reply<'_>) -> Self {
+        let mut answer = Answer {
+            command: Some(reply.command),
+            ok: reply.status == Status::Ok,
+            code: reply.code.clone(),
+            text: reply.text.to_vec(),
+            ..Answer::default()
+        };
+        match reply.payload {
+            Payload::None => {}
+            Payload::Stat(stat) => answer.stat = Some(stat),
+            Payload::Listing(entry) => answer.listing.push(entry),
+            Payload::UniqueId(entry) => answer.uids.push((entry.msg, entry.to_uid())),
+        }
+        answer
+    }
+}

@@ -1,0 +1,279 @@
+//! Errors an application can act on: each variant is a different thing to
+//! tell the user or to do next, and [`Error::kind`] names it for scripts.
+
+use std::io;
+use std::time::Duration;
+
+use pop3_proto::escape::snippet;
+use pop3_proto::{CommandKind, RespCode, RespCodeKind, SessionError};
+use thiserror::Error;
+
+/// The failure classes, as short stable names (`fetch` prints them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Could not reach the server.
+    Connect,
+    /// TLS could not be set up (certificate, handshake, STLS missing).
+    Tls,
+    /// The server refused the credentials, or no usable login method.
+    Auth,
+    /// The mailbox is locked by another session.
+    InUse,
+    /// Logging in again too soon.
+    LoginDelay,
+    /// The server failed a command.
+    Server,
+    /// The server broke the protocol.
+    Protocol,
+    /// The server did not answer in time.
+    Timeout,
+    /// Local or network I/O failed.
+    Io,
+    /// The settings are invalid or unsafe.
+    Config,
+}
+
+impl ErrorKind {
+    /// The kind's stable name: connect, tls, auth, in-use, login-delay,
+    /// server, protocol, timeout, io, config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Auth => "auth",
+            Self::InUse => "in-use",
+            Self::LoginDelay => "login-delay",
+            Self::Server => "server",
+            Self::Protocol => "protocol",
+            Self::Timeout => "timeout",
+            Self::Io => "io",
+            Self::Config => "config",
+        }
+    }
+}
+
+/// What went wrong, worded for the person who typed the settings.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// No address of the server accepted a connection.
+    #[error("could not connect to {server}: {source}")]
+    Connect {
+        /// `host:port`.
+        server: String,
+        /// The last address's error.
+        source: io::Error,
+    },
+    /// TLS failed; `reason` names the certificate problem where there is one.
+    #[error("secure connection to {host} failed: {reason}")]
+    Tls {
+        /// The host name checked.
+        host: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The server rejected the credentials.
+    #[error("the server rejected the login{}: \"{server_text}\". Check the user name and password; if two-factor authentication is on, use an app-specific password", code_suffix(.code))]
+    Auth {
+        /// The RFC 3206 code, when the server gave one (`[AUTH]`).
+        code: Option<RespCode>,
+        /// The server's words, escaped.
+        server_text: String,
+    },
+    /// No login method both offered by the server and allowed by the settings.
+    #[error("no usable login method: {reason}")]
+    NoLoginMethod {
+        /// Why (what was offered, what was allowed).
+        reason: String,
+    },
+    /// The mailbox is in use by another session (`[IN-USE]`).
+    #[error("the mailbox is in use by another session (\"{server_text}\"); close other mail programs reading it, or try again in a few minutes")]
+    InUse {
+        /// The server's words, escaped.
+        server_text: String,
+    },
+    /// The server wants more time between logins (`[LOGIN-DELAY]`).
+    #[error("the server asks to wait longer between logins (\"{server_text}\"){}", delay_hint(.seconds))]
+    LoginDelay {
+        /// The advertised LOGIN-DELAY, when known.
+        seconds: Option<u32>,
+        /// The server's words, escaped.
+        server_text: String,
+    },
+    /// The server failed a command.
+    #[error("the server could not {command}{}: \"{server_text}\"{}", code_suffix(.code), if *.temporary { "; this is temporary, try again later" } else { "" })]
+    Server {
+        /// The command, in words.
+        command: &'static str,
+        /// Whether the server said it is temporary (`[SYS/TEMP]`).
+        temporary: bool,
+        /// The response code, if any.
+        code: Option<RespCode>,
+        /// The server's words, escaped.
+        server_text: String,
+    },
+    /// The server broke the protocol (the offending bytes are shown escaped).
+    #[error("the server broke the POP3 protocol: {0}")]
+    Protocol(SessionError),
+    /// The server did not answer in time.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The settings are invalid or would be unsafe.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn code_suffix(code: &Option<RespCode>) -> String {
+    code.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+}
+
+fn delay_hint(seconds: &Option<u32>) -> String {
+    match seconds {
+        Some(s) => format!("; wait at least {s} seconds before the next login"),
+        None => "; try again later".to_owned(),
+    }
+}
+
+impl Error {
+    /// The failure class.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect { .. } => ErrorKind::Connect,
+            Self::Tls { .. } => ErrorKind::Tls,
+            Self::Auth { .. } | Self::NoLoginMethod { .. } => ErrorKind::Auth,
+            Self::InUse { .. } => ErrorKind::InUse,
+            Self::LoginDelay { .. } => ErrorKind::LoginDelay,
+            Self::Server { .. } => ErrorKind::Server,
+            Self::Protocol(SessionError::Encode(_)) | Self::Config(_) => ErrorKind::Config,
+            Self::Protocol(_) => ErrorKind::Protocol,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Io(_) => ErrorKind::Io,
+        }
+    }
+
+    /// Whether trying again later may succeed (temporary server trouble,
+    /// lock, login delay, timeouts, network).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Server { temporary, .. } => *temporary,
+            Self::InUse { .. }
+            | Self::LoginDelay { .. }
+            | Self::Timeout { .. }
+            | Self::Connect { .. }
+            | Self::Io(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Maps a `-ERR` answer to the error the application acts on.
+    pub(crate) fn from_reply(
+        command: CommandKind,
+        code: Option<RespCode>,
+        text: &[u8],
+        login_delay: Option<u32>,
+    ) -> Self {
+        let server_text = snippet(text);
+        let is_login = matches!(
+            command,
+            CommandKind::User | CommandKind::Pass | CommandKind::Apop | CommandKind::Auth
+        );
+        match code.as_ref().map(RespCode::kind) {
+            Some(RespCodeKind::InUse) => Self::InUse { server_text },
+            Some(RespCodeKind::LoginDelay) => Self::LoginDelay {
+                seconds: login_delay,
+                server_text,
+            },
+            Some(RespCodeKind::Auth) => Self::Auth { code, server_text },
+            Some(RespCodeKind::SysTemp) => Self::server(command, true, code, server_text),
+            Some(RespCodeKind::SysPerm) => Self::server(command, false, code, server_text),
+            _ if is_login => Self::Auth { code, server_text },
+            _ => Self::server(command, false, code, server_text),
+        }
+    }
+
+    fn server(
+        command: CommandKind,
+        temporary: bool,
+        code: Option<RespCode>,
+        server_text: String,
+    ) -> Self {
+        Self::Server {
+            command: command_in_words(command),
+            temporary,
+            code,
+            server_text,
+        }
+    }
+}
+
+impl From<SessionError> for Error {
+    fn from(e: SessionError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+/// What a command does, for messages ("the server could not delete a message").
+pub(crate) fn command_in_words(command: CommandKind) -> &'static str {
+    match command {
+        CommandKind::User | CommandKind::Pass | CommandKind::Apop | CommandKind::Auth => "log in",
+        CommandKind::Stls => "start TLS (STLS)",
+        CommandKind::Capa => "list its capabilities (CAPA)",
+        CommandKind::Stat => "report the mailbox size (STAT)",
+        CommandKind::List { .. } => "list messages (LIST)",
+        CommandKind::Uidl { .. } => "list message IDs (UIDL)",
+        CommandKind::Retr => "send a message (RETR)",
+        CommandKind::Top => "send a message header (TOP)",
+        CommandKind::Dele => "delete a message (DELE)",
+        CommandKind::Rset => "undo deletions (RSET)",
+        CommandKind::Noop => "answer NOOP",
+        CommandKind::Quit => "commit deletions and log out (QUIT)",
+        CommandKind::Utf8 => "enter UTF-8 mode",
+        CommandKind::Lang { .. } => "change language (LANG)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_errors_suggest_app_passwords() {
+        let e = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("AUTH")),
+            b"Authentication failed.",
+            None,
+        );
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        let text = e.to_string();
+        assert!(text.contains("app-specific password"), "{text}");
+        assert!(text.contains("[AUTH]"), "{text}");
+    }
+
+    #[test]
+    fn codes_map_to_kinds() {
+        let kind = |code: &str| {
+            Error::from_reply(CommandKind::Pass, Some(RespCode::new(code)), b"x", None).kind()
+        };
+        assert_eq!(kind("IN-USE"), ErrorKind::InUse);
+        assert_eq!(kind("LOGIN-DELAY"), ErrorKind::LoginDelay);
+        assert_eq!(kind("SYS/TEMP"), ErrorKind::Server);
+        let e = Error::from_reply(
+            CommandKind::Retr,
+            Some(RespCode::new("SYS/TEMP")),
+            b"x",
+            None,
+        );
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("try again later"));
+        let e = Error::from_reply(CommandKind::Dele, None, b"\x1b[31mevil", None);
+        assert!(e.to_string().contains("\\x1b[31mevil"), "{e}");
+    }
+}

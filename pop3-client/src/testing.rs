@@ -1,0 +1,333 @@
+//! An in-process POP3 server for tests, benchmarks and demos: pop3-proto's
+//! server role driven over real TCP on 127.0.0.1, with TLS (implicit and
+//! STLS) from a certificate generated at start, and fault injection.
+//!
+//! It listens on loopback only and stops when the [`TestServer`] is dropped;
+//! connection threads end when their client goes or after a minute idle.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use pop3_proto::server::{ServerAction, ServerMessage, ServerOptions, ServerSession};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ServerConnection, StreamOwned};
+
+use crate::config::{ClientConfig, Security, Timeouts, TlsRoots};
+
+/// Misbehaviour to inject, to test how the client copes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Behave.
+    #[default]
+    None,
+    /// Close the connection after sending this many bytes of a RETR answer.
+    DisconnectMidRetr {
+        /// Bytes of the answer sent before the cut.
+        after: usize,
+    },
+    /// Wait this long before every answer (after the greeting).
+    Delay(Duration),
+    /// Send every answer one byte at a time, this far apart.
+    Trickle(Duration),
+    /// Answer STAT, LIST, UIDL and RETR with a line that is not POP3.
+    GarbageStatus,
+    /// Send a forged `+OK` right behind STLS's `+OK`, before the handshake.
+    InjectAfterStls,
+    /// Answer RETR with a body that never ends.
+    EndlessBody,
+}
+
+/// How a [`TestServer`] behaves.
+#[derive(Debug, Clone, Default)]
+pub struct TestServerConfig {
+    /// What the server offers and the account it accepts.
+    pub options: ServerOptions,
+    /// The maildrop.
+    pub messages: Vec<ServerMessage>,
+    /// TLS from the first byte (POP3S) instead of plaintext (+ STLS if offered).
+    pub implicit_tls: bool,
+    /// Misbehaviour to inject.
+    pub fault: Fault,
+}
+
+struct Shared {
+    messages: Mutex<Vec<ServerMessage>>,
+    stop: AtomicBool,
+}
+
+/// A running server on 127.0.0.1.
+pub struct TestServer {
+    addr: SocketAddr,
+    ca_pem: String,
+    shared: Arc<Shared>,
+    implicit_tls: bool,
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM, with the
+/// rustls server configuration that presents it.
+pub fn self_signed_tls() -> io::Result<(String, Arc<rustls::ServerConfig>)> {
+    let other = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| other(&e))?;
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| other(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| other(&e))?;
+    Ok((certified.cert.pem(), Arc::new(config)))
+}
+
+impl TestServer {
+    /// Starts listening on an ephemeral port of 127.0.0.1.
+    pub fn start(config: TestServerConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let (ca_pem, tls) = self_signed_tls()?;
+        let shared = Arc::new(Shared {
+            messages: Mutex::new(config.messages.clone()),
+            stop: AtomicBool::new(false),
+        });
+        let implicit_tls = config.implicit_tls;
+        let accept_shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("pop3-test-server".into())
+            .spawn(move || {
+                for (n, stream) in listener.incoming().enumerate() {
+                    if accept_shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (shared, tls, config) =
+                        (Arc::clone(&accept_shared), Arc::clone(&tls), config.clone());
+                    let _ = thread::Builder::new()
+                        .name(format!("pop3-test-conn-{n}"))
+                        .spawn(move || {
+                            let _ = serve(stream, &shared, &tls, &config, n);
+                        });
+                }
+            })?;
+        Ok(Self {
+            addr,
+            ca_pem,
+            shared,
+            implicit_tls,
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server certificate, as PEM: trust it as a CA.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Client settings for this server: 127.0.0.1, its port, the security
+    /// its listener speaks (`StartTls` for a plaintext listener), its
+    /// certificate trusted, short timeouts.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new("127.0.0.1");
+        config.port = Some(self.addr.port());
+        config.security = if self.implicit_tls {
+            Security::Tls
+        } else {
+            Security::StartTls
+        };
+        config.roots = TlsRoots::CaPem(self.ca_pem.clone().into_bytes());
+        config.timeouts = Timeouts::all(Duration::from_secs(10));
+        config
+    }
+
+    /// The messages left on the server (after committed deletions).
+    pub fn messages(&self) -> Vec<ServerMessage> {
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn tls_accept(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>) -> io::Result<Conn> {
+    let conn = ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Conn::Tls(Box::new(stream)))
+}
+
+fn send(conn: &mut Conn, bytes: &[u8], fault: &Fault) -> io::Result<()> {
+    match fault {
+        Fault::Delay(d) => thread::sleep(*d),
+        Fault::Trickle(d) => {
+            for b in bytes {
+                conn.write_all(std::slice::from_ref(b))?;
+                conn.flush()?;
+                thread::sleep(*d);
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    conn.write_all(bytes)?;
+    conn.flush()
+}
+
+fn serve(
+    tcp: TcpStream,
+    shared: &Shared,
+    tls: &Arc<rustls::ServerConfig>,
+    config: &TestServerConfig,
+    n: usize,
+) -> io::Result<()> {
+    if shared.stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    tcp.set_nodelay(true)?;
+    let messages = shared
+        .messages
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let uids: Vec<String> = messages.iter().map(|m| m.uid.clone()).collect();
+    let stamp = format!("<{}.{n}@localhost>", std::process::id());
+    let mut session = ServerSession::new(config.options.clone(), messages, &stamp);
+    let mut conn = if config.implicit_tls {
+        session.set_tls();
+        tls_accept(tcp, tls)?
+    } else {
+        Conn::Plain(tcp)
+    };
+    let mut out = Vec::new();
+    session.greeting(&mut out);
+    conn.write_all(&out)?;
+    out.clear();
+    let mut input = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let read = conn.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(());
+        }
+        input.extend_from_slice(&chunk[..read]);
+        loop {
+            let keyword = input
+                .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+                .next()
+                .map(<[u8]>::to_ascii_uppercase)
+                .unwrap_or_default();
+            let (used, action) = session
+                .handle(&input, &mut out)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if used == 0 {
+                break;
+            }
+            input.drain(..used);
+            let keyword = keyword.as_slice();
+            match (&config.fault, keyword) {
+                (Fault::DisconnectMidRetr { after }, b"RETR") => {
+                    conn.write_all(&out[..(*after).min(out.len())])?;
+                    conn.flush()?;
+                    return Ok(());
+                }
+                (Fault::GarbageStatus, b"STAT" | b"LIST" | b"UIDL" | b"RETR") => {
+                    out.clear();
+                    out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\n");
+                }
+                (Fault::EndlessBody, b"RETR") => {
+                    conn.write_all(b"+OK\r\n")?;
+                    let line = [b'x'; 78];
+                    loop {
+                        conn.write_all(&line)?;
+                        conn.write_all(b"\r\n")?;
+                        if shared.stop.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                    }
+                }
+                (Fault::InjectAfterStls, _) if action == ServerAction::StartTls => {
+                    out.extend_from_slice(b"+OK injected by an attacker\r\n");
+                }
+                _ => {}
+            }
+            send(&mut conn, &out, &config.fault)?;
+            out.clear();
+            match action {
+                ServerAction::Continue => {}
+                ServerAction::Close => {
+                    commit(shared, &uids, session.committed_deletions());
+                    return Ok(());
+                }
+                ServerAction::StartTls => {
+                    conn = match conn {
+                        Conn::Plain(tcp) => tls_accept(tcp, tls)?,
+                        tls_conn => tls_conn,
+                    };
+                    session.tls_established();
+                }
+            }
+        }
+    }
+}
+
+/// Removes the messages a session deleted from the shared maildrop.
+fn commit(shared: &Shared, uids: &[String], deleted: &[usize]) {
+    if deleted.is_empty() {
+        return;
+    }
+    let gone: Vec<&String> = deleted.iter().filter_map(|&i| uids.get(i)).collect();
+    shared
+        .messages
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|m| !gone.contains(&&m.uid));
+}

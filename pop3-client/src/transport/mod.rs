@@ -1,0 +1,120 @@
+//! Getting a secure byte stream to a server: TCP connect with timeouts and
+//! rustls TLS (implicit, or an upgrade after STLS/STARTTLS). Protocol-neutral:
+//! the POP3 clients and the SMTP side use the same code.
+
+mod tcp;
+mod tls;
+
+pub use tcp::connect_tcp;
+#[cfg(feature = "tokio")]
+pub use tcp::connect_tcp_tokio;
+pub use tls::{
+    describe_tls_error, server_name, tls_client_config, tls_connect_async, tls_connect_blocking,
+    AsyncTlsStream, BlockingTlsStream,
+};
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A blocking stream whose reads can be bounded in time. The blocking client
+/// sets the timeout before every read so that each wait stays within its
+/// deadline.
+pub trait ReadTimeout: Read + Write {
+    /// Bounds the next reads (`None`: wait forever).
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Any `Read + Write` without a way to bound reads (an in-memory pipe, a
+/// stream the caller manages): the client then relies on the caller.
+#[derive(Debug)]
+pub struct Unbounded<S>(pub S);
+
+impl<S: Read> Read for Unbounded<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for Unbounded<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S: Read + Write> ReadTimeout for Unbounded<S> {
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A blocking connection made by [`connect_tcp`]: plaintext, or TLS.
+#[derive(Debug)]
+pub enum Connection {
+    /// No TLS.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<BlockingTlsStream>),
+    /// Taken apart for a TLS upgrade that failed; every use is an error.
+    Detached,
+}
+
+impl Connection {
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    fn detached() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            "connection closed after a failed TLS upgrade",
+        )
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+            Self::Detached => Err(Self::detached()),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+            Self::Detached => Err(Self::detached()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+            Self::Detached => Err(Self::detached()),
+        }
+    }
+}
+
+impl ReadTimeout for Connection {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.set_read_timeout(timeout),
+            Self::Tls(s) => s.sock.set_read_timeout(timeout),
+            Self::Detached => Err(Self::detached()),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The blocking client against the in-process server over real TCP and TLS:
+//! every login method, byte-exact fetches, pipelined batches, and each
+//! injected fault mapped to the error an application acts on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pop3_client::blocking::Client;
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::pop3_proto::SessionError;
+use pop3_client::testing::{Fault, TestServer, TestServerConfig};
+use pop3_client::{AuthMethod, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots};
+
+fn corpus() -> Vec<ServerMessage> {
+    let mut long_line = b"Subject: long\r\n\r\n".to_vec();
+    long_line.extend(std::iter::repeat_n(b'L', 5000));
+    long_line.extend_from_slice(b"\r\n");
+    let bodies: Vec<Vec<u8>> = vec![
+        b"Subject: one\r\n\r\nHello\r\n".to_vec(),
+        b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\n \r\n".to_vec(),
+        "Subject: 8bit\r\n\r\nGr\u{fc}\u{df}e, na\u{ef}ve caf\u{e9} \u{1F600}\r\n"
+            .bytes()
+            .chain(*b"\xff\xfe raw\r\n")
+            .collect(),
+        long_line,
+        b"Subject: empty body\r\n\r\n".to_vec(),
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, content)| ServerMessage {
+            uid: format!("uid-{i}"),
+            content,
+        })
+        .collect()
+}
+
+fn server(options: ServerOptions, implicit_tls: bool, fault: Fault) -> TestServer {
+    TestServer::start(TestServerConfig {
+        options,
+        messages: corpus(),
+        implicit_tls,
+        fault,
+    })
+    .unwrap()
+}
+
+fn stls_options() -> ServerOptions {
+    ServerOptions {
+        stls: true,
+        ..ServerOptions::default()
+    }
+}
+
+fn creds() -> Credentials {
+    Credentials::new("user", "password")
+}
+
+fn m(n: u32) -> MsgNum {
+    MsgNum::new(n).unwrap()
+}
+
+#[test]
+fn fetches_every_message_byte_for_byte_over_stls_and_implicit_tls() {
+    for (implicit, options) in [(false, stls_options()), (true, ServerOptions::default())] {
+        let server = server(options, implicit, Fault::None);
+        let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+        assert!(client.is_tls());
+        let stat = client.stat().unwrap();
+        assert_eq!(stat.count, 5);
+        let uids = client.uidl().unwrap();
+        assert_eq!(uids.len(), 5);
+        for (item, expected) in uids.iter().zip(corpus()) {
+            assert_eq!(item.uid.as_bytes(), expected.uid.as_bytes());
+            assert_eq!(client.retr_vec(item.msg).unwrap(), expected.content);
+        }
+        let sizes = client.list().unwrap();
+        assert_eq!(sizes[3].octets, corpus()[3].content.len() as u64);
+        client.quit().unwrap();
+    }
+}
+
+#[test]
+fn pipelined_batch_with_progress_and_deletions() {
+    let server = server(stls_options(), false, Fault::None);
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    assert!(
+        client.capabilities().pipelining(),
+        "CAPA re-read after login"
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    client.on_progress(Some(Box::new(move |p| {
+        log.lock().unwrap().push((p.index, p.bytes, p.done))
+    })));
+    let msgs: Vec<MsgNum> = (1..=5).map(m).chain([m(99)]).collect();
+    let fetched = client.retr_many_vec(&msgs).unwrap();
+    for (got, expected) in fetched.iter().zip(corpus()) {
+        assert_eq!(got.as_ref().unwrap(), &expected.content);
+    }
+    assert!(
+        fetched[5].is_err(),
+        "message 99 does not exist, and the batch went on"
+    );
+    let progress = seen.lock().unwrap().clone();
+    for (i, expected) in corpus().iter().enumerate() {
+        assert!(
+            progress.contains(&(i, expected.content.len() as u64, true)),
+            "{i}: {progress:?}"
+        );
+    }
+    let deleted = client.dele_many(&[m(1), m(2)]).unwrap();
+    assert!(deleted.iter().all(Result::is_ok));
+    client.quit().unwrap();
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["uid-2", "uid-3", "uid-4"]);
+}
+
+#[test]
+fn every_login_method() {
+    let options = ServerOptions {
+        stls: true,
+        apop: true,
+        sasl: ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER"]
+            .map(String::from)
+            .to_vec(),
+        ..ServerOptions::default()
+    };
+    let server = server(options, false, Fault::None);
+    for method in [
+        AuthMethod::Auto,
+        AuthMethod::User,
+        AuthMethod::Apop,
+        AuthMethod::Plain,
+        AuthMethod::Login,
+        AuthMethod::CramMd5,
+        AuthMethod::XOAuth2,
+        AuthMethod::OAuthBearer,
+    ] {
+        let mut config = server.client_config();
+        config.auth = method;
+        let mut client =
+            Client::connect(&config, &creds()).unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        assert_eq!(client.stat().unwrap().count, 5, "{method:?}");
+        client.quit().unwrap();
+        // And the wrong secret is an authentication error.
+        let err = Client::connect(&config, &Credentials::new("user", "wrong"))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::Auth, "{method:?}: {err}");
+        assert!(err.to_string().contains("app-specific password"), "{err}");
+    }
+}
+
+#[test]
+fn no_credentials_without_tls_unless_allowed() {
+    let server = server(ServerOptions::default(), false, Fault::None);
+    let mut config = server.client_config();
+    config.security = Security::Plain;
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("without TLS"), "{err}");
+    config.allow_plaintext_auth = true;
+    let mut client = Client::connect(&config, &creds()).unwrap();
+    assert!(!client.is_tls());
+    client.noop().unwrap();
+}
+
+#[test]
+fn starttls_required_but_not_offered_fails_before_login() {
+    let server = server(ServerOptions::default(), false, Fault::None);
+    let err = Client::connect(&server.client_config(), &creds())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("does not offer STLS"), "{err}");
+}
+
+#[test]
+fn untrusted_certificate_is_named() {
+    let server = server(ServerOptions::default(), true, Fault::None);
+    let mut config = server.client_config();
+    config.roots = TlsRoots::WebPki;
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(
+        err.to_string()
+            .contains("not signed by a trusted authority"),
+        "{err}"
+    );
+}
+
+#[test]
+fn disconnect_mid_retr_is_an_eof_error() {
+    let server = server(
+        stls_options(),
+        false,
+        Fault::DisconnectMidRetr { after: 20 },
+    );
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    let err = client.retr_vec(m(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(SessionError::UnexpectedEof { during: "RETR" })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn slow_server_times_out() {
+    let server = server(stls_options(), false, Fault::None);
+    let mut config = server.client_config();
+    config.timeouts.response = Duration::from_millis(300);
+    let slow = TestServer::start(TestServerConfig {
+        options: ServerOptions::default(),
+        messages: corpus(),
+        implicit_tls: true,
+        fault: Fault::Delay(Duration::from_secs(2)),
+    })
+    .unwrap();
+    let mut config = slow.client_config();
+    config.timeouts.response = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(server);
+}
+
+#[test]
+fn trickling_server_cannot_hold_the_client() {
+    // One byte every 20 ms never leaves the connection idle for long, but the
+    // whole answer must still arrive within the response deadline.
+    let server = server(
+        ServerOptions::default(),
+        true,
+        Fault::Trickle(Duration::from_millis(20)),
+    );
+    let mut config = server.client_config();
+    config.timeouts.response = Duration::from_millis(400);
+    config.timeouts.idle = Duration::from_secs(5);
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
+
+#[test]
+fn garbage_status_is_a_protocol_error_showing_the_bytes() {
+    let server = server(stls_options(), false, Fault::GarbageStatus);
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    let err = client.stat().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.to_string().contains("HTTP/1.1 500"), "{err}");
+}
+
+#[test]
+fn mailbox_in_use() {
+    let options = ServerOptions {
+        stls: true,
+        refuse_login_with: Some((
+            "IN-USE".into(),
+            "Do you have another POP session running?".into(),
+        )),
+        ..ServerOptions::default()
+    };
+    let server = server(options, false, Fault::None);
+    let err = Client::connect(&server.client_config(), &creds())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    assert!(err.is_transient());
+}
+
+#[test]
+fn stls_response_injection_is_refused() {
+    let server = server(stls_options(), false, Fault::InjectAfterStls);
+    let err = Client::connect(&server.client_config(), &creds())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::Protocol(SessionError::UnexpectedData { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn endless_body_is_bounded() {
+    let server = server(stls_options(), false, Fault::EndlessBody);
+    let mut config = server.client_config();
+    config.session.max_body = Some(4 << 20);
+    let mut client = Client::connect(&config, &creds()).unwrap();
+    let err = client.retr(m(1), &mut std::io::sink()).unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol(SessionError::BodyTooLarge { .. })),
+        "{err}"
+    );
+}
