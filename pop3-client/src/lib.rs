@@ -21,6 +21,7 @@ mod config;
 mod engine;
 mod error;
 mod ops;
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timer;

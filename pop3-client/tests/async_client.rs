@@ -20,14 +20,21 @@ fn messages() -> Vec<ServerMessage> {
     (0..20)
         .map(|i| ServerMessage {
             uid: format!("async-{i}"),
-            content: format!("Subject: {i}\r\n\r\n.dot line {i}\r\n{}\r\n", "x".repeat(i * 100)).into_bytes(),
+            content: format!(
+                "Subject: {i}\r\n\r\n.dot line {i}\r\n{}\r\n",
+                "x".repeat(i * 100)
+            )
+            .into_bytes(),
         })
         .collect()
 }
 
 fn start(implicit_tls: bool, fault: Fault) -> TestServer {
     TestServer::start(TestServerConfig {
-        options: ServerOptions { stls: !implicit_tls, ..ServerOptions::default() },
+        options: ServerOptions {
+            stls: !implicit_tls,
+            ..ServerOptions::default()
+        },
         messages: messages(),
         implicit_tls,
         fault,
@@ -42,7 +49,9 @@ fn creds() -> Credentials {
 #[tokio::test]
 async fn tokio_fetch_over_stls_pipelined() {
     let server = start(false, Fault::None);
-    let mut client = Client::connect_tokio(&server.client_config(), &creds()).await.unwrap();
+    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+        .await
+        .unwrap();
     assert!(client.is_tls());
     let uids = client.uidl().await.unwrap();
     let msgs: Vec<MsgNum> = uids.iter().map(|u| u.msg).collect();
@@ -51,7 +60,13 @@ async fn tokio_fetch_over_stls_pipelined() {
         assert_eq!(body.unwrap(), expected.content);
     }
     let mut streamed = Vec::new();
-    let n = client.retr(MsgNum::new(3).unwrap(), &mut futures_util::io::Cursor::new(&mut streamed)).await.unwrap();
+    let n = client
+        .retr(
+            MsgNum::new(3).unwrap(),
+            &mut futures_util::io::Cursor::new(&mut streamed),
+        )
+        .await
+        .unwrap();
     assert_eq!(n as usize, messages()[2].content.len());
     assert_eq!(streamed, messages()[2].content);
     client.dele(MsgNum::new(1).unwrap()).await.unwrap();
@@ -64,18 +79,29 @@ async fn tokio_timeouts_and_faults() {
     let slow = start(true, Fault::Delay(Duration::from_secs(3)));
     let mut config = slow.client_config();
     config.timeouts.response = Duration::from_millis(300);
-    let err = Client::connect_tokio(&config, &creds()).await.err().unwrap();
+    let err = Client::connect_tokio(&config, &creds())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 
     let cut = start(true, Fault::DisconnectMidRetr { after: 30 });
-    let mut client = Client::connect_tokio(&cut.client_config(), &creds()).await.unwrap();
+    let mut client = Client::connect_tokio(&cut.client_config(), &creds())
+        .await
+        .unwrap();
     let err = client.retr_vec(MsgNum::new(5).unwrap()).await.unwrap_err();
-    assert!(matches!(err, Error::Protocol(SessionError::UnexpectedEof { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Protocol(SessionError::UnexpectedEof { .. })),
+        "{err}"
+    );
 
     let server = start(true, Fault::None);
     let mut config = server.client_config();
     config.auth = AuthMethod::Login;
-    let err = Client::connect_tokio(&config, &Credentials::new("user", "nope")).await.err().unwrap();
+    let err = Client::connect_tokio(&config, &Credentials::new("user", "nope"))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 }
 
@@ -94,14 +120,22 @@ fn ready<T>(cx: &mut Context<'_>, result: std::io::Result<T>) -> Poll<std::io::R
 }
 
 impl AsyncRead for Polled {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
         let result = self.get_mut().0.read(buf);
         ready(cx, result)
     }
 }
 
 impl AsyncWrite for Polled {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let result = self.get_mut().0.write(buf);
         ready(cx, result)
     }
@@ -120,7 +154,9 @@ fn runs_without_any_runtime() {
     let tcp = TcpStream::connect(server.addr()).unwrap();
     tcp.set_nonblocking(true).unwrap();
     futures_executor::block_on(async {
-        let mut client = Client::connect_over(Polled(tcp), &server.client_config(), &creds()).await.unwrap();
+        let mut client = Client::connect_over(Polled(tcp), &server.client_config(), &creds())
+            .await
+            .unwrap();
         let stat = client.stat().await.unwrap();
         assert_eq!(stat.count, 20);
         let body = client.retr_vec(MsgNum::new(20).unwrap()).await.unwrap();

@@ -1,0 +1,166 @@
+//! The `fetch` program end to end: its fixed command line, the Maildir it
+//! writes (byte-identical to what the server holds), its summary line, and
+//! its `error: KIND:` last line on failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::testing::{Fault, TestServer, TestServerConfig};
+
+/// The example binary, built by `cargo test` next to this test's directory.
+fn fetch_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join("fetch");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples` (cargo test builds it)",
+        path.display()
+    );
+    path
+}
+
+fn corpus() -> Vec<ServerMessage> {
+    (0..12)
+        .map(|i| ServerMessage {
+            uid: format!("f{i}"),
+            content: format!(
+                "Subject: {i}\r\n\r\n.{}\r\n\u{e9}t\u{e9}\r\n",
+                "y".repeat(i * 997)
+            )
+            .into_bytes(),
+        })
+        .collect()
+}
+
+fn run_fetch(server: &TestServer, password: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let maildir = dir.path().join("Maildir");
+    let port = server.addr().port().to_string();
+    let mut args = vec![
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--user",
+        "user",
+        "--password-env",
+        "FETCH_TEST_PASSWORD",
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--timeout",
+        "10",
+        "--maildir",
+        maildir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = Command::new(fetch_binary())
+        .args(&args)
+        .env("FETCH_TEST_PASSWORD", password)
+        .output()
+        .unwrap();
+    (output, dir)
+}
+
+fn delivered(dir: &tempfile::TempDir) -> Vec<Vec<u8>> {
+    let new = dir.path().join("Maildir").join("new");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(new)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut bodies: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    bodies.sort();
+    bodies
+}
+
+#[test]
+fn fetches_into_maildir_over_tls_and_starttls() {
+    for (implicit_tls, security) in [(true, "tls"), (false, "starttls")] {
+        let options = ServerOptions {
+            stls: !implicit_tls,
+            ..ServerOptions::default()
+        };
+        let server = TestServer::start(TestServerConfig {
+            options,
+            messages: corpus(),
+            implicit_tls,
+            fault: Fault::None,
+        })
+        .unwrap();
+        let (output, dir) = run_fetch(&server, "password", &["--security", security]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(stdout.starts_with("fetched 12 of 12 messages"), "{stdout}");
+        assert!(
+            stderr.contains("fetching 12/12"),
+            "progress shown: {stderr}"
+        );
+        let mut expected: Vec<Vec<u8>> = corpus().into_iter().map(|m| m.content).collect();
+        expected.sort();
+        assert_eq!(delivered(&dir), expected);
+        assert!(std::fs::read_dir(dir.path().join("Maildir/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        assert_eq!(server.messages().len(), 12, "messages stay on the server");
+    }
+}
+
+#[test]
+fn failures_end_with_error_kind() {
+    let options = ServerOptions {
+        stls: true,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start(TestServerConfig {
+        options,
+        messages: corpus(),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("wrong", &["--security", "starttls"], "error: auth:"),
+        ("password", &["--security", "plain"], "error: config:"),
+        ("password", &["--auth", "nonsense"], "error: config:"),
+    ];
+    for (password, extra, expected) in cases {
+        let (output, _dir) = run_fetch(&server, password, extra);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with(expected), "{extra:?}: {stderr}");
+    }
+    drop(server);
+    let cut = TestServer::start(TestServerConfig {
+        implicit_tls: true,
+        messages: corpus(),
+        fault: Fault::DisconnectMidRetr { after: 100 },
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let (output, dir) = run_fetch(&cut, "password", &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("error: protocol:"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("Maildir/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no partial file left"
+    );
+}
