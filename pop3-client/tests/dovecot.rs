@@ -1,0 +1,195 @@
+//! Interop with a real Dovecot POP3 server on 127.0.0.1, started by
+//! `scripts/dovecot.sh start` (CI does this). Without it these tests say they
+//! were skipped and pass; with POP3_REQUIRE_DOVECOT=1 (set by CI) they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use pop3_client::blocking::Client;
+use pop3_client::pop3_proto::RespCodeKind;
+use pop3_client::{
+    AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots,
+};
+
+struct Dovecot {
+    env: HashMap<String, String>,
+}
+
+impl Dovecot {
+    fn find() -> Option<Self> {
+        let dir = std::env::var("POP3_DOVECOT_DIR").unwrap_or_else(|_| "/tmp/pop3-dovecot".into());
+        let path = PathBuf::from(dir).join("env");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            assert!(
+                std::env::var_os("POP3_REQUIRE_DOVECOT").is_none(),
+                "POP3_REQUIRE_DOVECOT is set but {} is missing",
+                path.display()
+            );
+            eprintln!(
+                "skipped: Dovecot interop tests (no {}; run scripts/dovecot.sh start)",
+                path.display()
+            );
+            return None;
+        };
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Some(Self { env })
+    }
+
+    fn get(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    fn config(&self, security: Security, auth: AuthMethod) -> ClientConfig {
+        let mut config = ClientConfig::new(self.get("host"));
+        config.security = security;
+        config.port = Some(
+            match security {
+                Security::Tls => self.get("tls_port"),
+                _ => self.get("plain_port"),
+            }
+            .parse()
+            .unwrap(),
+        );
+        config.roots = TlsRoots::CaFile(self.get("ca_file").into());
+        config.auth = auth;
+        config
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials::new(self.get("user"), self.get("password"))
+    }
+
+    /// What Dovecot serves: the corpus files, which the script wrote in CRLF
+    /// form with a final CRLF, so the bytes on the wire are the file's.
+    fn expected(&self) -> Vec<Vec<u8>> {
+        let maildir = PathBuf::from(self.get("maildir"));
+        let mut bodies: Vec<Vec<u8>> = ["new", "cur"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).unwrap())
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        bodies.sort();
+        bodies
+    }
+}
+
+fn fetch_all(client: &mut Client<pop3_client::transport::Connection>) -> Vec<Vec<u8>> {
+    let msgs: Vec<MsgNum> = client.uidl().unwrap().into_iter().map(|u| u.msg).collect();
+    let mut bodies: Vec<Vec<u8>> = client
+        .retr_many_vec(&msgs)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    bodies.sort();
+    bodies
+}
+
+#[test]
+fn every_message_byte_identical_in_every_auth_mode() {
+    let Some(dovecot) = Dovecot::find() else {
+        return;
+    };
+    let expected = dovecot.expected();
+    assert_eq!(expected.len(), 6);
+    assert!(expected.iter().any(|b| b.len() > 10 * 1024 * 1024));
+    for security in [Security::Tls, Security::StartTls] {
+        for auth in [
+            AuthMethod::Auto,
+            AuthMethod::User,
+            AuthMethod::Plain,
+            AuthMethod::Login,
+            AuthMethod::CramMd5,
+            AuthMethod::Apop,
+        ] {
+            let config = dovecot.config(security, auth);
+            let mut client = Client::connect(&config, &dovecot.credentials())
+                .unwrap_or_else(|e| panic!("{security:?} {auth:?}: {e}"));
+            assert!(client.is_tls());
+            assert!(
+                client.capabilities().pipelining(),
+                "Dovecot pipelines after login"
+            );
+            assert_eq!(fetch_all(&mut client), expected, "{security:?} {auth:?}");
+            // TOP gives the header and the blank line at least.
+            let mut top = Vec::new();
+            client.top(MsgNum::new(1).unwrap(), 0, &mut top).unwrap();
+            assert!(
+                top.ends_with(b"\r\n\r\n"),
+                "{:?}",
+                String::from_utf8_lossy(&top)
+            );
+            client.quit().unwrap();
+        }
+    }
+}
+
+#[test]
+fn plaintext_login_only_when_allowed() {
+    let Some(dovecot) = Dovecot::find() else {
+        return;
+    };
+    let mut config = dovecot.config(Security::Plain, AuthMethod::User);
+    let err = Client::connect(&config, &dovecot.credentials())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    config.allow_plaintext_auth = true;
+    let mut client = Client::connect(&config, &dovecot.credentials()).unwrap();
+    assert!(!client.is_tls());
+    assert_eq!(client.stat().unwrap().count, 6);
+    client.quit().unwrap();
+}
+
+#[test]
+fn wrong_password_gives_auth_code() {
+    let Some(dovecot) = Dovecot::find() else {
+        return;
+    };
+    let config = dovecot.config(Security::Tls, AuthMethod::User);
+    let err = Client::connect(&config, &Credentials::new(dovecot.get("user"), "wrong"))
+        .err()
+        .unwrap();
+    match &err {
+        Error::Auth { code, .. } => {
+            assert_eq!(code.as_ref().map(|c| c.kind()), Some(RespCodeKind::Auth))
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("app-specific password"));
+}
+
+#[tokio::test]
+async fn async_client_fetches_the_same_bytes() {
+    let Some(dovecot) = Dovecot::find() else {
+        return;
+    };
+    let config = dovecot.config(Security::StartTls, AuthMethod::Auto);
+    let mut client =
+        pop3_client::async_client::Client::connect_tokio(&config, &dovecot.credentials())
+            .await
+            .unwrap();
+    let msgs: Vec<MsgNum> = client
+        .uidl()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.msg)
+        .collect();
+    let mut bodies: Vec<Vec<u8>> = client
+        .retr_many_vec(&msgs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, dovecot.expected());
+    client.quit().await.unwrap();
+}
