@@ -244,7 +244,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Sends STLS, upgrades to TLS, reads the capabilities again.
     pub async fn starttls(&mut self) -> Result<(), Error> {
-        self.run(&mut ops::one(Command::Stls), &mut NoBody).await?;
+        self.run(&mut ops::one(Command::Stls), &mut NoBody)
+            .await
+            .map_err(|e| ops::stls_refused(e, &self.config.host))?;
         let plain = match std::mem::replace(&mut self.stream, AsyncStream::Detached) {
             AsyncStream::Plain(s) => s,
             other => {

@@ -146,6 +146,19 @@ impl Batch {
         batch
     }
 
+    /// The first command's name, naming the batch in traces.
+    pub(crate) fn name(&self) -> &'static str {
+        match self.commands.first() {
+            _ if self.want_greeting => "greeting",
+            Some(Cmd::Plain(c)) => c.kind().name(),
+            Some(Cmd::User(_)) => "USER",
+            Some(Cmd::Pass(_)) => "PASS",
+            Some(Cmd::Apop { .. }) => "APOP",
+            Some(Cmd::Auth(_)) => "AUTH",
+            None => "none",
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.commands.len()
     }

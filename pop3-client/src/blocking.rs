@@ -72,7 +72,8 @@ impl Client<Connection> {
     /// capabilities again.
     pub fn starttls(&mut self) -> Result<(), Error> {
         let mut batch = ops::one(Command::Stls);
-        self.run(&mut batch, &mut NoBody)?;
+        self.run(&mut batch, &mut NoBody)
+            .map_err(|e| ops::stls_refused(e, &self.config.host))?;
         let tcp = match std::mem::replace(&mut self.stream, Connection::Detached) {
             Connection::Plain(tcp) => tcp,
             other => {

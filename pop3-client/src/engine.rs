@@ -59,7 +59,9 @@ pub(crate) struct Engine {
     deadline: Option<Instant>,
     progress: Option<ProgressFn>,
     body_bytes: u64,
+    /// One span for the session, and one per batch of commands inside it.
     span: Span,
+    batch_span: Span,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
             deadline: None,
             progress: None,
             body_bytes: 0,
+            batch_span: span.clone(),
             span,
         }
     }
@@ -109,7 +112,7 @@ impl Engine {
             self.session.handle_eof()?;
             return Err(pop3_proto::SessionError::Disconnected.into());
         }
-        trace!(parent: &self.span, bytes = n, "read");
+        trace!(parent: &self.batch_span, bytes = n, "read");
         self.end += n;
         Ok(())
     }
@@ -144,12 +147,13 @@ impl Engine {
 
     /// Starts running `batch`: queues what may be sent now.
     pub(crate) fn begin(&mut self, batch: &mut Batch) -> Result<(), Error> {
+        self.batch_span = tracing::debug_span!(parent: &self.span, "pop3.command", name = batch.name(), count = batch.len());
         self.restart_deadline();
         self.pump(batch)
     }
 
     fn pump(&mut self, batch: &mut Batch) -> Result<(), Error> {
-        let _span = self.span.enter();
+        let _span = self.batch_span.enter();
         while let Some(cmd) = batch.next_to_send(&self.session) {
             debug!(command = ?cmd, "send");
             match cmd {
@@ -180,11 +184,11 @@ impl Engine {
             match event {
                 Event::NeedInput => return Ok(Step::Read),
                 Event::Greeting(greeting) => {
-                    debug!(parent: &self.span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
+                    debug!(parent: &self.batch_span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
                     batch.greeted(greeting)?;
                 }
                 Event::Reply(reply) => {
-                    debug!(parent: &self.span, command = reply.command.name(), status = ?reply.status,
+                    debug!(parent: &self.batch_span, command = reply.command.name(), status = ?reply.status,
                         code = ?reply.code.as_ref().map(|c| c.as_str()), text = %Escaped(reply.text), "reply");
                     let multi = reply.multi_line_follows();
                     let answer = Answer::from_reply(&reply);

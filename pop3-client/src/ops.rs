@@ -152,6 +152,19 @@ pub(crate) fn require_stls(caps: &Capabilities, host: &str) -> Result<(), Error>
     })
 }
 
+/// A refused STLS is a TLS failure: the caller asked for TLS and gets none.
+pub(crate) fn stls_refused(error: Error, host: &str) -> Error {
+    match error {
+        Error::Server { server_text, .. } | Error::Auth { server_text, .. } => Error::Tls {
+            host: host.to_owned(),
+            reason: format!(
+                "the server refused STLS (\"{server_text}\"), and STARTTLS was required; no credentials were sent"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// Chooses how to log in, and the commands that do it.
 ///
 /// Secure first: credentials go in plaintext only when the caller allowed

@@ -39,6 +39,8 @@ pub enum Fault {
     InjectAfterStls,
     /// Answer RETR with a body that never ends.
     EndlessBody,
+    /// Advertise STLS but refuse it with `-ERR [SYS/TEMP]`.
+    RefuseStls,
 }
 
 /// How a [`TestServer`] behaves.
@@ -265,7 +267,7 @@ fn serve(
                 .next()
                 .map(<[u8]>::to_ascii_uppercase)
                 .unwrap_or_default();
-            let (used, action) = session
+            let (used, mut action) = session
                 .handle(&input, &mut out)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if used == 0 {
@@ -293,6 +295,11 @@ fn serve(
                             return Ok(());
                         }
                     }
+                }
+                (Fault::RefuseStls, b"STLS") => {
+                    out.clear();
+                    out.extend_from_slice(b"-ERR [SYS/TEMP] TLS is not available right now\r\n");
+                    action = ServerAction::Continue;
                 }
                 (Fault::InjectAfterStls, _) if action == ServerAction::StartTls => {
                     out.extend_from_slice(b"+OK injected by an attacker\r\n");

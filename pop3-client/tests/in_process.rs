@@ -298,3 +298,47 @@ fn endless_body_is_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn refused_stls_is_a_tls_error_before_any_credential() {
+    let server = server(stls_options(), false, Fault::RefuseStls);
+    let err = Client::connect(&server.client_config(), &creds()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("refused STLS"), "{err}");
+}
+
+/// Traces name every command and reply but never show a password.
+#[test]
+fn traces_redact_credentials() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let server = server(stls_options(), false, Fault::None);
+    let mut config = server.client_config();
+    config.auth = AuthMethod::User;
+    tracing::subscriber::with_default(subscriber, || {
+        let mut client = Client::connect(&config, &Credentials::new("user", "password")).unwrap();
+        client.stat().unwrap();
+        client.quit().unwrap();
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("PASS <redacted>"), "{log}");
+    assert!(log.contains("STAT"), "{log}");
+    assert!(log.contains("pop3.command"), "{log}");
+    assert!(!log.contains("password"), "the password leaked: {log}");
+}
