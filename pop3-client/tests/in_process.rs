@@ -302,7 +302,9 @@ fn endless_body_is_bounded() {
 #[test]
 fn refused_stls_is_a_tls_error_before_any_credential() {
     let server = server(stls_options(), false, Fault::RefuseStls);
-    let err = Client::connect(&server.client_config(), &creds()).err().unwrap();
+    let err = Client::connect(&server.client_config(), &creds())
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     assert!(err.to_string().contains("refused STLS"), "{err}");
 }

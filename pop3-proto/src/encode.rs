@@ -249,11 +249,23 @@ impl Command<'_> {
             }
             Self::Auth { mechanism, .. } => {
                 check_arg("SASL mechanism", mechanism.as_bytes())?;
-                check_no_space("SASL mechanism", mechanism.as_bytes())
+                if is_mechanism_name(mechanism) {
+                    Ok(())
+                } else {
+                    Err(EncodeError::BadToken {
+                        argument: "SASL mechanism",
+                    })
+                }
             }
             Self::Lang(Some(tag)) => {
                 check_arg("language tag", tag.as_bytes())?;
-                check_no_space("language tag", tag.as_bytes())
+                if is_token(tag) {
+                    Ok(())
+                } else {
+                    Err(EncodeError::BadToken {
+                        argument: "language tag",
+                    })
+                }
             }
             _ => Ok(()),
         }
@@ -287,11 +299,18 @@ pub fn check_line_safe(argument: &'static str, value: &[u8]) -> Result<(), Encod
     }
 }
 
-fn check_no_space(argument: &'static str, value: &[u8]) -> Result<(), EncodeError> {
-    if value.iter().any(|b| b.is_ascii_whitespace()) {
-        return Err(EncodeError::Space { argument });
-    }
-    Ok(())
+/// A SASL mechanism name (RFC 4422): 1 to 20 of A-Z, 0-9, `-`, `_`
+/// (lower case accepted).
+pub(crate) fn is_mechanism_name(name: &str) -> bool {
+    (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A single token: printable ASCII, no spaces.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Base64 of SASL data, `=` for empty data (RFC 5034 / RFC 4954).

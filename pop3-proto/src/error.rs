@@ -71,9 +71,10 @@ pub enum EncodeError {
         /// Which argument.
         argument: &'static str,
     },
-    /// An argument holds a space where none is allowed (a SASL mechanism name).
-    #[error("the {argument} contains a space")]
-    Space {
+    /// An argument that must be a single token (a SASL mechanism name, a
+    /// language tag) holds spaces or other characters it cannot have.
+    #[error("the {argument} is not a valid name (letters, digits, '-' and '_' only, no spaces)")]
+    BadToken {
         /// Which argument.
         argument: &'static str,
     },
