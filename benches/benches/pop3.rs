@@ -259,6 +259,7 @@ fn listing_benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("status");
     group.throughput(Throughput::Bytes(stats.len() as u64));
+    group.sample_size(20);
     bench(&mut group, "status_memchr_lines", || {
         black_box(memchr_lines(black_box(&stats)));
     });

@@ -39,6 +39,7 @@ pub const DEFAULT_MAX_LINE: usize = 8 * 1024;
 /// assert_eq!(next_line(b"+OK h", 100), Ok(None));
 /// assert!(next_line(b"+OK this is far too long", 8).is_err());
 /// ```
+#[inline]
 pub fn next_line(input: &[u8], max_line: usize) -> Result<Option<(&[u8], usize)>, SessionError> {
     let window = &input[..input.len().min(max_line)];
     match memchr::memchr(b'\n', window) {

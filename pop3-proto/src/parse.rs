@@ -14,7 +14,8 @@ use nom::{IResult, Parser};
 use crate::error::ParseError;
 use crate::escape::snippet;
 use crate::types::{
-    is_uid_byte, Capability, Expire, ListEntry, MsgNum, RespCode, Stat, Status, UidlEntry,
+    all_uid_bytes, is_uid_byte, Capability, Expire, ListEntry, MsgNum, RespCode, Stat, Status,
+    UidlEntry,
 };
 
 /// A parsed status line: `+OK [CODE] text` or `-ERR [CODE] text`.
@@ -33,7 +34,20 @@ pub(crate) enum ReplyLine<'a> {
     Continuation(&'a [u8]),
 }
 
+#[inline]
 fn status_indicator(input: &[u8]) -> IResult<&[u8], Status> {
+    // The exact upper-case forms every server sends, without nom's set-up.
+    if let Some(rest) = input.strip_prefix(b"+OK") {
+        return Ok((rest, Status::Ok));
+    }
+    if let Some(rest) = input.strip_prefix(b"-ERR") {
+        return Ok((rest, Status::Err));
+    }
+    status_indicator_any_case(input)
+}
+
+#[cold]
+fn status_indicator_any_case(input: &[u8]) -> IResult<&[u8], Status> {
     alt((
         tag_no_case(&b"+OK"[..]).map(|_| Status::Ok),
         tag_no_case(&b"-ERR"[..]).map(|_| Status::Err),
@@ -58,7 +72,11 @@ fn resp_code(input: &[u8]) -> IResult<&[u8], RespCode> {
 }
 
 /// Splits a status's text into its optional response code and the rest.
+#[inline]
 fn code_and_text(text: &[u8]) -> (Option<RespCode>, &[u8]) {
+    if text.first() != Some(&b'[') {
+        return (None, text);
+    }
     match resp_code(text) {
         Ok((rest, code)) => {
             let rest = rest.strip_prefix(b" ").unwrap_or(rest);
@@ -104,6 +122,22 @@ fn msg_num(input: &[u8]) -> IResult<&[u8], MsgNum> {
 
 /// STAT's text: `count size`, tolerating extra tokens after the size.
 pub(crate) fn stat(text: &[u8]) -> Result<Stat, ParseError> {
+    // The common exact form `count size`, then the grammar for the rest.
+    if let Some((count, size)) = text
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|sp| (&text[..sp], &text[sp + 1..]))
+    {
+        let count = decimal(count, 10).and_then(|n| u32::try_from(n).ok());
+        if let (Some(count), Some(octets)) = (count, decimal(size, 19)) {
+            return Ok(Stat { count, octets });
+        }
+    }
+    stat_grammar(text)
+}
+
+#[cold]
+fn stat_grammar(text: &[u8]) -> Result<Stat, ParseError> {
     let parsed: IResult<&[u8], (u32, u64, _, _)> = all_consuming((
         preceded(space0, dec_u32),
         preceded(space1, dec_u64),
@@ -119,9 +153,55 @@ pub(crate) fn stat(text: &[u8]) -> Result<Stat, ParseError> {
     }
 }
 
+/// A decimal number of at most `max_digits` digits, nothing else.
+#[inline]
+fn decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_digits {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// The hot path of listings: `digits SP token` exactly, as every server sends
+/// them. Anything else (extra blanks, errors) goes to the nom grammar, which
+/// is the definition; this only avoids its cost in the common case.
+#[inline]
+fn split_entry(line: &[u8]) -> Option<(MsgNum, &[u8])> {
+    // The number is short: a plain scan beats memchr's set-up here.
+    let space = line.iter().position(|&b| b == b' ')?;
+    let msg = decimal(&line[..space], 10).and_then(|n| u32::try_from(n).ok());
+    Some((MsgNum::new(msg?)?, &line[space + 1..]))
+}
+
+#[inline]
+fn fast_list_entry(line: &[u8]) -> Option<ListEntry> {
+    let (msg, size) = split_entry(line)?;
+    let octets = decimal(size, 19)?;
+    Some(ListEntry { msg, octets })
+}
+
+#[inline]
+fn fast_uidl_entry(line: &[u8], max_uid: usize) -> Option<UidlEntry<'_>> {
+    let (msg, uid) = split_entry(line)?;
+    let valid = !uid.is_empty() && uid.len() <= max_uid && all_uid_bytes(uid);
+    valid.then_some(UidlEntry { msg, uid })
+}
+
 /// A LIST entry: `msg size`, tolerating extra tokens after the size (RFC 1939
 /// allows servers to add information there).
+#[inline]
 pub(crate) fn list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
+    match fast_list_entry(line) {
+        Some(entry) => Ok(entry),
+        None => list_entry_grammar(line),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn list_entry_grammar(line: &[u8]) -> Result<ListEntry, ParseError> {
     let parsed = all_consuming((
         preceded(space0, msg_num),
         preceded(space1, dec_u64),
@@ -139,7 +219,17 @@ pub(crate) fn list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
 
 /// A UIDL entry: `msg uid`, the UID being 1..=`max_uid` printable non-space
 /// bytes; trailing blanks are tolerated.
+#[inline]
 pub(crate) fn uidl_entry(line: &[u8], max_uid: usize) -> Result<UidlEntry<'_>, ParseError> {
+    match fast_uidl_entry(line, max_uid) {
+        Some(entry) => Ok(entry),
+        None => uidl_entry_grammar(line, max_uid),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn uidl_entry_grammar(line: &[u8], max_uid: usize) -> Result<UidlEntry<'_>, ParseError> {
     let parsed = all_consuming((
         preceded(space0, msg_num),
         preceded(space1, take_while1(is_uid_byte)),
@@ -313,6 +403,23 @@ mod tests {
         assert!(uidl_entry(b"1 abcdef", 5).is_err());
         assert!(uidl_entry(b"1 ab\x01", 70).is_err());
         assert!(uidl_entry(b"1 \xc3\xa9t\xc3\xa9 ", 70).is_ok());
+    }
+
+    proptest::proptest! {
+        /// The fast path, where it answers, agrees with the nom grammar.
+        #[test]
+        fn fast_paths_agree_with_the_grammar(line in proptest::collection::vec(
+            proptest::prop_oneof![proptest::num::u8::ANY, proptest::strategy::Just(b' '), 0x30u8..0x3a], 0..40)) {
+            if let Some(fast) = fast_list_entry(&line) {
+                proptest::prop_assert_eq!(Ok(fast), list_entry_grammar(&line));
+            }
+            if let Some(fast) = fast_uidl_entry(&line, 70) {
+                proptest::prop_assert_eq!(Ok(fast), uidl_entry_grammar(&line, 70));
+            }
+            if let Ok(fast) = stat(&line) {
+                proptest::prop_assert_eq!(Ok(fast), stat_grammar(&line));
+            }
+        }
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl ClientSession {
     pub fn room(&self) -> usize {
         if !matches!(self.state, State::Authorization | State::Transaction)
             || self.tls_upgrade_pending
-            || self.pending.iter().any(|k| is_barrier(*k))
+            // A barrier is only ever sent alone, so it can only be in front.
+            || self.pending.front().is_some_and(|k| is_barrier(*k))
         {
             return 0;
         }

@@ -45,8 +45,19 @@ pub const DEFAULT_MAX_UID_LEN: usize = 512;
 ///
 /// RFC 1939 restricts UIDs to 0x21..=0x7E; real servers also send 8-bit
 /// bytes, which are accepted as opaque data.
+#[inline]
 pub fn is_uid_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) || b >= 0x80
+    // 0x21..=0x7E or 0x80..: everything above space except DEL.
+    b > 0x20 && b != 0x7f
+}
+
+/// Whether every byte of `bytes` is a [`is_uid_byte`]: written without an
+/// early exit so that it vectorizes, since listings of 100,000 UIDs pass
+/// through it.
+pub(crate) fn all_uid_bytes(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |bad, &b| {
+        bad | u8::from(b <= 0x20) | u8::from(b == 0x7f)
+    }) == 0
 }
 
 /// A message's unique-id, as opaque bytes that survive across sessions.
@@ -63,9 +74,7 @@ impl Uid {
     /// assert!(Uid::new(b"two words").is_none());
     /// ```
     pub fn new(bytes: &[u8]) -> Option<Self> {
-        let valid = !bytes.is_empty()
-            && bytes.len() <= DEFAULT_MAX_UID_LEN
-            && bytes.iter().all(|&b| is_uid_byte(b));
+        let valid = !bytes.is_empty() && bytes.len() <= DEFAULT_MAX_UID_LEN && all_uid_bytes(bytes);
         valid.then(|| Self(bytes.into()))
     }
 
