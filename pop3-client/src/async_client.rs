@@ -1,6 +1,6 @@
 //! The async client: a thin futures-io driver of the shared engine. It runs
 //! on any executor; its timeouts use a runtime-independent timer. With the
-//! `tokio` feature, [`Client::connect_tokio`] connects with tokio's TCP.
+//! `tokio` feature, `Client::connect_tokio` connects with tokio's TCP.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]

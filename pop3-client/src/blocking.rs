@@ -51,6 +51,8 @@ impl Client<Connection> {
     pub fn open(config: &ClientConfig) -> Result<Self, Error> {
         let timeouts = config.timeouts;
         let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
+        // A server that stops reading cannot block a write for longer.
+        tcp.set_write_timeout(Some(timeouts.response))?;
         let stream = match config.security {
             Security::Tls => {
                 let tls = tls_client_config(&config.roots)?;
@@ -322,8 +324,20 @@ fn run<S: ReadTimeout>(
             Step::Read => {
                 // Everything queued goes out before waiting for answers.
                 if !engine.output().is_empty() {
-                    stream.write_all(engine.output())?;
-                    stream.flush()?;
+                    let written = stream
+                        .write_all(engine.output())
+                        .and_then(|()| stream.flush());
+                    match written {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            return Err(engine.timeout("the server to accept our commands"));
+                        }
+                        other => other?,
+                    }
                     engine.output_written();
                 }
                 let timeout = engine.read_timeout(what)?;

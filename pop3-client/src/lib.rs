@@ -6,7 +6,7 @@
 //! - [`blocking::Client`]: over `std::io` (any `Read + Write`, or a
 //!   connection made by [`transport`]).
 //! - [`async_client::Client`]: over futures-io, on any runtime; with the
-//!   `tokio` feature, [`async_client::Client::connect_tokio`].
+//!   `tokio` feature, `async_client::Client::connect_tokio`.
 //! - [`transport`]: TCP and TLS set-up, protocol-neutral.
 //!
 //! Both clients drive the same engine and the same batches of commands, so

@@ -145,6 +145,7 @@ pub fn tls_connect_blocking(
     let mut conn = ClientConnection::new(config, server_name(host)?)
         .map_err(|e| tls_error(host, describe_tls_error(&e)))?;
     let deadline = Instant::now() + timeout;
+    let write_timeout = tcp.write_timeout()?;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -158,7 +159,7 @@ pub fn tls_connect_blocking(
         conn.complete_io(&mut tcp)
             .map_err(|e| tls_io_error(host, e, timeout))?;
     }
-    tcp.set_write_timeout(None)?;
+    tcp.set_write_timeout(write_timeout)?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
