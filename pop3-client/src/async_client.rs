@@ -211,12 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             "the greeting",
         )
         .await?;
-        let greeting = batch.take_greeting().unwrap_or_else(|| Greeting {
-            status: pop3_proto::Status::Ok,
-            code: None,
-            text: Vec::new(),
-            apop_timestamp: None,
-        });
+        let greeting = batch.take_greeting();
         let mut client = Self {
             stream,
             engine,

@@ -208,8 +208,15 @@ impl Batch {
         Ok(())
     }
 
-    pub(crate) fn take_greeting(&mut self) -> Option<Greeting> {
-        self.greeting.take()
+    /// The greeting received (an empty `+OK` one if the batch ended
+    /// without, which `is_done` prevents).
+    pub(crate) fn take_greeting(&mut self) -> Greeting {
+        self.greeting.take().unwrap_or_else(|| Greeting {
+            status: Status::Ok,
+            code: None,
+            text: Vec::new(),
+            apop_timestamp: None,
+        })
     }
 
     /// Starts collecting a multi-line answer.

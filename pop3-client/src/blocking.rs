@@ -111,12 +111,7 @@ impl<S: ReadTimeout> Client<S> {
             &mut NoBody,
             "the greeting",
         )?;
-        let greeting = batch.take_greeting().unwrap_or_else(|| Greeting {
-            status: pop3_proto::Status::Ok,
-            code: None,
-            text: Vec::new(),
-            apop_timestamp: None,
-        });
+        let greeting = batch.take_greeting();
         let mut client = Self {
             stream,
             engine,

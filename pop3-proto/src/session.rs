@@ -304,15 +304,8 @@ impl ClientSession {
                 | CommandKind::Lang { .. } => true,
                 _ => false,
             },
-            State::Transaction => !matches!(
-                kind,
-                CommandKind::User
-                    | CommandKind::Pass
-                    | CommandKind::Apop
-                    | CommandKind::Auth
-                    | CommandKind::Stls
-                    | CommandKind::Utf8
-            ),
+            // After login every state-changing command but QUIT is over.
+            State::Transaction => kind == CommandKind::Quit || !is_barrier(kind),
         };
         if !legal {
             return Err(illegal());
