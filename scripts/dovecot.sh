@@ -159,7 +159,7 @@ CONF
         exit 1
     fi
     # Stop by itself, whatever happens to the caller.
-    nohup setsid bash -c "sleep $TTL; kill \$(cat '$DIR/run/master.pid') 2>/dev/null" >/dev/null 2>&1 &
+    nohup setsid bash -c "sleep $TTL; rm -f '$DIR/env'; kill \$(cat '$DIR/run/master.pid') 2>/dev/null" >/dev/null 2>&1 &
     cat > "$DIR/env" <<ENV
 host=127.0.0.1
 plain_port=$PLAIN_PORT

@@ -215,8 +215,9 @@ impl Engine {
                     // The chunk borrows the buffer (or, in rare lenient cases,
                     // is a static "." or ".\r"); find where, so it can be
                     // borrowed again outside this loop.
-                    let offset = (chunk.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
-                    let in_buffer = offset < self.buf.len();
+                    let (start, at) = (self.buf.as_ptr() as usize, chunk.as_ptr() as usize);
+                    let in_buffer = at >= start && at + len <= start + self.buf.len();
+                    let offset = at.wrapping_sub(start);
                     self.body_bytes += len as u64;
                     batch.current().octets = self.body_bytes;
                     report(&mut self.progress, batch, index, self.body_bytes, false);
