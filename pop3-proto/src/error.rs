@@ -120,8 +120,13 @@ pub enum SaslError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SessionError {
     /// The server violated the protocol.
-    #[error("protocol violation: {0}")]
-    Protocol(#[from] ParseError),
+    #[error("protocol violation in the answer to {during}: {error}")]
+    Protocol {
+        /// Which answer: the command's name, or "the greeting".
+        during: &'static str,
+        /// What was wrong, with the offending line.
+        error: ParseError,
+    },
     /// A protocol line (status, CAPA, LIST or UIDL entry) exceeded the cap.
     #[error("the server sent a protocol line longer than {limit} bytes (starting \"{start}\")")]
     LineTooLong {

@@ -185,6 +185,14 @@ impl Default for ClientSession {
     }
 }
 
+/// Wraps a parse error with the command whose answer it was found in.
+fn protocol(kind: CommandKind) -> impl FnOnce(crate::error::ParseError) -> SessionError {
+    move |error| SessionError::Protocol {
+        during: kind.name(),
+        error,
+    }
+}
+
 /// Commands after which nothing may be sent until they are answered: their
 /// answer decides what is legal next.
 fn is_barrier(kind: CommandKind) -> bool {
@@ -455,10 +463,12 @@ impl ClientSession {
                             self.capa_listing.push(cap.clone());
                             Event::Capability(cap)
                         }
-                        CommandKind::List { .. } => Event::Listing(parse::list_entry(line)?),
-                        CommandKind::Uidl { .. } => {
-                            Event::UniqueId(parse::uidl_entry(line, self.config.max_uid)?)
+                        CommandKind::List { .. } => {
+                            Event::Listing(parse::list_entry(line).map_err(protocol(kind))?)
                         }
+                        CommandKind::Uidl { .. } => Event::UniqueId(
+                            parse::uidl_entry(line, self.config.max_uid).map_err(protocol(kind))?,
+                        ),
                         _ => Event::Language(line),
                     };
                     return Ok((used, event));
@@ -486,7 +496,8 @@ impl ClientSession {
                         });
                     };
                     used += n;
-                    match parse::reply_line(line, kind == CommandKind::Auth)? {
+                    let reply = parse::reply_line(line, kind == CommandKind::Auth);
+                    match reply.map_err(protocol(kind))? {
                         ReplyLine::Continuation(text) => self.answer_challenge(text)?,
                         ReplyLine::Status(status) => {
                             let event = self.status_line(kind, status)?;
@@ -517,7 +528,11 @@ impl ClientSession {
     }
 
     fn greeting_line<'a>(&mut self, line: &[u8]) -> Result<Event<'a>, SessionError> {
-        let ReplyLine::Status(status) = parse::reply_line(line, false)? else {
+        let parsed = parse::reply_line(line, false).map_err(|error| SessionError::Protocol {
+            during: "the greeting",
+            error,
+        })?;
+        let ReplyLine::Status(status) = parsed else {
             return Err(SessionError::Closed);
         };
         let greeting = Greeting {
@@ -580,11 +595,13 @@ impl ClientSession {
         let mut payload = Payload::None;
         if ok {
             payload = match kind {
-                CommandKind::Stat => Payload::Stat(parse::stat(line.text)?),
-                CommandKind::List { all: false } => Payload::Listing(parse::list_entry(line.text)?),
-                CommandKind::Uidl { all: false } => {
-                    Payload::UniqueId(parse::uidl_entry(line.text, self.config.max_uid)?)
+                CommandKind::Stat => Payload::Stat(parse::stat(line.text).map_err(protocol(kind))?),
+                CommandKind::List { all: false } => {
+                    Payload::Listing(parse::list_entry(line.text).map_err(protocol(kind))?)
                 }
+                CommandKind::Uidl { all: false } => Payload::UniqueId(
+                    parse::uidl_entry(line.text, self.config.max_uid).map_err(protocol(kind))?,
+                ),
                 _ => Payload::None,
             };
         }

@@ -191,7 +191,8 @@ fn unsolicited_data_and_garbage_are_errors() {
     s.send(&Command::Noop).unwrap();
     let err = feed(&mut s, b"HTTP/1.1 400 Bad Request\r\n").unwrap_err();
     assert!(err.to_string().contains("HTTP/1.1 400"), "{err}");
-    assert!(matches!(err, SessionError::Protocol(_)));
+    assert!(matches!(err, SessionError::Protocol { during: "NOOP", .. }));
+    assert!(err.to_string().contains("in the answer to NOOP"), "{err}");
 }
 
 #[test]
