@@ -239,6 +239,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Sends STLS, upgrades to TLS, reads the capabilities again.
     pub async fn starttls(&mut self) -> Result<(), Error> {
+        if self.is_tls() {
+            return Err(Error::Config(
+                "STLS on a connection that is already TLS".into(),
+            ));
+        }
         self.run(&mut ops::one(Command::Stls), &mut NoBody)
             .await
             .map_err(|e| ops::stls_refused(e, &self.config.host))?;

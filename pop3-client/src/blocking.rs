@@ -73,6 +73,11 @@ impl Client<Connection> {
     /// Sends STLS and upgrades the connection to TLS, then reads the
     /// capabilities again.
     pub fn starttls(&mut self) -> Result<(), Error> {
+        if self.is_tls {
+            return Err(Error::Config(
+                "STLS on a connection that is already TLS".into(),
+            ));
+        }
         let mut batch = ops::one(Command::Stls);
         self.run(&mut batch, &mut NoBody)
             .map_err(|e| ops::stls_refused(e, &self.config.host))?;
