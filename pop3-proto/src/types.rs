@@ -51,13 +51,26 @@ pub fn is_uid_byte(b: u8) -> bool {
     b > 0x20 && b != 0x7f
 }
 
-/// Whether every byte of `bytes` is a [`is_uid_byte`]: written without an
-/// early exit so that it vectorizes, since listings of 100,000 UIDs pass
-/// through it.
+/// Whether every byte of `bytes` is a [`is_uid_byte`]. Listings of 100,000
+/// UIDs pass through here, so it tests eight bytes at a time (SWAR): a word
+/// holds a byte below 0x21 when `(w - 0x21..) & !w & 0x80..` is non-zero
+/// (exact for "any", and blind to bytes >= 0x80, which are allowed), and a
+/// DEL when `w ^ 0x7f..` holds a zero byte.
 pub(crate) fn all_uid_bytes(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |bad, &b| {
-        bad | u8::from(b <= 0x20) | u8::from(b == 0x7f)
-    }) == 0
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const DELS: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS != 0;
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_ne_bytes(w);
+        if below(w, 0x21) || below(w ^ DELS, 1) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| is_uid_byte(b))
 }
 
 /// A message's unique-id, as opaque bytes that survive across sessions.
@@ -411,4 +424,19 @@ impl Capabilities {
 pub fn is_recent_mode_user(user: &str) -> bool {
     user.get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("recent:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time test agrees with the byte rule.
+        #[test]
+        fn uid_check_agrees_with_the_byte_rule(bytes in proptest::collection::vec(
+            prop_oneof![any::<u8>(), Just(0x20u8), Just(0x21u8), Just(0x7fu8), Just(0x80u8), Just(0x00u8), Just(0xffu8)], 0..40)) {
+            prop_assert_eq!(all_uid_bytes(&bytes), bytes.iter().all(|&b| is_uid_byte(b)));
+        }
+    }
 }
