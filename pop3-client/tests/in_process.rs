@@ -344,3 +344,27 @@ fn traces_redact_credentials() {
     assert!(log.contains("pop3.command"), "{log}");
     assert!(!log.contains("password"), "the password leaked: {log}");
 }
+
+#[test]
+fn login_delay_and_temporary_failures() {
+    for (code, kind, transient) in [
+        ("LOGIN-DELAY", ErrorKind::LoginDelay, true),
+        ("SYS/TEMP", ErrorKind::Server, true),
+        ("SYS/PERM", ErrorKind::Server, false),
+    ] {
+        let options = ServerOptions {
+            stls: true,
+            refuse_login_with: Some((code.into(), "not now".into())),
+            ..ServerOptions::default()
+        };
+        let server = server(options, false, Fault::None);
+        let err = Client::connect(&server.client_config(), &creds())
+            .err()
+            .unwrap();
+        assert_eq!(
+            (err.kind(), err.is_transient()),
+            (kind, transient),
+            "{code}: {err}"
+        );
+    }
+}
