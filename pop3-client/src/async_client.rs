@@ -240,9 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends STLS, upgrades to TLS, reads the capabilities again.
     pub async fn starttls(&mut self) -> Result<(), Error> {
         if self.is_tls() {
-            return Err(Error::Config(
-                "STLS on a connection that is already TLS".into(),
-            ));
+            return Err(ops::already_tls());
         }
         self.run(&mut ops::one(Command::Stls), &mut NoBody)
             .await
@@ -251,9 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             AsyncStream::Plain(s) => s,
             other => {
                 self.stream = other;
-                return Err(Error::Config(
-                    "STLS on a connection that is already TLS".into(),
-                ));
+                return Err(ops::already_tls());
             }
         };
         let tls = tls_client_config(&self.config.roots)?;

@@ -74,9 +74,7 @@ impl Client<Connection> {
     /// capabilities again.
     pub fn starttls(&mut self) -> Result<(), Error> {
         if self.is_tls {
-            return Err(Error::Config(
-                "STLS on a connection that is already TLS".into(),
-            ));
+            return Err(ops::already_tls());
         }
         let mut batch = ops::one(Command::Stls);
         self.run(&mut batch, &mut NoBody)
@@ -85,9 +83,7 @@ impl Client<Connection> {
             Connection::Plain(tcp) => tcp,
             other => {
                 self.stream = other;
-                return Err(Error::Config(
-                    "STLS on a connection that is already TLS".into(),
-                ));
+                return Err(ops::already_tls());
             }
         };
         let tls = tls_client_config(&self.config.roots)?;

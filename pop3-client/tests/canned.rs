@@ -32,15 +32,8 @@ impl Write for Canned {
     }
 }
 
-#[test]
-fn old_server_without_capa_and_unstuffed_dots() {
-    let transcript = b"+OK old server\r\n\
-        -ERR unknown command\r\n\
-        +OK\r\n\
-        +OK logged in\r\n\
-        -ERR unknown command\r\n\
-        +OK 20 octets\r\n.x unstuffed\r\n.\rodd\r\n..real\r\n.\r\n\
-        +OK bye\r\n";
+/// A client over `transcript`, plaintext allowed (the stream is in memory).
+fn client(transcript: &[u8]) -> Client<Unbounded<Canned>> {
     let canned = Canned {
         from_server: Cursor::new(transcript.to_vec()),
         to_server: Vec::new(),
@@ -49,7 +42,19 @@ fn old_server_without_capa_and_unstuffed_dots() {
     config.security = Security::Plain;
     config.allow_plaintext_auth = true;
     config.auth = AuthMethod::Auto;
-    let mut client = Client::from_stream(Unbounded(canned), &config, false).unwrap();
+    Client::from_stream(Unbounded(canned), &config, false).unwrap()
+}
+
+#[test]
+fn old_server_without_capa_and_unstuffed_dots() {
+    let mut client = client(
+        b"+OK old server\r\n\
+        -ERR unknown command\r\n\
+        +OK\r\n\
+        +OK logged in\r\n\
+        -ERR unknown command\r\n\
+        +OK 20 octets\r\n.x unstuffed\r\n.\rodd\r\n..real\r\n.\r\n",
+    );
     assert!(
         client.capabilities().is_empty(),
         "no CAPA: capabilities unknown, not an error"
@@ -57,21 +62,19 @@ fn old_server_without_capa_and_unstuffed_dots() {
     client.login(&Credentials::new("u", "p")).unwrap();
     let body = client.retr_vec(MsgNum::new(1).unwrap()).unwrap();
     assert_eq!(body, b".x unstuffed\r\n.\rodd\r\n.real\r\n");
-    client.quit().unwrap();
+    let sent = client.into_inner().0.to_server;
+    assert_eq!(
+        String::from_utf8(sent).unwrap(),
+        "CAPA\r\nUSER u\r\nPASS p\r\nCAPA\r\nRETR 1\r\n",
+        "without CAPA, login falls back to USER/PASS"
+    );
 }
 
 #[test]
 fn eof_mid_body_is_an_error_not_a_short_message() {
-    let transcript =
-        b"+OK hi\r\n+OK\r\nUSER\r\n.\r\n+OK\r\n+OK\r\n+OK\r\nUSER\r\n.\r\n+OK\r\nthe start of a bo";
-    let canned = Canned {
-        from_server: Cursor::new(transcript.to_vec()),
-        to_server: Vec::new(),
-    };
-    let mut config = ClientConfig::new("example.invalid");
-    config.security = Security::Plain;
-    config.allow_plaintext_auth = true;
-    let mut client = Client::from_stream(Unbounded(canned), &config, false).unwrap();
+    let mut client = client(
+        b"+OK hi\r\n+OK\r\nUSER\r\n.\r\n+OK\r\n+OK\r\n+OK\r\nUSER\r\n.\r\n+OK\r\nthe start of a bo",
+    );
     client.login(&Credentials::new("u", "p")).unwrap();
     let err = client.retr_vec(MsgNum::new(1).unwrap()).unwrap_err();
     assert!(

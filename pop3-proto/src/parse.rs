@@ -86,34 +86,44 @@ fn code_and_text(text: &[u8]) -> (Option<RespCode>, &[u8]) {
     }
 }
 
-/// Parses a status line. With `allow_continuation`, a line starting `+ ` (or
-/// a lone `+`) is a SASL continuation.
+/// `+OK`/`-ERR`, optional code, text; `None` for anything else.
+fn status_only(line: &[u8]) -> Option<StatusLine<'_>> {
+    let (after, status) = status_indicator(line).ok()?;
+    // The indicator must stand alone: "+OKAY" is not "+OK".
+    let text = match after.split_first() {
+        None => after,
+        Some((b' ' | b'\t', text)) => text,
+        Some(_) => return None,
+    };
+    let (code, text) = code_and_text(text);
+    Some(StatusLine { status, code, text })
+}
+
+fn bad_status(line: &[u8]) -> ParseError {
+    ParseError::BadStatus {
+        line: snippet(line),
+    }
+}
+
+/// Parses a status line (the greeting, or an answer outside SASL).
+pub(crate) fn status_line(line: &[u8]) -> Result<StatusLine<'_>, ParseError> {
+    status_only(line).ok_or_else(|| bad_status(line))
+}
+
+/// Parses a line answering a command. With `allow_continuation`, a line
+/// starting `+ ` (or a lone `+`) is a SASL continuation.
 pub(crate) fn reply_line(
     line: &[u8],
     allow_continuation: bool,
 ) -> Result<ReplyLine<'_>, ParseError> {
-    if let Ok((after, status)) = status_indicator(line) {
-        // The indicator must stand alone: "+OKAY" is not "+OK".
-        let text = match after.split_first() {
-            None => Some(after),
-            Some((b' ' | b'\t', text)) => Some(text),
-            Some(_) => None,
-        };
-        if let Some(text) = text {
-            let (code, text) = code_and_text(text);
-            return Ok(ReplyLine::Status(StatusLine { status, code, text }));
-        }
+    if let Some(status) = status_only(line) {
+        return Ok(ReplyLine::Status(status));
     }
-    if allow_continuation {
-        match line {
-            [b'+'] => return Ok(ReplyLine::Continuation(b"")),
-            [b'+', b' ', data @ ..] => return Ok(ReplyLine::Continuation(data)),
-            _ => {}
-        }
+    match line {
+        [b'+'] if allow_continuation => Ok(ReplyLine::Continuation(b"")),
+        [b'+', b' ', data @ ..] if allow_continuation => Ok(ReplyLine::Continuation(data)),
+        _ => Err(bad_status(line)),
     }
-    Err(ParseError::BadStatus {
-        line: snippet(line),
-    })
 }
 
 fn msg_num(input: &[u8]) -> IResult<&[u8], MsgNum> {

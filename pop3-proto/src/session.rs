@@ -528,13 +528,10 @@ impl ClientSession {
     }
 
     fn greeting_line<'a>(&mut self, line: &[u8]) -> Result<Event<'a>, SessionError> {
-        let parsed = parse::reply_line(line, false).map_err(|error| SessionError::Protocol {
+        let status = parse::status_line(line).map_err(|error| SessionError::Protocol {
             during: "the greeting",
             error,
         })?;
-        let ReplyLine::Status(status) = parsed else {
-            return Err(SessionError::Closed);
-        };
         let greeting = Greeting {
             status: status.status,
             apop_timestamp: parse::apop_timestamp(status.text),
