@@ -306,14 +306,16 @@ fn serve(
                 }
                 _ => {}
             }
+            // As RFC 1939 has it, deletions are done before QUIT's +OK says
+            // so (a client may check the maildrop as soon as it reads it).
+            if action == ServerAction::Close {
+                commit(shared, &uids, session.committed_deletions());
+            }
             send(&mut conn, &out, &config.fault)?;
             out.clear();
             match action {
                 ServerAction::Continue => {}
-                ServerAction::Close => {
-                    commit(shared, &uids, session.committed_deletions());
-                    return Ok(());
-                }
+                ServerAction::Close => return Ok(()),
                 ServerAction::StartTls => {
                     conn = match conn {
                         Conn::Plain(tcp) => tls_accept(tcp, tls)?,
