@@ -204,7 +204,8 @@ fn logged_in(window: usize) -> ClientSession {
 }
 
 /// Feeds `wire` in 16 KiB reads with carry-over, as a driver does; counts
-/// the events.
+/// the events, a batch of listing entries as one per entry, and reads every
+/// entry as a consumer would.
 fn drive(session: &mut ClientSession, wire: &[u8], buffer: &mut Vec<u8>) -> usize {
     buffer.clear();
     let mut events = 0;
@@ -216,6 +217,20 @@ fn drive(session: &mut ClientSession, wire: &[u8], buffer: &mut Vec<u8>) -> usiz
                 Ok((n, Event::NeedInput)) => {
                     used += n;
                     break;
+                }
+                Ok((n, Event::UidlEntries(entries))) => {
+                    used += n;
+                    for entry in entries {
+                        events += 1;
+                        black_box((entry.msg, entry.uid));
+                    }
+                }
+                Ok((n, Event::ListEntries(entries))) => {
+                    used += n;
+                    for entry in entries {
+                        events += 1;
+                        black_box(entry);
+                    }
                 }
                 Ok((n, event)) => {
                     used += n;

@@ -5,11 +5,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use pop3_proto::sasl::SaslClient;
-use pop3_proto::{ClientSession, Command, Event, MsgNum, SessionConfig, State};
+use pop3_proto::{
+    ClientSession, Command, Event, MsgNum, SessionConfig, State, DEFAULT_MAX_UID_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     let (cuts, input) = pop3_fuzz::cuts(data);
-    let config = SessionConfig { max_line: 512, max_body: Some(1 << 16), pipeline_max: 4, pipeline_refill: 2, ..SessionConfig::default() };
+    let config = SessionConfig {
+        max_line: 512,
+        max_body: Some(1 << 16),
+        pipeline_max: 4,
+        pipeline_refill: 2,
+        ..SessionConfig::default()
+    };
     let mut session = ClientSession::new(config);
     let mut buffer = Vec::new();
     let mut rest = input;
@@ -26,29 +34,48 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => return,
             };
             used += n;
+            let capa_done = matches!(event, Event::End(kind) if kind.name() == "CAPA");
             match event {
                 Event::NeedInput => break,
                 Event::Greeting(_) => {
                     let _ = session.send(&Command::Capa);
                 }
-                Event::End(kind) if kind.name() == "CAPA" && session.state() == State::Authorization => {
-                    let auth = SaslClient::login("user", "secret");
-                    let _ = session.authenticate(auth);
+                // A batch holds at least one entry, each within the limits.
+                Event::UidlEntries(entries) => {
+                    assert!(!entries.is_empty());
+                    for entry in entries {
+                        assert!(!entry.uid.is_empty() && entry.uid.len() <= DEFAULT_MAX_UID_LEN);
+                    }
                 }
+                Event::ListEntries(entries) => assert!(!entries.is_empty()),
                 _ => {}
+            }
+            if capa_done && session.state() == State::Authorization {
+                let auth = SaslClient::login("user", "secret");
+                let _ = session.authenticate(auth);
             }
             // Keep the window full once logged in.
             while session.state() == State::Transaction && session.room() > 0 {
                 let msg = MsgNum::new(next_msg).unwrap_or_else(|| unreachable!());
                 next_msg = next_msg % 5 + 1;
-                let command = [Command::Retr(msg), Command::Uidl(None), Command::List(Some(msg)), Command::Stat][(next_msg % 4) as usize].clone();
+                let command = [
+                    Command::Retr(msg),
+                    Command::Uidl(None),
+                    Command::List(Some(msg)),
+                    Command::Stat,
+                ][(next_msg % 4) as usize]
+                    .clone();
                 if session.send(&command).is_err() {
                     break;
                 }
             }
         }
         buffer.drain(..used);
-        assert!(buffer.len() < session.config().max_line, "buffered {}", buffer.len());
+        assert!(
+            buffer.len() < session.config().max_line,
+            "buffered {}",
+            buffer.len()
+        );
         session.clear_output();
     }
     let _ = session.handle_eof();

@@ -12,7 +12,9 @@ fn decode(input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize, bool) {
     let mut fed = 0;
     let mut sizes = cuts.iter().copied().chain(std::iter::once(usize::MAX));
     while fed < input.len() {
-        fed = fed.saturating_add(sizes.next().unwrap_or(usize::MAX)).min(input.len());
+        fed = fed
+            .saturating_add(sizes.next().unwrap_or(usize::MAX))
+            .min(input.len());
         let (n, done) = decoder
             .decode_into(&input[used..fed], &mut out)
             .unwrap_or_else(|e| panic!("no limit was set, yet: {e}"));

@@ -11,8 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if let Ok(command) = parse_command(line) {
         let mut wire = Vec::new();
-        command.encode(&mut wire).unwrap_or_else(|e| panic!("parsed {command:?} but cannot encode it: {e}"));
-        let again = parse_command(&wire[..wire.len() - 2]).unwrap_or_else(|e| panic!("{command:?} -> {wire:?}: {e}"));
+        command
+            .encode(&mut wire)
+            .unwrap_or_else(|e| panic!("parsed {command:?} but cannot encode it: {e}"));
+        let again = parse_command(&wire[..wire.len() - 2])
+            .unwrap_or_else(|e| panic!("{command:?} -> {wire:?}: {e}"));
         assert_eq!(again, command);
     }
     // Status lines: parse as the answer to NOOP, re-encode, parse again.

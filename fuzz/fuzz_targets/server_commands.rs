@@ -11,10 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let options = ServerOptions {
         stls: true,
         apop: true,
-        sasl: ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER"].map(String::from).to_vec(),
+        sasl: ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER"]
+            .map(String::from)
+            .to_vec(),
         ..ServerOptions::default()
     };
-    let messages = vec![ServerMessage { uid: "a".into(), content: b"Subject: x\r\n\r\n.body\r\n".to_vec() }];
+    let messages = vec![ServerMessage {
+        uid: "a".into(),
+        content: b"Subject: x\r\n\r\n.body\r\n".to_vec(),
+    }];
     let mut server = ServerSession::new(options, messages, "<1.2@host>");
     let mut out = Vec::new();
     let mut input = data;

@@ -18,7 +18,11 @@ pub fn cuts(data: &[u8]) -> (Vec<usize>, &[u8]) {
 /// read), as a driver would: keeping unused bytes, dropping used ones.
 /// Checks the driver never has to hold more than one protocol line.
 /// Returns the events seen (described) or the session's error.
-pub fn drive(session: &mut ClientSession, input: &[u8], cuts: &[usize]) -> Result<Vec<String>, SessionError> {
+pub fn drive(
+    session: &mut ClientSession,
+    input: &[u8],
+    cuts: &[usize],
+) -> Result<Vec<String>, SessionError> {
     let max_line = session.config().max_line;
     let mut events = Vec::new();
     let mut buffer: Vec<u8> = Vec::new();
@@ -38,11 +42,25 @@ pub fn drive(session: &mut ClientSession, input: &[u8], cuts: &[usize]) -> Resul
                     assert!(!chunk.is_empty(), "empty body chunk");
                     events.push(format!("body {}", chunk.len()));
                 }
+                // One text per entry, so that how the input was cut into
+                // reads (which decides the batches) does not show.
+                Event::UidlEntries(entries) => {
+                    assert!(!entries.is_empty(), "empty UIDL batch");
+                    events.extend(entries.iter().map(|e| format!("{e:?}")));
+                }
+                Event::ListEntries(entries) => {
+                    assert!(!entries.is_empty(), "empty LIST batch");
+                    events.extend(entries.iter().map(|e| format!("{e:?}")));
+                }
                 other => events.push(format!("{other:?}")),
             }
         }
         buffer.drain(..used);
-        assert!(buffer.len() < max_line, "the driver had to buffer {} bytes", buffer.len());
+        assert!(
+            buffer.len() < max_line,
+            "the driver had to buffer {} bytes",
+            buffer.len()
+        );
     }
     Ok(events)
 }

@@ -179,16 +179,18 @@ impl Engine {
                 self.deadline = None;
                 return Ok(Step::Done);
             }
+            // The event borrows the session; the span is borrowed beside it.
+            let span = &self.batch_span;
             let (used, event) = self.session.advance(&self.buf[self.start..self.end])?;
             self.start += used;
             match event {
                 Event::NeedInput => return Ok(Step::Read),
                 Event::Greeting(greeting) => {
-                    debug!(parent: &self.batch_span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
+                    debug!(parent: span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
                     batch.greeted(greeting)?;
                 }
                 Event::Reply(reply) => {
-                    debug!(parent: &self.batch_span, command = reply.command.name(), status = ?reply.status,
+                    debug!(parent: span, command = reply.command.name(), status = ?reply.status,
                         code = ?reply.code.as_ref().map(|c| c.as_str()), text = %Escaped(reply.text), "reply");
                     let multi = reply.multi_line_follows();
                     let answer = Answer::from_reply(&reply);
@@ -207,8 +209,11 @@ impl Engine {
                     }
                 }
                 Event::Capability(_) | Event::Language(_) => {}
-                Event::Listing(entry) => batch.current().listing.push(entry),
-                Event::UniqueId(entry) => batch.current().uids.push((entry.msg, entry.to_uid())),
+                Event::ListEntries(entries) => batch.current().listing.extend_from_slice(entries),
+                Event::UidlEntries(entries) => {
+                    let uids = &mut batch.current().uids;
+                    uids.extend(entries.iter().map(|e| (e.msg, e.to_uid())));
+                }
                 Event::Body(chunk) => {
                     let index = batch.answered_count();
                     let len = chunk.len();

@@ -9,7 +9,9 @@
 //!   hot path) and the dot-stuffing encoder.
 //! - [`Command`]: commands and their encoder, which refuses CR, LF and NUL.
 //! - [`sasl`]: PLAIN, LOGIN, CRAM-MD5, XOAUTH2, OAUTHBEARER, protocol-neutral.
-//! - [`ClientSession`]: the state machine, capabilities, pipelining window.
+//! - [`ClientSession`]: the state machine, capabilities, pipelining window;
+//!   LIST and UIDL listings arrive in batches ([`Event::ListEntries`],
+//!   [`UidlEntries`]).
 //! - [`server`]: the server role.
 //!
 //! # A whole session, from a canned transcript
@@ -87,6 +89,7 @@ mod encode;
 mod error;
 pub mod escape;
 pub mod frame;
+mod listing;
 mod parse;
 pub mod sasl;
 pub mod server;
@@ -97,6 +100,7 @@ pub use encode::{
     apop_digest, check_line_safe, encode_sasl_cancel, encode_sasl_response, Command, CommandKind,
 };
 pub use error::{EncodeError, ParseError, SaslError, SessionError};
+pub use listing::{UidlEntries, UidlIter};
 pub use session::{ClientSession, Event, Payload, Reply, SessionConfig, State};
 pub use types::{
     is_recent_mode_user, is_uid_byte, Capabilities, Capability, Expire, Greeting, ListEntry,

@@ -18,6 +18,7 @@ use crate::encode::{encode_sasl_cancel, encode_sasl_response, Command, CommandKi
 use crate::error::{SaslError, SessionError};
 use crate::escape::snippet;
 use crate::frame::{next_line, BodyDecoder, Decoded, DEFAULT_MAX_LINE};
+use crate::listing::{self, UidlEntries};
 use crate::parse::{self, ReplyLine, StatusLine};
 use crate::sasl::{decode_challenge, SaslClient};
 use crate::types::{
@@ -134,16 +135,31 @@ pub enum Event<'a> {
     Reply(Reply<'a>),
     /// One line of a CAPA listing.
     Capability(Capability),
-    /// One line of a LIST listing.
-    Listing(ListEntry),
-    /// One line of a UIDL listing.
-    UniqueId(UidlEntry<'a>),
+    /// Entries of a LIST listing: as many as arrived complete, at least one.
+    ListEntries(&'a [ListEntry]),
+    /// Entries of a UIDL listing: as many as arrived complete, at least one.
+    UidlEntries(UidlEntries<'a>),
     /// One line of a LANG listing, as sent.
     Language(&'a [u8]),
     /// Unstuffed bytes of a RETR or TOP body, borrowing the input.
     Body(&'a [u8]),
     /// The multi-line answer to this command is complete.
     End(CommandKind),
+}
+
+/// What [`ClientSession::advance`]'s inner step found: an event, or a batch
+/// of listing entries left in the session's scratch buffers (which the event
+/// then borrows).
+enum Found<'a> {
+    Event(Event<'a>),
+    ListEntries,
+    UidlEntries(&'a [u8]),
+}
+
+impl<'a> From<Event<'a>> for Found<'a> {
+    fn from(event: Event<'a>) -> Self {
+        Found::Event(event)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +193,7 @@ pub struct ClientSession {
     window_open: bool,
     tls_upgrade_pending: bool,
     tls_done: bool,
+    listing: listing::Scratch,
 }
 
 impl Default for ClientSession {
@@ -227,6 +244,7 @@ impl ClientSession {
             window_open: true,
             tls_upgrade_pending: false,
             tls_done: false,
+            listing: listing::Scratch::default(),
         }
     }
 
@@ -423,17 +441,23 @@ impl ClientSession {
 
     /// Reads the start of `input`: returns how many bytes were used and what
     /// was found. Call again with the rest (and keep unused bytes for later)
-    /// until [`Event::NeedInput`].
+    /// until [`Event::NeedInput`]. The event may borrow the session (listing
+    /// entries are parsed into its buffers), so drop it before the next call.
     ///
     /// A protocol violation closes the session and is returned as an error.
-    pub fn advance<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), SessionError> {
+    pub fn advance<'a>(&'a mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), SessionError> {
         match self.advance_inner(input) {
-            Ok(found) => Ok(found),
+            Ok((used, Found::Event(event))) => Ok((used, event)),
+            Ok((used, Found::ListEntries)) => Ok((used, Event::ListEntries(&self.listing.sizes))),
+            Ok((used, Found::UidlEntries(uids))) => Ok((
+                used,
+                Event::UidlEntries(UidlEntries::new(uids, &self.listing.uids)),
+            )),
             Err(e) => self.fail(e),
         }
     }
 
-    fn advance_inner<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), SessionError> {
+    fn advance_inner<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Found<'a>), SessionError> {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -445,38 +469,58 @@ impl ClientSession {
                         Decoded::NeedMore => Event::NeedInput,
                         Decoded::End => self.end_multi_line(),
                     };
-                    return Ok((used + n, event));
+                    return Ok((used + n, event.into()));
                 }
                 Reading::Entries(kind) => {
                     let kind = *kind;
-                    let Some((line, n)) = next_line(rest, self.config.max_line)? else {
-                        return Ok((used, Event::NeedInput));
+                    let (max_uid, max_line) = (self.config.max_uid, self.config.max_line);
+                    // Listings: the exact-form entries in one batch; a line
+                    // in another form is read alone below.
+                    let batched = match kind {
+                        CommandKind::List { .. } => {
+                            Some(self.listing.list(rest, max_line)).map(|n| (n, Found::ListEntries))
+                        }
+                        CommandKind::Uidl { .. } => {
+                            Some(self.listing.uidl(rest, max_uid, max_line))
+                                .map(|n| (n, Found::UidlEntries(rest)))
+                        }
+                        _ => None,
+                    };
+                    if let Some((n, found)) = batched.filter(|&(n, _)| n > 0) {
+                        return Ok((used + n, found));
+                    }
+                    let Some((line, n)) = next_line(rest, max_line)? else {
+                        return Ok((used, Event::NeedInput.into()));
                     };
                     used += n;
                     if line == b"." {
-                        return Ok((used, self.end_multi_line()));
+                        return Ok((used, self.end_multi_line().into()));
                     }
                     let line = line.strip_prefix(b".").unwrap_or(line);
-                    let event = match kind {
+                    let found = match kind {
                         CommandKind::Capa => {
                             let cap = parse::capability(line);
                             self.capa_listing.push(cap.clone());
-                            Event::Capability(cap)
+                            Event::Capability(cap).into()
                         }
                         CommandKind::List { .. } => {
-                            Event::Listing(parse::list_entry(line).map_err(protocol(kind))?)
+                            let entry = parse::list_entry(line).map_err(protocol(kind))?;
+                            self.listing.single_size(entry);
+                            Found::ListEntries
                         }
-                        CommandKind::Uidl { .. } => Event::UniqueId(
-                            parse::uidl_entry(line, self.config.max_uid).map_err(protocol(kind))?,
-                        ),
-                        _ => Event::Language(line),
+                        CommandKind::Uidl { .. } => {
+                            let entry = parse::uidl_entry(line, max_uid).map_err(protocol(kind))?;
+                            self.listing.single_uid(entry);
+                            Found::UidlEntries(entry.uid)
+                        }
+                        _ => Event::Language(line).into(),
                     };
-                    return Ok((used, event));
+                    return Ok((used, found));
                 }
                 Reading::Status => {
                     if self.state == State::Closed {
                         if rest.is_empty() {
-                            return Ok((used, Event::NeedInput));
+                            return Ok((used, Event::NeedInput.into()));
                         }
                         return Err(SessionError::UnexpectedData {
                             context: "after the session ended",
@@ -484,10 +528,10 @@ impl ClientSession {
                         });
                     }
                     let Some((line, n)) = next_line(rest, self.config.max_line)? else {
-                        return Ok((used, self.idle_check(rest)?));
+                        return Ok((used, self.idle_check(rest)?.into()));
                     };
                     if self.state == State::Greeting {
-                        return Ok((used + n, self.greeting_line(line)?));
+                        return Ok((used + n, self.greeting_line(line)?.into()));
                     }
                     let Some(&kind) = self.pending.front() else {
                         return Err(SessionError::UnexpectedData {
@@ -507,7 +551,7 @@ impl ClientSession {
                                     bytes: snippet(&input[used..]),
                                 });
                             }
-                            return Ok((used, event));
+                            return Ok((used, event.into()));
                         }
                     }
                 }

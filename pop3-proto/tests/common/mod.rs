@@ -4,6 +4,22 @@
 
 use pop3_proto::{escape::Escaped, ClientSession, Event, Payload, SessionError};
 
+/// One event, described compactly so tests can compare lists of them; a
+/// batch of listing entries gives one text per entry.
+pub(crate) fn describe_all(event: &Event<'_>) -> Vec<String> {
+    match event {
+        Event::ListEntries(entries) => entries
+            .iter()
+            .map(|l| format!("list {} {}", l.msg, l.octets))
+            .collect(),
+        Event::UidlEntries(entries) => entries
+            .iter()
+            .map(|u| format!("uid {} {}", u.msg, Escaped(u.uid)))
+            .collect(),
+        other => vec![describe(other)],
+    }
+}
+
 /// One event, described compactly so tests can compare lists of them.
 pub(crate) fn describe(event: &Event<'_>) -> String {
     match event {
@@ -24,8 +40,8 @@ pub(crate) fn describe(event: &Event<'_>) -> String {
             format!("{} {:?}{code}{payload}", r.command.name(), r.status)
         }
         Event::Capability(c) => format!("cap {c:?}"),
-        Event::Listing(l) => format!("list {} {}", l.msg, l.octets),
-        Event::UniqueId(u) => format!("uid {} {}", u.msg, Escaped(u.uid)),
+        Event::ListEntries(e) => format!("list-entries {}", e.len()),
+        Event::UidlEntries(e) => format!("uidl-entries {}", e.len()),
         Event::Language(l) => format!("lang {}", Escaped(l)),
         Event::Body(b) => format!("body {}", Escaped(b)),
         Event::End(k) => format!("end {}", k.name()),
@@ -46,10 +62,11 @@ pub(crate) fn feed(
         if let Event::NeedInput = event {
             return Ok((events, used));
         }
-        let text = describe(&event);
-        match (events.last_mut(), text.strip_prefix("body ")) {
-            (Some(last), Some(more)) if last.starts_with("body ") => last.push_str(more),
-            _ => events.push(text),
+        for text in describe_all(&event) {
+            match (events.last_mut(), text.strip_prefix("body ")) {
+                (Some(last), Some(more)) if last.starts_with("body ") => last.push_str(more),
+                _ => events.push(text),
+            }
         }
     }
 }
