@@ -5,7 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use pop3_proto::escape::snippet;
-use pop3_proto::{CommandKind, RespCode, RespCodeKind, SessionError};
+use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SessionError};
 use thiserror::Error;
 
 /// The failure classes, as short stable names (`fetch` prints them).
@@ -114,6 +114,11 @@ pub enum Error {
     /// The server broke the protocol (the offending bytes are shown escaped).
     #[error("the server broke the POP3 protocol: {0}")]
     Protocol(SessionError),
+    /// An argument the caller gave cannot be sent (CR, LF or NUL in a user
+    /// name or password, an empty one, message number 0): refused before a
+    /// byte was written.
+    #[error("{0}")]
+    InvalidArgument(EncodeError),
     /// The server did not answer in time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {
@@ -151,7 +156,7 @@ impl Error {
             Self::InUse { .. } => ErrorKind::InUse,
             Self::LoginDelay { .. } => ErrorKind::LoginDelay,
             Self::Server { .. } => ErrorKind::Server,
-            Self::Protocol(SessionError::Encode(_)) | Self::Config(_) => ErrorKind::Config,
+            Self::InvalidArgument(_) | Self::Config(_) => ErrorKind::Config,
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
@@ -215,7 +220,11 @@ impl Error {
 
 impl From<SessionError> for Error {
     fn from(e: SessionError) -> Self {
-        Self::Protocol(e)
+        match e {
+            // The caller's argument, not the server's fault.
+            SessionError::Encode(e) => Self::InvalidArgument(e),
+            e => Self::Protocol(e),
+        }
     }
 }
 

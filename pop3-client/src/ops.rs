@@ -4,7 +4,9 @@
 use std::io;
 
 use pop3_proto::sasl::SaslClient;
-use pop3_proto::{apop_digest, Capabilities, Command, Greeting, ListEntry, MsgNum, Stat, Uid};
+use pop3_proto::{
+    apop_digest, check_line_safe, Capabilities, Command, Greeting, ListEntry, MsgNum, Stat, Uid,
+};
 
 use crate::batch::{Answer, Batch, Cmd, ServerRefusal};
 use crate::config::{AuthMethod, ClientConfig, Credentials};
@@ -190,6 +192,15 @@ pub(crate) fn login_commands(
     }
     let user = credentials.user.as_str();
     let secret = credentials.secret.expose();
+    // One rule for every method, checked before anything is sent: SASL
+    // would carry CR or LF safely in base64, but the same credentials also
+    // go out as USER/PASS, and no real user name or password holds them.
+    let secret_name = match method {
+        AuthMethod::XOAuth2 | AuthMethod::OAuthBearer => "access token",
+        _ => "password",
+    };
+    check_line_safe("user name", user.as_bytes()).map_err(Error::InvalidArgument)?;
+    check_line_safe(secret_name, secret.as_bytes()).map_err(Error::InvalidArgument)?;
     let sasl_error = |e: pop3_proto::SaslError| Error::Config(e.to_string());
     let offered = |name: &str| caps.is_empty() || caps.sasl(name);
     let no_method = |what: &str| {

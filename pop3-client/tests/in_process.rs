@@ -169,6 +169,30 @@ fn no_credentials_without_tls_unless_allowed() {
 }
 
 #[test]
+fn line_breaks_in_credentials_are_refused_as_settings_not_blamed_on_the_server() {
+    let server = server(stls_options(), false, Fault::None);
+    let config = server.client_config();
+    // USER/PASS would send it as a line; PLAIN (which Auto picks here) would
+    // carry it in base64: refused the same way, before anything is sent.
+    for method in [AuthMethod::User, AuthMethod::Auto, AuthMethod::Plain] {
+        let mut config = config.clone();
+        config.auth = method;
+        let injected = Credentials::new("user\r\nDELE 1", "password");
+        let err = Client::connect(&config, &injected).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("user name contains a forbidden CR"), "{text}");
+        assert!(!text.contains("server"), "{text}");
+    }
+    assert_eq!(
+        server.messages().len(),
+        corpus().len(),
+        "nothing was deleted"
+    );
+}
+
+#[test]
 fn starttls_required_but_not_offered_fails_before_login() {
     let server = server(ServerOptions::default(), false, Fault::None);
     let err = Client::connect(&server.client_config(), &creds())
