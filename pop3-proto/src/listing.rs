@@ -5,8 +5,8 @@
 //! call and hands them out together ([`Event::ListEntries`],
 //! [`Event::UidlEntries`]).
 //!
-//! How: one pass marks in a bitmap every byte that can be neither part of a
-//! number nor of a UID: those below 0x21 and DEL ([`is_uid_byte`]'s
+//! How: a bitmap marks every byte that can be neither part of a number nor
+//! of a UID: those below 0x21 and DEL ([`is_uid_byte`]'s
 //! complement). In the exact form every server sends, `digits SP token CRLF`,
 //! the marked bytes are the SP, the CR and the LF. Each line's fields then
 //! come from three bit positions, and where the next line starts does not
@@ -66,8 +66,7 @@ impl Scratch {
     pub(crate) fn uidl(&mut self, input: &[u8], max_uid: usize, max_line: usize) -> usize {
         self.uids.clear();
         let window = &input[..input.len().min(WINDOW)];
-        mark_separators(window, &mut self.separators);
-        let mut lines = ExactLines::new(window, &self.separators, max_line);
+        let mut lines = ExactLines::new(window, &mut self.separators, max_line);
         while let Some(line) = lines.next() {
             let uid_len = line.token.len();
             let entry = match message_number(window, line.number) {
@@ -88,8 +87,7 @@ impl Scratch {
     pub(crate) fn list(&mut self, input: &[u8], max_line: usize) -> usize {
         self.sizes.clear();
         let window = &input[..input.len().min(WINDOW)];
-        mark_separators(window, &mut self.separators);
-        let mut lines = ExactLines::new(window, &self.separators, max_line);
+        let mut lines = ExactLines::new(window, &mut self.separators, max_line);
         while let Some(line) = lines.next() {
             let msg = message_number(window, line.number);
             let octets = decimal(window, line.token, 19);
@@ -119,11 +117,11 @@ impl Scratch {
     }
 }
 
-/// Sets a bit in `bits` for every byte of `bytes` below 0x21 or equal to
+/// Appends to `bits` a word for every 64 bytes of `bytes` (the last one
+/// possibly shorter), with a bit set for every byte below 0x21 or equal to
 /// 0x7f. Written as two simple loops over 64-byte blocks (classify, then
 /// gather eight flags per multiply) that the compiler vectorizes.
 fn mark_separators(bytes: &[u8], bits: &mut Vec<u64>) {
-    bits.clear();
     let mut blocks = bytes.chunks_exact(64);
     for block in blocks.by_ref() {
         let mut flags = [0u8; 64];
@@ -136,11 +134,13 @@ fn mark_separators(bytes: &[u8], bits: &mut Vec<u64>) {
         }
         bits.push(word);
     }
-    let mut word = 0u64;
-    for (i, &byte) in blocks.remainder().iter().enumerate() {
-        word |= u64::from(is_separator(byte)) << i;
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let word = tail.iter().enumerate().fold(0, |word, (i, &byte)| {
+            word | u64::from(is_separator(byte)) << i
+        });
+        bits.push(word);
     }
-    bits.push(word);
 }
 
 #[inline(always)]
@@ -158,19 +158,31 @@ fn gather_flags(eight: &[u8]) -> u64 {
     u64::from_le_bytes(word).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// The positions of set bits, in order.
-struct SetBits<'a> {
-    words: &'a [u64],
+/// Bytes marked before the first line is parsed; then the marks double as
+/// the walk needs them. A batch that stops early (a line in another form,
+/// so once per such line) thus costs marking about the bytes it covered,
+/// never the whole window.
+const FIRST_MARKED: usize = 256;
+
+/// The positions of a window's separators, in order.
+struct Separators<'a> {
+    window: &'a [u8],
+    /// The marks so far, one word per 64 bytes.
+    bits: &'a mut Vec<u64>,
     index: usize,
     current: u64,
 }
 
-impl<'a> SetBits<'a> {
-    fn new(words: &'a [u64]) -> Self {
+impl<'a> Separators<'a> {
+    fn new(window: &'a [u8], bits: &'a mut Vec<u64>) -> Self {
+        bits.clear();
+        mark_separators(&window[..window.len().min(FIRST_MARKED)], bits);
+        let current = bits.first().copied().unwrap_or(0);
         Self {
-            words,
+            window,
+            bits,
             index: 0,
-            current: words.first().copied().unwrap_or(0),
+            current,
         }
     }
 
@@ -178,7 +190,17 @@ impl<'a> SetBits<'a> {
     fn next(&mut self) -> Option<usize> {
         while self.current == 0 {
             self.index += 1;
-            self.current = *self.words.get(self.index)?;
+            if self.index >= self.bits.len() {
+                let marked = self.bits.len() * 64;
+                if marked >= self.window.len() {
+                    return None;
+                }
+                // Twice as much as so far: marking stays within about
+                // twice what the batch gets through, however it ends.
+                let more = &self.window[marked..self.window.len().min(2 * marked)];
+                mark_separators(more, self.bits);
+            }
+            self.current = *self.bits.get(self.index)?;
         }
         let bit = self.current.trailing_zeros() as usize;
         self.current &= self.current - 1;
@@ -197,17 +219,17 @@ struct ExactLine {
 /// incomplete or in another form, leaving `start` there.
 struct ExactLines<'a> {
     window: &'a [u8],
-    separators: SetBits<'a>,
+    separators: Separators<'a>,
     max_line: usize,
     /// Where the next line starts.
     start: usize,
 }
 
 impl<'a> ExactLines<'a> {
-    fn new(window: &'a [u8], bits: &'a [u64], max_line: usize) -> Self {
+    fn new(window: &'a [u8], bits: &'a mut Vec<u64>, max_line: usize) -> Self {
         Self {
             window,
-            separators: SetBits::new(bits),
+            separators: Separators::new(window, bits),
             max_line,
             start: 0,
         }
@@ -541,12 +563,15 @@ mod tests {
         }
 
         #[test]
-        fn separator_bitmap_marks_exactly_the_separators(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let mut bits = Vec::new();
-            mark_separators(&bytes, &mut bits);
-            for (i, &b) in bytes.iter().enumerate() {
-                prop_assert_eq!(bits[i / 64] >> (i % 64) & 1 == 1, is_separator(b), "byte {} at {}", b, i);
+        fn separators_are_exactly_the_bytes_outside_numbers_and_uids(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let mut bits = vec![u64::MAX]; // stale marks must not leak in
+            let mut separators = Separators::new(&bytes, &mut bits);
+            let mut found = Vec::new();
+            while let Some(at) = separators.next() {
+                found.push(at);
             }
+            let expected: Vec<usize> = (0..bytes.len()).filter(|&i| is_separator(bytes[i])).collect();
+            prop_assert_eq!(found, expected);
         }
     }
 

@@ -208,6 +208,49 @@ fn malformed_listing_entries_are_typed_errors() {
 }
 
 #[test]
+fn listings_in_unusual_forms_read_the_same_as_exact_ones() {
+    // Exact lines are batched; the others (extra blanks, a tab, bare LF, a
+    // ten-digit number, 8-bit UIDs) go through the grammar one by one.
+    let wire = b"+OK\r\n1 a1\r\n2  b2\r\n 3 c3\r\n4 d4 \r\n5\te5\r\n6 f6\n\
+                 1234567890 g7\r\n8 h\xe98\r\n9 i9\r\n.\r\n";
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Uidl(None)).unwrap();
+    let (events, used) = feed(&mut s, wire).unwrap();
+    assert_eq!(used, wire.len());
+    assert_eq!(
+        events,
+        [
+            "UIDL Ok",
+            "uid 1 a1",
+            "uid 2 b2",
+            "uid 3 c3",
+            "uid 4 d4",
+            "uid 5 e5",
+            "uid 6 f6",
+            "uid 1234567890 g7",
+            "uid 8 h\\xe98",
+            "uid 9 i9",
+            "end UIDL",
+        ]
+    );
+    let wire = b"+OK\r\n1 10\r\n2  20\r\n3 30 extra\r\n4 40\n5 00050\r\n.\r\n";
+    s.send(&Command::List(None)).unwrap();
+    let (events, _) = feed(&mut s, wire).unwrap();
+    assert_eq!(
+        events,
+        [
+            "LIST Ok",
+            "list 1 10",
+            "list 2 20",
+            "list 3 30",
+            "list 4 40",
+            "list 5 50",
+            "end LIST"
+        ]
+    );
+}
+
+#[test]
 fn sasl_round_cap_cancels() {
     let mut s = ClientSession::default();
     feed(&mut s, b"+OK hi\r\n").unwrap();
