@@ -92,7 +92,8 @@ impl AuthMethod {
 /// Every wait the client makes is bounded by one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// To establish the TCP connection (per address tried).
+    /// To look up the server's name, and then to establish the TCP
+    /// connection (per address tried).
     pub connect: Duration,
     /// To complete a TLS handshake.
     pub tls_handshake: Duration,
