@@ -11,7 +11,7 @@
 //! then renamed) holding exactly the bytes the server sent, unstuffed, CRLF
 //! kept. Messages stay on the server. Exit status 0 on success; otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
-//! auth, in-use, login-delay, server, protocol, timeout, io, config.
+//! auth, in-use, login-delay, server, protocol, timeout, io, config, unusable.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

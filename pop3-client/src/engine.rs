@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pop3_proto::escape::Escaped;
-use pop3_proto::{ClientSession, Event, MsgNum, Payload, SessionConfig, Status};
+use pop3_proto::{ClientSession, Event, MsgNum, Payload, SessionConfig, State, Status};
 use tracing::{debug, trace, Span};
 
 use crate::batch::{Answer, Batch, Cmd};
@@ -147,9 +147,29 @@ impl Engine {
 
     /// Starts running `batch`: queues what may be sent now.
     pub(crate) fn begin(&mut self, batch: &mut Batch) -> Result<(), Error> {
+        self.check_in_step()?;
         self.batch_span = tracing::debug_span!(parent: &self.span, "pop3.command", name = batch.name(), count = batch.len());
         self.restart_deadline();
         self.pump(batch)
+    }
+
+    /// A new exchange needs the connection at a clean boundary: every
+    /// command sent before answered in full. An operation whose error left
+    /// answers unread (a failing sink, a timeout, a cut connection) leaves
+    /// the connection out of step for good.
+    fn check_in_step(&self) -> Result<(), Error> {
+        if self.session.state() == State::Closed {
+            return Err(Error::Unusable {
+                reason:
+                    "the POP3 session has ended (the server closed it, or an earlier error did)",
+            });
+        }
+        if self.session.pending() > 0 {
+            return Err(Error::Unusable {
+                reason: "an earlier operation stopped part-way through the server's answer (its error was returned then), so the connection is out of step with the server",
+            });
+        }
+        Ok(())
     }
 
     fn pump(&mut self, batch: &mut Batch) -> Result<(), Error> {

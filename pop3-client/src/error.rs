@@ -31,11 +31,14 @@ pub enum ErrorKind {
     Io,
     /// The settings are invalid or unsafe.
     Config,
+    /// The connection cannot be used any more (an earlier operation failed
+    /// part-way, or the session ended): connect again.
+    Unusable,
 }
 
 impl ErrorKind {
     /// The kind's stable name: connect, tls, auth, in-use, login-delay,
-    /// server, protocol, timeout, io, config.
+    /// server, protocol, timeout, io, config, unusable.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -48,6 +51,7 @@ impl ErrorKind {
             Self::Timeout => "timeout",
             Self::Io => "io",
             Self::Config => "config",
+            Self::Unusable => "unusable",
         }
     }
 }
@@ -133,6 +137,15 @@ pub enum Error {
     /// The settings are invalid or would be unsafe.
     #[error("{0}")]
     Config(String),
+    /// The connection cannot be used any more. Answers are read in order,
+    /// so once one was abandoned part-way (its error was returned then), the
+    /// next bytes would be misread as the answer to the next command; this
+    /// refuses instead. Connecting again is the cure.
+    #[error("this connection can no longer be used: {reason}; connect again")]
+    Unusable {
+        /// Why, in words.
+        reason: &'static str,
+    },
 }
 
 fn code_suffix(code: &Option<RespCode>) -> String {
@@ -160,6 +173,7 @@ impl Error {
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
+            Self::Unusable { .. } => ErrorKind::Unusable,
         }
     }
 
@@ -172,6 +186,7 @@ impl Error {
             | Self::LoginDelay { .. }
             | Self::Timeout { .. }
             | Self::Connect { .. }
+            | Self::Unusable { .. }
             | Self::Io(_) => true,
             _ => false,
         }

@@ -164,3 +164,34 @@ fn runs_without_any_runtime() {
         client.quit().await.unwrap();
     });
 }
+
+/// A sink that fails like a full disk on the first message's second chunk.
+struct FullDisk {
+    chunks: usize,
+}
+
+impl pop3_client::async_client::AsyncMessageSink for FullDisk {
+    async fn write(&mut self, _: usize, _: &[u8]) -> std::io::Result<()> {
+        self.chunks += 1;
+        if self.chunks > 1 {
+            return Err(std::io::Error::other("no space left on device"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_sink_leaves_the_async_connection_refusing_work() {
+    let server = start(true, Fault::None);
+    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+        .await
+        .unwrap();
+    let msgs: Vec<MsgNum> = (1..=20).map(|n| MsgNum::new(n).unwrap()).collect();
+    let err = client
+        .retr_many(&msgs, &mut FullDisk { chunks: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    let err = client.retr_vec(msgs[1]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unusable, "{err}");
+}

@@ -392,3 +392,52 @@ fn login_delay_and_temporary_failures() {
         );
     }
 }
+
+/// A writer that fails like a full disk.
+struct FullDisk;
+
+impl std::io::Write for FullDisk {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no space left on device"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn after_an_interrupted_answer_the_connection_refuses_work_instead_of_misreading() {
+    let server = server(stls_options(), false, Fault::None);
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    // The sink fails in the middle of message 1: the rest of its body is
+    // still on the way, so the next answer read would be part of it.
+    let err = client.retr(m(1), &mut FullDisk).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    for next in [client.noop().err(), client.retr_vec(m(2)).err()] {
+        let err = next.expect("a command after the interrupted answer must fail, not misread");
+        assert_eq!(err.kind(), ErrorKind::Unusable, "{err}");
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("connect again"), "{err}");
+    }
+
+    // The same after the server hung up mid-answer.
+    let cut = self::server(
+        stls_options(),
+        false,
+        Fault::DisconnectMidRetr { after: 20 },
+    );
+    let mut client = Client::connect(&cut.client_config(), &creds()).unwrap();
+    client.retr_vec(m(2)).unwrap_err();
+    let err = client.noop().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unusable, "{err}");
+}
+
+#[test]
+fn a_refused_command_leaves_the_connection_usable() {
+    let server = server(stls_options(), false, Fault::None);
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    let err = client.retr_vec(m(99)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server, "{err}");
+    client.noop().unwrap();
+    assert_eq!(client.retr_vec(m(1)).unwrap(), corpus()[0].content);
+}
