@@ -476,17 +476,17 @@ impl ClientSession {
                     let (max_uid, max_line) = (self.config.max_uid, self.config.max_line);
                     // Listings: the exact-form entries in one batch; a line
                     // in another form is read alone below.
-                    let batched = match kind {
+                    let batch = match kind {
                         CommandKind::List { .. } => {
-                            Some(self.listing.list(rest, max_line)).map(|n| (n, Found::ListEntries))
+                            Some((self.listing.list(rest, max_line), Found::ListEntries))
                         }
-                        CommandKind::Uidl { .. } => {
-                            Some(self.listing.uidl(rest, max_uid, max_line))
-                                .map(|n| (n, Found::UidlEntries(rest)))
-                        }
+                        CommandKind::Uidl { .. } => Some((
+                            self.listing.uidl(rest, max_uid, max_line),
+                            Found::UidlEntries(rest),
+                        )),
                         _ => None,
                     };
-                    if let Some((n, found)) = batched.filter(|&(n, _)| n > 0) {
+                    if let Some((n, found)) = batch.filter(|(n, _)| *n > 0) {
                         return Ok((used + n, found));
                     }
                     let Some((line, n)) = next_line(rest, max_line)? else {
