@@ -56,6 +56,7 @@ fn run() -> Result<(), Error> {
         messages: messages.clone(),
         implicit_tls: true,
         fault: Fault::None,
+        gmail: None,
     })?;
     println!(
         "server: POP3 over TLS on {} (self-signed certificate generated at start)",

@@ -5,11 +5,14 @@
 //!     --user U (--password-env VAR | --password-file F)
 //!     [--auth auto|user|apop|plain|login|cram-md5|xoauth2|oauthbearer]
 //!     [--ca-file PEM] [--allow-plaintext-auth] [--timeout SECS] --maildir DIR
+//!     [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
 //! ```
 //!
 //! Each message becomes one file under DIR/new (written in DIR/tmp, synced,
 //! then renamed) holding exactly the bytes the server sent, unstuffed, CRLF
-//! kept. Messages stay on the server. Exit status 0 on success; otherwise the
+//! kept. Messages stay on the server unless `--delete` says otherwise. With
+//! `--state FILE` only messages not yet recorded there are fetched, exactly
+//! once even when a run is killed (see `pop3_client::sync`). Exit status 0 on success; otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
 //! auth, in-use, login-delay, server, protocol, timeout, io, config, unusable.
 
@@ -19,10 +22,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use pop3_client::account::DeletePolicy;
 use pop3_client::blocking::Client;
 use pop3_client::store::MaildirSink;
+use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
+use pop3_client::sync::{sync_blocking, SyncOptions};
 use pop3_client::{
-    AuthMethod, ClientConfig, Credentials, Error, MsgNum, Security, Timeouts, TlsRoots,
+    AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, ProgressFn, Security,
+    Timeouts, TlsRoots,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +93,17 @@ struct Cli {
     /// Maildir to deliver into (created if missing).
     #[arg(long)]
     maildir: PathBuf,
+    /// Sync state file: fetch only messages not yet recorded in it, exactly
+    /// once even if a run is killed (created if missing).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// What to do with fetched messages on the server: never,
+    /// after-retrieval, or after-days=N (N days after first fetched).
+    #[arg(long, default_value = "never")]
+    delete: String,
+    /// Fetch at most N messages in this run.
+    #[arg(long)]
+    max_messages: Option<usize>,
 }
 
 fn password(cli: &Cli) -> Result<String, Error> {
@@ -141,23 +159,11 @@ fn config(cli: &Cli) -> ClientConfig {
     config
 }
 
-fn run(cli: &Cli) -> Result<(), Error> {
-    let started = Instant::now();
-    let config = config(cli);
-    let credentials = Credentials::new(cli.user.clone(), password(cli)?);
-    let mut sink = MaildirSink::create(&cli.maildir).map_err(|e| {
-        Error::Config(format!(
-            "cannot use the Maildir {}: {e}",
-            cli.maildir.display()
-        ))
-    })?;
-    let mut client = Client::connect(&config, &credentials)?;
-    let listing = client.list()?;
-    let count = listing.len();
-    let total: u64 = listing.iter().map(|e| e.octets).sum();
+/// Progress on stderr: a line per message, or a live line on a terminal.
+fn progress_printer() -> ProgressFn {
     let interactive = std::io::stderr().is_terminal();
     let mut last_shown = Instant::now();
-    client.on_progress(Some(Box::new(move |p| {
+    Box::new(move |p| {
         // A line per message, or a live line on a terminal.
         if p.done || (interactive && last_shown.elapsed() > Duration::from_millis(100)) {
             last_shown = Instant::now();
@@ -172,7 +178,37 @@ fn run(cli: &Cli) -> Result<(), Error> {
             );
             let _ = std::io::stderr().flush();
         }
-    })));
+    })
+}
+
+fn open_maildir(cli: &Cli) -> Result<MaildirSink, Error> {
+    MaildirSink::create(&cli.maildir).map_err(|e| {
+        Error::Config(format!(
+            "cannot use the Maildir {}: {e}",
+            cli.maildir.display()
+        ))
+    })
+}
+
+fn run(cli: &Cli) -> Result<(), Error> {
+    let policy = DeletePolicy::from_name(&cli.delete)?;
+    if policy == DeletePolicy::WhenDeletedLocally {
+        return Err(Error::Config(
+            "--delete when-deleted-locally needs an application that deletes locally; fetch offers never, after-retrieval and after-days=N".into(),
+        ));
+    }
+    if cli.state.is_some() || policy.deletes() || cli.max_messages.is_some() {
+        return run_sync(cli, policy);
+    }
+    let started = Instant::now();
+    let config = config(cli);
+    let credentials = Credentials::new(cli.user.clone(), password(cli)?);
+    let mut sink = open_maildir(cli)?;
+    let mut client = Client::connect(&config, &credentials)?;
+    let listing = client.list()?;
+    let count = listing.len();
+    let total: u64 = listing.iter().map(|e| e.octets).sum();
+    client.on_progress(Some(progress_printer()));
     let msgs: Vec<MsgNum> = listing.iter().map(|e| e.msg).collect();
     let outcomes = client.retr_many(&msgs, &mut sink);
     if outcomes.is_err() {
@@ -195,6 +231,60 @@ fn run(cli: &Cli) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--state`, `--delete`, `--max-messages`: an incremental sync.
+fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
+    let started = Instant::now();
+    let config = config(cli);
+    let options = SyncOptions {
+        policy,
+        max_messages: cli.max_messages,
+        ..SyncOptions::default()
+    };
+    // Refused before connecting: recent: mode with a deleting policy.
+    pop3_client::sync::SyncRun::new(options.clone(), 0, &cli.user)?;
+    let credentials = Credentials::new(cli.user.clone(), password(cli)?);
+    let mut sink = open_maildir(cli)?;
+    let mut memory = MemoryState::new();
+    let mut file;
+    let store: &mut dyn StateStore = match &cli.state {
+        Some(path) => {
+            let key = format!(
+                "{}:{}:{}",
+                config.host.to_ascii_lowercase(),
+                config.port(),
+                cli.user
+            );
+            file = StateFile::open(path, &key).map_err(|e| {
+                Error::Config(format!("cannot use the state file {}: {e}", path.display()))
+            })?;
+            &mut file
+        }
+        None => &mut memory,
+    };
+    let report = sync_blocking(
+        &config,
+        &credentials,
+        store,
+        &mut sink,
+        options,
+        Some(progress_printer()),
+    )?;
+    println!(
+        "fetched {} new messages ({} bytes), deleted {}, skipped {}, left {} from {} into {} in {} session(s), {:.1} s{}",
+        report.new,
+        report.bytes,
+        report.deleted,
+        report.skipped,
+        report.left,
+        cli.host,
+        cli.maildir.display(),
+        report.sessions,
+        started.elapsed().as_secs_f64(),
+        if report.recovered > 0 { format!("; {} interrupted deliveries recovered", report.recovered) } else { String::new() }
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     pop3_examples::init_tracing();
     let cli = match Cli::try_parse() {
@@ -213,7 +303,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}: {e}", e.kind().as_str());
-            ExitCode::FAILURE
+            if e.kind() == ErrorKind::Config {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ fn fetches_into_maildir_over_tls_and_starttls() {
             messages: corpus(),
             implicit_tls,
             fault: Fault::None,
+            gmail: None,
         })
         .unwrap();
         let (output, dir) = run_fetch(&server, "password", &["--security", security]);

@@ -182,6 +182,11 @@ impl<S: ReadTimeout> Client<S> {
         self.engine.set_progress(progress);
     }
 
+    /// Takes back the progress callback (to hand it to the next session).
+    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
+        self.engine.take_progress()
+    }
+
     fn single(&mut self, command: Command<'static>) -> Result<crate::batch::Answer, Error> {
         let mut batch = ops::one(command);
         self.run(&mut batch, &mut NoBody)?;

@@ -133,8 +133,15 @@ impl Timeouts {
     }
 }
 
-/// A password or OAuth token. `Debug` and `Display` never show it.
+/// A password or OAuth token. `Debug` and `Display` never show it. With the
+/// `serde` feature it serializes as the plain string (account settings
+/// files hold it: keep them private).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Secret(String);
 
 impl Secret {

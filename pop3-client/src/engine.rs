@@ -85,6 +85,10 @@ impl Engine {
         self.progress = progress;
     }
 
+    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
+        self.progress.take()
+    }
+
     /// Bytes the driver must write before reading.
     pub(crate) fn output(&self) -> &[u8] {
         self.session.output()

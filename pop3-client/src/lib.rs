@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod async_client;
 mod batch;
 pub mod blocking;
@@ -22,6 +23,7 @@ mod engine;
 mod error;
 mod ops;
 pub mod store;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timer;

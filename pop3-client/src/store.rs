@@ -1,21 +1,53 @@
-//! Where fetched messages go. [`MaildirSink`] writes each message as one
-//! file under `new/` by way of `tmp/`, synced before it becomes visible, so
-//! a crash never leaves a partial message where a mail reader looks.
+//! Where fetched messages go.
+//!
+//! [`MaildirSink`] writes each message as one file under `new/` by way of
+//! `tmp/`, durable before it becomes visible, so a crash never leaves a
+//! partial message where a mail reader looks, and a delivered name never
+//! replaces an existing file. It serves two traits:
+//! - [`MessageSink`]: each message durable on its own (one fetch, no state);
+//! - [`DeliverySink`]: the sync's sink, with names reserved before delivery
+//!   (so an interrupted run can be reconciled) and group commit (a group of
+//!   messages made durable with one filesystem flush and one directory
+//!   flush).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pop3_proto::MsgNum;
+use pop3_proto::{MsgNum, Uid};
 
 use crate::ops::MessageSink;
+use crate::sync::state::sync_dir;
+
+/// The sink of a sync. Names are reserved before delivery and recorded as
+/// an intent, so a run killed at any instant can ask the sink, at its next
+/// start, whether a delivery finished ([`DeliverySink::reconcile`]).
+pub trait DeliverySink {
+    /// A name for delivering `uid`, unique in this sink, with no white space.
+    fn reserve(&mut self, uid: &Uid) -> io::Result<String>;
+    /// The message reserved as `name` begins.
+    fn begin(&mut self, name: &str) -> io::Result<()>;
+    /// More of the current message, exactly as the server sent it.
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// The current message is complete; it waits for [`DeliverySink::commit`].
+    fn end(&mut self) -> io::Result<()>;
+    /// Makes every completed message durable and visible, all together.
+    fn commit(&mut self) -> io::Result<()>;
+    /// Drops every message not yet committed (after an error).
+    fn rollback(&mut self);
+    /// Whether the delivery `name` of an earlier run is in the sink. Leftovers
+    /// of a delivery that did not finish are removed.
+    fn reconcile(&mut self, name: &str) -> io::Result<bool>;
+}
 
 /// Delivers messages into a Maildir (`tmp/`, `new/`, `cur/`).
 #[derive(Debug)]
 pub struct MaildirSink {
     dir: PathBuf,
-    current: Option<(BufWriter<File>, PathBuf, String)>,
+    current: Option<(BufWriter<File>, String)>,
+    /// Written to `tmp/`, waiting for the group's commit.
+    staged: Vec<(File, String)>,
     delivered: Vec<PathBuf>,
     counter: u64,
     host: String,
@@ -28,17 +60,13 @@ impl MaildirSink {
         for sub in ["tmp", "new", "cur"] {
             fs::create_dir_all(dir.join(sub))?;
         }
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().replace(['/', ':'], "_"))
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_owned());
         Ok(Self {
             dir,
             current: None,
+            staged: Vec::new(),
             delivered: Vec::new(),
             counter: 0,
-            host,
+            host: maildir_host(&gethostname::gethostname().to_string_lossy()),
         })
     }
 
@@ -47,10 +75,14 @@ impl MaildirSink {
         &self.delivered
     }
 
-    /// Removes the partial message being written, if any (after an error).
+    /// Removes the partial message being written, and every message not yet
+    /// committed (after an error).
     pub fn discard_partial(&mut self) {
-        if let Some((_, tmp, _)) = self.current.take() {
-            let _ = fs::remove_file(tmp);
+        if let Some((_, name)) = self.current.take() {
+            let _ = fs::remove_file(self.dir.join("tmp").join(name));
+        }
+        for (_, name) in self.staged.drain(..) {
+            let _ = fs::remove_file(self.dir.join("tmp").join(name));
         }
     }
 
@@ -68,40 +100,190 @@ impl MaildirSink {
             self.host
         )
     }
-}
 
-impl MessageSink for MaildirSink {
-    fn begin(&mut self, _: usize, _: MsgNum) -> io::Result<()> {
-        self.discard_partial();
-        let name = self.unique_name();
+    fn open_tmp(&mut self, name: String) -> io::Result<()> {
+        // A message left unfinished is dropped; staged ones wait for commit.
+        if let Some((_, name)) = self.current.take() {
+            let _ = fs::remove_file(self.dir.join("tmp").join(name));
+        }
         let tmp = self.dir.join("tmp").join(&name);
-        let file = File::options().write(true).create_new(true).open(&tmp)?;
-        self.current = Some((BufWriter::with_capacity(64 * 1024, file), tmp, name));
+        let file = File::options().write(true).create_new(true).open(tmp)?;
+        self.current = Some((BufWriter::with_capacity(64 * 1024, file), name));
         Ok(())
     }
 
-    fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
+    fn write_current(&mut self, chunk: &[u8]) -> io::Result<()> {
         match self.current.as_mut() {
-            Some((file, _, _)) => file.write_all(chunk),
+            Some((file, _)) => file.write_all(chunk),
             None => Err(io::Error::other("message data before its start")),
         }
     }
 
-    fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
-        let Some((file, tmp, name)) = self.current.take() else {
+    /// Flushes the current message to its tmp file and stages it.
+    fn stage_current(&mut self) -> io::Result<()> {
+        let Some((file, name)) = self.current.take() else {
             return Ok(());
         };
-        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        let target = self.dir.join("new").join(name);
-        fs::rename(&tmp, &target)?;
-        // Make the rename itself durable.
-        if let Ok(dir) = File::open(self.dir.join("new")) {
-            let _ = dir.sync_all();
+        match file.into_inner() {
+            Ok(file) => {
+                self.staged.push((file, name));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(self.dir.join("tmp").join(&name));
+                Err(e.into_error())
+            }
         }
-        self.delivered.push(target);
+    }
+
+    /// Makes the staged files durable, moves them into `new/` (never over an
+    /// existing file), then makes `new/` durable.
+    fn commit_staged(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let result = self.commit_staged_inner();
+        if result.is_err() {
+            self.discard_partial();
+        }
+        result
+    }
+
+    fn commit_staged_inner(&mut self) -> io::Result<()> {
+        flush_files(&self.staged)?;
+        let new = self.dir.join("new");
+        let mut staged = std::mem::take(&mut self.staged).into_iter();
+        while let Some((file, name)) = staged.next() {
+            let tmp = self.dir.join("tmp").join(&name);
+            let target = new.join(&name);
+            // A hard link fails if the name exists: nothing is replaced.
+            if let Err(e) = fs::hard_link(&tmp, &target) {
+                // What is not delivered goes back, for discard_partial.
+                self.staged.push((file, name));
+                self.staged.extend(staged);
+                return Err(e);
+            }
+            fs::remove_file(&tmp)?;
+            self.delivered.push(target);
+        }
+        sync_dir(&new)
+    }
+}
+
+/// One flush for many files: `syncfs` on Linux (the whole filesystem, once),
+/// each file's own fsync elsewhere.
+fn flush_files(files: &[(File, String)]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        if let Some((first, _)) = files.first() {
+            if files.len() > 1 {
+                return rustix::fs::syncfs(first).map_err(io::Error::from);
+            }
+            return first.sync_all();
+        }
         Ok(())
     }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for (f, _) in files {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// The host part of a Maildir name: `/` and `:` would break the name, so
+/// they are written as `\057` and `\072` (the Maildir convention).
+fn maildir_host(host: &str) -> String {
+    let host = host.trim();
+    if host.is_empty() {
+        return "localhost".to_owned();
+    }
+    host.chars()
+        .map(|c| match c {
+            '/' => "\\057".to_owned(),
+            ':' => "\\072".to_owned(),
+            c if c.is_whitespace() || c.is_control() => "_".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+impl MessageSink for MaildirSink {
+    fn begin(&mut self, _: usize, _: MsgNum) -> io::Result<()> {
+        let name = self.unique_name();
+        self.open_tmp(name)
+    }
+
+    fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
+        self.write_current(chunk)
+    }
+
+    fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
+        self.stage_current()?;
+        self.commit_staged()
+    }
+}
+
+impl DeliverySink for MaildirSink {
+    fn reserve(&mut self, _: &Uid) -> io::Result<String> {
+        Ok(self.unique_name())
+    }
+
+    fn begin(&mut self, name: &str) -> io::Result<()> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("\"{name}\" is not a Maildir file name"),
+            ));
+        }
+        self.open_tmp(name.to_owned())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.write_current(chunk)
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        self.stage_current()
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.commit_staged()
+    }
+
+    fn rollback(&mut self) {
+        self.discard_partial();
+    }
+
+    fn reconcile(&mut self, name: &str) -> io::Result<bool> {
+        if name.is_empty() || name.contains(['/', '\\']) {
+            return Ok(false);
+        }
+        let tmp = self.dir.join("tmp").join(name);
+        let found = self.dir.join("new").join(name).exists() || in_cur(&self.dir, name)?;
+        match fs::remove_file(&tmp) {
+            Ok(()) => sync_dir(&self.dir.join("tmp"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a mail reader has moved `name` into `cur/` (with `:2,flags`).
+fn in_cur(dir: &Path, name: &str) -> io::Result<bool> {
+    let cur = dir.join("cur");
+    if cur.join(name).exists() {
+        return Ok(true);
+    }
+    let prefix = format!("{name}:");
+    for entry in fs::read_dir(cur)? {
+        if entry?.file_name().to_string_lossy().starts_with(&prefix) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Drop for MaildirSink {
@@ -114,28 +296,91 @@ impl Drop for MaildirSink {
 mod tests {
     use super::*;
 
+    fn count(dir: &Path, sub: &str) -> usize {
+        fs::read_dir(dir.join(sub)).unwrap().count()
+    }
+
     #[test]
     fn delivers_through_tmp_into_new() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = MaildirSink::create(dir.path()).unwrap();
         let one = MsgNum::new(1).unwrap();
-        sink.begin(0, one).unwrap();
-        sink.write(0, b"Subject: a\r\n\r\nbody\r\n").unwrap();
-        assert_eq!(fs::read_dir(dir.path().join("new")).unwrap().count(), 0);
-        sink.end(0, 21).unwrap();
+        MessageSink::begin(&mut sink, 0, one).unwrap();
+        MessageSink::write(&mut sink, 0, b"Subject: a\r\n\r\nbody\r\n").unwrap();
+        assert_eq!(count(dir.path(), "new"), 0);
+        MessageSink::end(&mut sink, 0, 21).unwrap();
         let delivered = sink.delivered().to_vec();
         assert_eq!(delivered.len(), 1);
         assert_eq!(
             fs::read(&delivered[0]).unwrap(),
             b"Subject: a\r\n\r\nbody\r\n"
         );
-        sink.begin(1, one).unwrap();
-        sink.write(1, b"partial").unwrap();
+        MessageSink::begin(&mut sink, 1, one).unwrap();
+        MessageSink::write(&mut sink, 1, b"partial").unwrap();
         drop(sink);
+        assert_eq!(count(dir.path(), "tmp"), 0, "partial removed");
+    }
+
+    #[test]
+    fn a_group_becomes_visible_at_commit_and_reconciles() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::create(dir.path()).unwrap();
+        let uid = Uid::new(b"u").unwrap();
+        let mut names = Vec::new();
+        for i in 0..3 {
+            let name = sink.reserve(&uid).unwrap();
+            DeliverySink::begin(&mut sink, &name).unwrap();
+            DeliverySink::write(&mut sink, format!("message {i}\r\n").as_bytes()).unwrap();
+            DeliverySink::end(&mut sink).unwrap();
+            names.push(name);
+        }
+        assert_eq!(count(dir.path(), "new"), 0);
+        sink.commit().unwrap();
+        assert_eq!(count(dir.path(), "new"), 3);
+        assert_eq!(count(dir.path(), "tmp"), 0);
+        assert!(sink.reconcile(&names[0]).unwrap());
+        // A reader moved one to cur/ with flags.
+        fs::rename(
+            dir.path().join("new").join(&names[1]),
+            dir.path().join("cur").join(format!("{}:2,S", names[1])),
+        )
+        .unwrap();
+        assert!(sink.reconcile(&names[1]).unwrap());
+        // A delivery cut before commit: its tmp file is a leftover.
+        let name = sink.reserve(&uid).unwrap();
+        DeliverySink::begin(&mut sink, &name).unwrap();
+        DeliverySink::write(&mut sink, b"half").unwrap();
+        DeliverySink::end(&mut sink).unwrap();
+        std::mem::forget(sink); // as if killed: nothing cleaned up
+        let mut sink = MaildirSink::create(dir.path()).unwrap();
+        assert!(!sink.reconcile(&name).unwrap());
+        assert_eq!(count(dir.path(), "tmp"), 0);
+    }
+
+    #[test]
+    fn a_delivered_name_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::create(dir.path()).unwrap();
+        fs::write(dir.path().join("new").join("taken"), b"keep me").unwrap();
+        DeliverySink::begin(&mut sink, "taken").unwrap();
+        DeliverySink::write(&mut sink, b"other").unwrap();
+        DeliverySink::end(&mut sink).unwrap();
+        let e = sink.commit().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(
-            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0,
-            "partial removed"
+            fs::read(dir.path().join("new").join("taken")).unwrap(),
+            b"keep me"
         );
+        assert_eq!(
+            count(dir.path(), "tmp"),
+            0,
+            "the failed delivery is removed"
+        );
+    }
+
+    #[test]
+    fn host_names_are_sanitised() {
+        assert_eq!(maildir_host("a/b:c"), "a\\057b\\072c");
+        assert_eq!(maildir_host("  "), "localhost");
     }
 }

@@ -54,6 +54,27 @@ pub struct TestServerConfig {
     pub implicit_tls: bool,
     /// Misbehaviour to inject.
     pub fault: Fault,
+    /// Serve the maildrop as Gmail does.
+    pub gmail: Option<GmailMode>,
+}
+
+/// Gmail's POP3 behaviour. In normal mode a session lists only the oldest
+/// messages not yet popped, at most `session_limit` of them, and a message
+/// fetched (RETR) in a session that ends with QUIT is gone from POP
+/// afterwards, DELE or not. A user name starting `recent:` (set it as the
+/// server's `options.user`) lists every message in every session and pops
+/// nothing. Configure `options.pipelining_only_after_login` and
+/// `options.login_delay` to complete the picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GmailMode {
+    /// Messages listed per session (Gmail: about 250).
+    pub session_limit: usize,
+}
+
+impl Default for GmailMode {
+    fn default() -> Self {
+        Self { session_limit: 250 }
+    }
 }
 
 struct Shared {
@@ -235,11 +256,16 @@ fn serve(
     }
     tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
     tcp.set_nodelay(true)?;
-    let messages = shared
+    let mut messages = shared
         .messages
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let recent_mode = pop3_proto::is_recent_mode_user(&config.options.user);
+    if let (Some(gmail), false) = (&config.gmail, recent_mode) {
+        messages.truncate(gmail.session_limit);
+    }
+    let mut popped: Vec<usize> = Vec::new();
     let uids: Vec<String> = messages.iter().map(|m| m.uid.clone()).collect();
     let stamp = format!("<{}.{n}@localhost>", std::process::id());
     let mut session = ServerSession::new(config.options.clone(), messages, &stamp);
@@ -272,6 +298,14 @@ fn serve(
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             if used == 0 {
                 break;
+            }
+            if keyword == b"RETR" && out.starts_with(b"+OK") {
+                let number = std::str::from_utf8(&input[4..used])
+                    .ok()
+                    .and_then(|t| t.trim().parse::<usize>().ok());
+                if let Some(n) = number.filter(|&n| n > 0) {
+                    popped.push(n - 1);
+                }
             }
             input.drain(..used);
             let keyword = keyword.as_slice();
@@ -309,7 +343,12 @@ fn serve(
             // As RFC 1939 has it, deletions are done before QUIT's +OK says
             // so (a client may check the maildrop as soon as it reads it).
             if action == ServerAction::Close {
-                commit(shared, &uids, session.committed_deletions());
+                let mut gone = session.committed_deletions().to_vec();
+                // Gmail's normal mode: fetched and QUIT is popped.
+                if config.gmail.is_some() && !recent_mode && out.starts_with(b"+OK") {
+                    gone.extend(&popped);
+                }
+                commit(shared, &uids, &gone);
             }
             send(&mut conn, &out, &config.fault)?;
             out.clear();

@@ -38,6 +38,7 @@ fn start(implicit_tls: bool, fault: Fault) -> TestServer {
         messages: messages(),
         implicit_tls,
         fault,
+        gmail: None,
     })
     .unwrap()
 }

@@ -43,6 +43,7 @@ fn server(options: ServerOptions, implicit_tls: bool, fault: Fault) -> TestServe
         messages: corpus(),
         implicit_tls,
         fault,
+        gmail: None,
     })
     .unwrap()
 }
@@ -244,6 +245,7 @@ fn slow_server_times_out() {
         messages: corpus(),
         implicit_tls: true,
         fault: Fault::Delay(Duration::from_secs(2)),
+        gmail: None,
     })
     .unwrap();
     let mut config = slow.client_config();

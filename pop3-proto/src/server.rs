@@ -278,6 +278,10 @@ pub struct ServerOptions {
     /// A `[CODE] text` to refuse logins with after the password was checked
     /// (e.g. `IN-USE` to emulate a locked maildrop).
     pub refuse_login_with: Option<(String, String)>,
+    /// Advertise PIPELINING only after login, as Gmail does.
+    pub pipelining_only_after_login: bool,
+    /// Advertise `LOGIN-DELAY n` after login.
+    pub login_delay: Option<u32>,
 }
 
 impl Default for ServerOptions {
@@ -292,6 +296,8 @@ impl Default for ServerOptions {
             apop: false,
             hostname: "localhost".into(),
             refuse_login_with: None,
+            pipelining_only_after_login: false,
+            login_delay: None,
         }
     }
 }
@@ -403,10 +409,17 @@ impl ServerSession {
 
     fn capabilities(&self) -> Vec<Capability> {
         let mut caps = vec![Capability::Top, Capability::Uidl, Capability::RespCodes];
-        if self.options.pipelining {
+        let logged_in = self.state != ServerState::Authorization;
+        if self.options.pipelining && (logged_in || !self.options.pipelining_only_after_login) {
             caps.push(Capability::Pipelining);
         }
-        if self.state == ServerState::Authorization {
+        if let (true, Some(seconds)) = (logged_in, self.options.login_delay) {
+            caps.push(Capability::LoginDelay {
+                seconds,
+                per_user: false,
+            });
+        }
+        if !logged_in {
             if self.options.stls && !self.tls {
                 caps.push(Capability::Stls);
             }

@@ -1,0 +1,673 @@
+//! Mailbox accounts: what a user types into "add a POP3 mailbox", validated
+//! field by field, with presets for the big providers.
+//!
+//! ```
+//! use pop3_client::account::{Account, Credential, DeletePolicy};
+//!
+//! // Gmail's preset fills in pop.gmail.com:995 (TLS) and smtp.gmail.com:465.
+//! let mut account = Account::for_email("work", "me@gmail.com", Credential::app_password("abcd efgh"))?;
+//! account.delete_policy = DeletePolicy::KeepOnServer;
+//! account.validate()?;
+//! assert_eq!(account.incoming.host, "pop.gmail.com");
+//! assert_eq!(account.incoming.port, 995);
+//! let config = account.client_config(); // what the POP3 clients connect with
+//! assert_eq!(config.port(), 995);
+//! # Ok::<(), pop3_client::account::AccountError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::{AuthMethod, ClientConfig, Credentials, Secret, Security, TlsRoots};
+
+/// A setting that cannot be used, named by its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct AccountError {
+    /// The field, as a form or a settings file names it (`incoming.port`).
+    pub field: String,
+    /// What is wrong with it, in words.
+    pub problem: String,
+}
+
+impl AccountError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<AccountError> for crate::Error {
+    fn from(e: AccountError) -> Self {
+        crate::Error::Config(e.to_string())
+    }
+}
+
+/// The secret an account logs in with.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "kind", content = "secret", rename_all = "kebab-case")
+)]
+pub enum Credential {
+    /// The account's password.
+    Password(Secret),
+    /// An app-specific password (two-factor authentication is on).
+    AppPassword(Secret),
+    /// An OAuth2 access token (sent with SASL XOAUTH2).
+    OAuth2Token(Secret),
+}
+
+impl Credential {
+    /// A password.
+    pub fn password(secret: impl Into<Secret>) -> Self {
+        Self::Password(secret.into())
+    }
+
+    /// An app-specific password.
+    pub fn app_password(secret: impl Into<Secret>) -> Self {
+        Self::AppPassword(secret.into())
+    }
+
+    /// An OAuth2 access token.
+    pub fn oauth2_token(token: impl Into<Secret>) -> Self {
+        Self::OAuth2Token(token.into())
+    }
+
+    /// The secret itself.
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Self::Password(s) | Self::AppPassword(s) | Self::OAuth2Token(s) => s,
+        }
+    }
+
+    /// The same kind of credential with a new secret (a password change).
+    pub fn with_secret(&self, secret: impl Into<Secret>) -> Self {
+        let secret = secret.into();
+        match self {
+            Self::Password(_) => Self::Password(secret),
+            Self::AppPassword(_) => Self::AppPassword(secret),
+            Self::OAuth2Token(_) => Self::OAuth2Token(secret),
+        }
+    }
+
+    /// The login method this credential calls for: a token needs XOAUTH2,
+    /// a password the automatic choice.
+    pub fn auth_method(&self) -> AuthMethod {
+        match self {
+            Self::OAuth2Token(_) => AuthMethod::XOAuth2,
+            Self::Password(_) | Self::AppPassword(_) => AuthMethod::Auto,
+        }
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Password(_) => "Password(<redacted>)",
+            Self::AppPassword(_) => "AppPassword(<redacted>)",
+            Self::OAuth2Token(_) => "OAuth2Token(<redacted>)",
+        })
+    }
+}
+
+/// One server an account talks to: where, how securely, as whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ServerSettings {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Connection security.
+    #[cfg_attr(feature = "serde", serde(with = "security_name"))]
+    pub security: Security,
+    /// User name (for Gmail's recent mode, `recent:me@gmail.com`).
+    pub user: String,
+    /// Password, app-specific password or token.
+    pub credential: Credential,
+    /// Send credentials over a connection without TLS (never by default).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub allow_plaintext_auth: bool,
+}
+
+/// The outgoing (SMTP) server, "use the same credentials for the outgoing
+/// server" included. The SMTP client that uses it is another part of the
+/// workspace; here the settings are stored and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "mode", rename_all = "kebab-case"))]
+pub enum Outgoing {
+    /// No outgoing server.
+    None,
+    /// The incoming user and credential, on this SMTP server.
+    SameCredentials {
+        /// SMTP host.
+        host: String,
+        /// SMTP port.
+        port: u16,
+        /// SMTP connection security.
+        #[cfg_attr(feature = "serde", serde(with = "security_name"))]
+        security: Security,
+    },
+    /// Its own user and credential.
+    Separate(ServerSettings),
+}
+
+/// What happens to messages on the server once they are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum DeletePolicy {
+    /// Leave every message on the server (the default).
+    #[default]
+    KeepOnServer,
+    /// Delete a message once it is stored and recorded.
+    AfterRetrieval,
+    /// Delete a message this many days after it was first fetched.
+    AfterDays(u32),
+    /// Delete a message once the application says it was deleted locally
+    /// ([`crate::sync::mark_deleted_locally`]); the deletion happens at the
+    /// next sync.
+    WhenDeletedLocally,
+}
+
+impl DeletePolicy {
+    /// Parses `never`, `after-retrieval`, `after-days=N`,
+    /// `when-deleted-locally` (the command-line names).
+    pub fn from_name(name: &str) -> Result<Self, AccountError> {
+        let field = "delete_policy";
+        Ok(match name {
+            "never" | "keep" | "keep-on-server" => Self::KeepOnServer,
+            "after-retrieval" => Self::AfterRetrieval,
+            "when-deleted-locally" => Self::WhenDeletedLocally,
+            other => match other.strip_prefix("after-days=") {
+                Some(n) => Self::AfterDays(n.parse().map_err(|_| {
+                    AccountError::new(field, format!("\"{n}\" is not a number of days"))
+                })?),
+                None => {
+                    return Err(AccountError::new(
+                        field,
+                        format!("unknown policy \"{other}\"; use never, after-retrieval, after-days=N or when-deleted-locally"),
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The command-line name of the policy.
+    pub fn name(self) -> String {
+        match self {
+            Self::KeepOnServer => "never".into(),
+            Self::AfterRetrieval => "after-retrieval".into(),
+            Self::AfterDays(n) => format!("after-days={n}"),
+            Self::WhenDeletedLocally => "when-deleted-locally".into(),
+        }
+    }
+
+    /// Whether the policy ever deletes mail from the server.
+    pub fn deletes(self) -> bool {
+        self != Self::KeepOnServer
+    }
+}
+
+/// Which certificates the account trusts beyond the default roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Trust {
+    /// A PEM file of authorities (or of the server's own certificate) to
+    /// trust instead of Mozilla's roots.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A POP3 mailbox as a user configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Account {
+    /// The account's name, unique among the application's accounts.
+    pub name: String,
+    /// The e-mail address.
+    pub email: String,
+    /// The POP3 server.
+    pub incoming: ServerSettings,
+    /// The SMTP server.
+    pub outgoing: Outgoing,
+    /// What to do with fetched messages on the server.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub delete_policy: DeletePolicy,
+    /// Certificates to trust.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub trust: Trust,
+    /// The application's own data (a CRM keeps its sharing permission here).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A provider's servers, chosen from the e-mail address's domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    /// The provider, in words.
+    pub provider: &'static str,
+    /// POP3 host, port and security.
+    pub pop: (&'static str, u16, Security),
+    /// SMTP host, port and security.
+    pub smtp: (&'static str, u16, Security),
+}
+
+const GMAIL: Preset = Preset {
+    provider: "Gmail",
+    pop: ("pop.gmail.com", 995, Security::Tls),
+    smtp: ("smtp.gmail.com", 465, Security::Tls),
+};
+const ZOHO: Preset = Preset {
+    provider: "Zoho Mail",
+    pop: ("pop.zoho.com", 995, Security::Tls),
+    smtp: ("smtp.zoho.com", 465, Security::Tls),
+};
+const OUTLOOK: Preset = Preset {
+    provider: "Outlook / Office 365",
+    pop: ("outlook.office365.com", 995, Security::Tls),
+    smtp: ("smtp.office365.com", 587, Security::StartTls),
+};
+const YAHOO: Preset = Preset {
+    provider: "Yahoo Mail",
+    pop: ("pop.mail.yahoo.com", 995, Security::Tls),
+    smtp: ("smtp.mail.yahoo.com", 465, Security::Tls),
+};
+
+impl Preset {
+    /// The preset for `email`'s domain: `Ok(None)` when there is none (the
+    /// user must give the servers), an error for a provider without POP3.
+    pub fn for_email(email: &str) -> Result<Option<Self>, AccountError> {
+        let domain = email
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(Some(match domain.as_str() {
+            "gmail.com" | "googlemail.com" => GMAIL,
+            "zoho.com" | "zohomail.com" => ZOHO,
+            "outlook.com" | "hotmail.com" | "live.com" | "msn.com" | "office365.com" => OUTLOOK,
+            "yahoo.com" | "ymail.com" | "rocketmail.com" => YAHOO,
+            "icloud.com" | "me.com" | "mac.com" => {
+                return Err(AccountError::new(
+                    "email",
+                    "iCloud Mail offers no POP3 service (only IMAP); it cannot be added as a POP3 mailbox",
+                ))
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// The usual ports, to catch a security setting that does not match.
+const POP3_TLS_PORT: u16 = 995;
+const POP3_PLAIN_PORT: u16 = 110;
+const SMTP_TLS_PORT: u16 = 465;
+const SMTP_PLAIN_PORTS: [u16; 2] = [25, 587];
+
+impl Account {
+    /// An account for `email` with the provider preset's servers (user name:
+    /// the address; outgoing: same credentials). Without a preset the
+    /// incoming host is left empty for the caller to fill in (validation
+    /// names it); iCloud is refused.
+    pub fn for_email(
+        name: impl Into<String>,
+        email: impl Into<String>,
+        credential: Credential,
+    ) -> Result<Self, AccountError> {
+        let email = email.into();
+        let preset = Preset::for_email(&email)?;
+        let (pop, outgoing) = match preset {
+            Some(p) => (
+                p.pop,
+                Outgoing::SameCredentials {
+                    host: p.smtp.0.into(),
+                    port: p.smtp.1,
+                    security: p.smtp.2,
+                },
+            ),
+            None => (("", POP3_TLS_PORT, Security::Tls), Outgoing::None),
+        };
+        Ok(Self {
+            name: name.into(),
+            incoming: ServerSettings {
+                host: pop.0.into(),
+                port: pop.1,
+                security: pop.2,
+                user: email.clone(),
+                credential,
+                allow_plaintext_auth: false,
+            },
+            email,
+            outgoing,
+            delete_policy: DeletePolicy::KeepOnServer,
+            trust: Trust::default(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    /// Whether the user name asks for Gmail's recent mode.
+    pub fn recent_mode(&self) -> bool {
+        pop3_proto::is_recent_mode_user(&self.incoming.user)
+    }
+
+    /// Checks every field; the first problem found names its field.
+    pub fn validate(&self) -> Result<(), AccountError> {
+        check_text("name", &self.name)?;
+        check_text("email", &self.email)?;
+        if !self.email.contains('@') {
+            return Err(AccountError::new("email", "an e-mail address needs an @"));
+        }
+        Preset::for_email(&self.email)?;
+        check_server("incoming", &self.incoming, Protocol::Pop3)?;
+        match &self.outgoing {
+            Outgoing::None => {}
+            Outgoing::SameCredentials {
+                host,
+                port,
+                security,
+            } => {
+                check_endpoint("outgoing", host, *port, *security, Protocol::Smtp)?;
+            }
+            Outgoing::Separate(server) => check_server("outgoing", server, Protocol::Smtp)?,
+        }
+        if self.recent_mode() && self.delete_policy.deletes() {
+            return Err(AccountError::new(
+                "delete_policy",
+                "Gmail's recent: mode serves the last 30 days to every client, so mail must stay on the server; choose \"never\"",
+            ));
+        }
+        if self.delete_policy == DeletePolicy::AfterDays(0) {
+            return Err(AccountError::new(
+                "delete_policy",
+                "after-days=0 would delete at once; use after-retrieval",
+            ));
+        }
+        for (key, value) in &self.metadata {
+            check_text("metadata", key)?;
+            check_text(&format!("metadata.{key}"), value)?;
+        }
+        if let Some(ca) = &self.trust.ca_file {
+            check_text("trust.ca_file", &ca.to_string_lossy())?;
+        }
+        Ok(())
+    }
+
+    /// The key the account's sync state is kept under: host, port and user.
+    pub fn state_key(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.incoming.host.to_ascii_lowercase(),
+            self.incoming.port,
+            self.incoming.user
+        )
+    }
+
+    /// The POP3 client settings for the incoming server.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(self.incoming.host.clone());
+        config.port = Some(self.incoming.port);
+        config.security = self.incoming.security;
+        config.auth = self.incoming.credential.auth_method();
+        config.allow_plaintext_auth = self.incoming.allow_plaintext_auth;
+        if let Some(ca) = &self.trust.ca_file {
+            config.roots = TlsRoots::CaFile(ca.clone());
+        }
+        config
+    }
+
+    /// The incoming login.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(
+            self.incoming.user.clone(),
+            self.incoming.credential.secret().clone(),
+        )
+    }
+
+    /// The outgoing server's settings with "same credentials" resolved to
+    /// the incoming user and credential; `None` without an outgoing server.
+    pub fn outgoing_settings(&self) -> Option<ServerSettings> {
+        match &self.outgoing {
+            Outgoing::None => None,
+            Outgoing::SameCredentials {
+                host,
+                port,
+                security,
+            } => Some(ServerSettings {
+                host: host.clone(),
+                port: *port,
+                security: *security,
+                user: self.incoming.user.clone(),
+                credential: self.incoming.credential.clone(),
+                allow_plaintext_auth: self.incoming.allow_plaintext_auth,
+            }),
+            Outgoing::Separate(server) => Some(server.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Pop3,
+    Smtp,
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), AccountError> {
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(AccountError::new(
+            field,
+            "must not contain line breaks (CR, LF) or NUL",
+        ));
+    }
+    Ok(())
+}
+
+fn check_server(
+    side: &str,
+    server: &ServerSettings,
+    protocol: Protocol,
+) -> Result<(), AccountError> {
+    check_endpoint(side, &server.host, server.port, server.security, protocol)?;
+    check_text(&format!("{side}.user"), &server.user)?;
+    if server.user.trim().is_empty() {
+        return Err(AccountError::new(
+            format!("{side}.user"),
+            "a user name is needed",
+        ));
+    }
+    let secret = server.credential.secret().expose();
+    check_text(&format!("{side}.credential"), secret)?;
+    if secret.is_empty() {
+        return Err(AccountError::new(
+            format!("{side}.credential"),
+            "a password (or token) is needed",
+        ));
+    }
+    Ok(())
+}
+
+fn check_endpoint(
+    side: &str,
+    host: &str,
+    port: u16,
+    security: Security,
+    protocol: Protocol,
+) -> Result<(), AccountError> {
+    let host_field = format!("{side}.host");
+    check_text(&host_field, host)?;
+    if host.trim().is_empty() {
+        return Err(AccountError::new(
+            host_field,
+            "a server name is needed (no preset is known for this e-mail domain)",
+        ));
+    }
+    if host.contains(char::is_whitespace) {
+        return Err(AccountError::new(host_field, "a host name has no spaces"));
+    }
+    let port_field = format!("{side}.port");
+    if port == 0 {
+        return Err(AccountError::new(port_field, "port 0 is not a port"));
+    }
+    let (tls_ports, plain_ports): (&[u16], &[u16]) = match protocol {
+        Protocol::Pop3 => (&[POP3_TLS_PORT], &[POP3_PLAIN_PORT]),
+        Protocol::Smtp => (&[SMTP_TLS_PORT], &SMTP_PLAIN_PORTS),
+    };
+    if security != Security::Tls && tls_ports.contains(&port) {
+        return Err(AccountError::new(
+            port_field,
+            format!("port {port} speaks TLS from the first byte; choose security \"tls\" or the plaintext port"),
+        ));
+    }
+    if security == Security::Tls && plain_ports.contains(&port) {
+        return Err(AccountError::new(
+            port_field,
+            format!(
+                "port {port} starts in plaintext; choose security \"starttls\" or the TLS port"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Security as its command-line name in settings files.
+#[cfg(feature = "serde")]
+mod security_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::config::Security;
+
+    pub(super) fn serialize<S: Serializer>(s: &Security, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(match s {
+            Security::Tls => "tls",
+            Security::StartTls => "starttls",
+            Security::Plain => "plain",
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Security, D::Error> {
+        let name = String::deserialize(de)?;
+        match name.as_str() {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::StartTls),
+            "plain" => Ok(Security::Plain),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown security \"{other}\"; use tls, starttls or plain"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(email: &str) -> Account {
+        let mut a = Account::for_email("a", email, Credential::password("pw")).unwrap();
+        if a.incoming.host.is_empty() {
+            a.incoming.host = "mail.example.org".into();
+        }
+        a
+    }
+
+    #[test]
+    fn presets_fill_in_the_servers() {
+        let a = account("Someone@GoogleMail.com");
+        assert_eq!(
+            (a.incoming.host.as_str(), a.incoming.port),
+            ("pop.gmail.com", 995)
+        );
+        let o = account("x@hotmail.com").outgoing_settings().unwrap();
+        assert_eq!(
+            (o.host.as_str(), o.port, o.security),
+            ("smtp.office365.com", 587, Security::StartTls)
+        );
+        assert_eq!(o.user, "x@hotmail.com");
+        assert_eq!(
+            account("x@zoho.com").incoming.host,
+            "pop.zoho.com".to_string()
+        );
+        assert_eq!(
+            account("x@yahoo.com").incoming.host,
+            "pop.mail.yahoo.com".to_string()
+        );
+        let e = Account::for_email("a", "me@icloud.com", Credential::password("p")).unwrap_err();
+        assert!(e.to_string().contains("no POP3 service"), "{e}");
+        let custom = Account::for_email("a", "me@example.org", Credential::password("p")).unwrap();
+        let e = custom.validate().unwrap_err();
+        assert_eq!(e.field, "incoming.host");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let field = |f: &dyn Fn(&mut Account)| {
+            let mut a = account("me@example.org");
+            f(&mut a);
+            a.validate().map_err(|e| e.field)
+        };
+        assert_eq!(field(&|_| {}), Ok(()));
+        assert_eq!(field(&|a| a.incoming.port = 0), Err("incoming.port".into()));
+        assert_eq!(
+            field(&|a| a.incoming.security = Security::Plain),
+            Err("incoming.port".into())
+        );
+        assert_eq!(
+            field(&|a| a.incoming.port = 110),
+            Err("incoming.port".into())
+        );
+        assert_eq!(
+            field(&|a| a.incoming.user = "me\r\nDELE 1".into()),
+            Err("incoming.user".into())
+        );
+        assert_eq!(
+            field(&|a| a.incoming.credential = Credential::password("a\0b")),
+            Err("incoming.credential".into())
+        );
+        assert_eq!(field(&|a| a.name = "x\ny".into()), Err("name".into()));
+        assert_eq!(
+            field(&|a| {
+                a.metadata.insert("share".into(), "team\r".into());
+            }),
+            Err("metadata.share".into())
+        );
+        assert_eq!(
+            field(&|a| a.outgoing = Outgoing::SameCredentials {
+                host: "smtp.example.org".into(),
+                port: 465,
+                security: Security::StartTls
+            }),
+            Err("outgoing.port".into())
+        );
+        assert_eq!(
+            field(&|a| {
+                a.incoming.user = "recent:me@gmail.com".into();
+                a.delete_policy = DeletePolicy::AfterRetrieval;
+            }),
+            Err("delete_policy".into())
+        );
+    }
+
+    #[test]
+    fn policies_parse_by_name() {
+        for p in [
+            DeletePolicy::KeepOnServer,
+            DeletePolicy::AfterRetrieval,
+            DeletePolicy::AfterDays(7),
+            DeletePolicy::WhenDeletedLocally,
+        ] {
+            assert_eq!(DeletePolicy::from_name(&p.name()), Ok(p));
+        }
+        assert!(DeletePolicy::from_name("after-days=x").is_err());
+        assert!(DeletePolicy::from_name("sometimes").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let a = account("me@gmail.com");
+        assert!(!format!("{a:?}").contains("pw"));
+    }
+}

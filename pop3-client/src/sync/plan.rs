@@ -1,0 +1,491 @@
+//! The plan of a sync, sans I/O: given what the state remembers and what the
+//! server lists, which messages to fetch (oldest first, within the caps),
+//! which to delete, what to record, and whether to open another session.
+//! The blocking and async drivers only carry out what this decides.
+
+use std::collections::HashSet;
+
+use pop3_proto::{MsgNum, Uid};
+
+use crate::account::DeletePolicy;
+use crate::sync::state::{StateChange, SyncState, UidStatus};
+
+/// Seconds in a day.
+const DAY: u64 = 24 * 60 * 60;
+
+/// How a sync behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// What to do with fetched messages on the server.
+    pub policy: DeletePolicy,
+    /// Fetch at most this many messages in one sync.
+    pub max_messages: Option<usize>,
+    /// Fetch at most this many bytes in one sync (a single message larger
+    /// than this is still fetched when it comes first, so a sync always
+    /// makes progress).
+    pub max_bytes: Option<u64>,
+    /// Messages stored together and made durable with one flush (group
+    /// commit). The order "stored, then recorded, then deleted" holds per
+    /// group.
+    pub group_size: usize,
+    /// A server without UIDL is refused, unless this is set: then every
+    /// listed message is fetched and then deleted, and a run killed between
+    /// the two may deliver some messages again on its next run.
+    pub allow_without_uidl: bool,
+    /// UIDs missing from the listing are remembered this many days, so a
+    /// message that comes back (Gmail's recent mode) is not fetched again.
+    pub forget_after_days: u64,
+    /// Most sessions one sync opens (a server that serves a few hundred
+    /// messages per session, as Gmail does, needs several).
+    pub max_sessions: usize,
+    /// The time of the sync, in seconds since the Unix epoch; `None` for
+    /// the system clock. Tests inject it.
+    pub now: Option<u64>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            policy: DeletePolicy::KeepOnServer,
+            max_messages: None,
+            max_bytes: None,
+            group_size: 64,
+            allow_without_uidl: false,
+            forget_after_days: 31,
+            max_sessions: 50,
+            now: None,
+        }
+    }
+}
+
+/// A message the server lists in this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its number in this session.
+    pub msg: MsgNum,
+    /// Its UID.
+    pub uid: Uid,
+    /// Its size as listed.
+    pub octets: u64,
+}
+
+/// What one session does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPlan {
+    /// Records to make before fetching (vanished, reappeared, forgotten).
+    pub housekeeping: Vec<StateChange>,
+    /// New messages to fetch, oldest first, in groups of
+    /// [`SyncOptions::group_size`].
+    pub fetch: Vec<Vec<Listed>>,
+    /// Messages fetched in an earlier run that the policy deletes now.
+    pub delete: Vec<Listed>,
+    /// Whether the caps left messages for a later sync.
+    pub capped: bool,
+}
+
+/// What a sync did: the summary line of `fetch` and `account sync`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Messages stored.
+    pub new: usize,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Messages deleted on the server.
+    pub deleted: usize,
+    /// Messages the server refused to send (each is tried again next time).
+    pub skipped: usize,
+    /// Messages left for a later sync by the caps.
+    pub left: usize,
+    /// Sessions opened.
+    pub sessions: usize,
+    /// Interrupted deliveries of an earlier run found complete at start
+    /// (recorded now, not fetched again).
+    pub recovered: usize,
+    /// The earliest time (Unix seconds) the server allows the next login,
+    /// from its LOGIN-DELAY.
+    pub next_sync_not_before: Option<u64>,
+}
+
+/// A sync in progress: the budget left, what it did, and the rules between
+/// sessions. One per sync, shared by the drivers.
+#[derive(Debug)]
+pub struct SyncRun {
+    options: SyncOptions,
+    now: u64,
+    report: SyncReport,
+    fetched_in_session: Vec<Listed>,
+    session_all_new: bool,
+    keep_going: bool,
+}
+
+impl SyncRun {
+    /// Starts a sync at `now` (Unix seconds). A deleting policy with a
+    /// `recent:` user is refused before anything is connected.
+    pub fn new(options: SyncOptions, now: u64, user: &str) -> Result<Self, crate::Error> {
+        let recent_mode = pop3_proto::is_recent_mode_user(user);
+        if recent_mode && options.policy.deletes() {
+            return Err(crate::Error::Config(format!(
+                "the user name {user} asks for Gmail's recent: mode, where mail must stay on the server; the delete policy \"{}\" is refused (use never)",
+                options.policy.name()
+            )));
+        }
+        if options.group_size == 0 || options.max_sessions == 0 {
+            return Err(crate::Error::Config(
+                "sync options: group_size and max_sessions must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            options,
+            now,
+            report: SyncReport::default(),
+            fetched_in_session: Vec::new(),
+            session_all_new: false,
+            // recent: mode lists the same 30 days in every session.
+            keep_going: !recent_mode,
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SyncOptions {
+        &self.options
+    }
+
+    /// The time of the sync.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// Finishes the sync.
+    pub fn finish(self) -> SyncReport {
+        self.report
+    }
+
+    /// An interrupted delivery was found complete in the sink at start.
+    pub fn recovered(&mut self) {
+        self.report.recovered += 1;
+    }
+
+    /// A session has logged in; `login_delay` is its advertised LOGIN-DELAY.
+    pub fn session_started(&mut self, login_delay: Option<u32>) {
+        self.report.sessions += 1;
+        self.fetched_in_session.clear();
+        if let Some(seconds) = login_delay {
+            self.report.next_sync_not_before = Some(self.now + u64::from(seconds));
+        }
+    }
+
+    /// Plans a session from its listing (message-number order).
+    pub fn plan(&mut self, state: &SyncState, listing: &[Listed]) -> SessionPlan {
+        let mut plan = SessionPlan::default();
+        let listed: HashSet<&Uid> = listing.iter().map(|l| &l.uid).collect();
+        for (uid, record) in &state.records {
+            match (listed.contains(uid), record.vanished_at) {
+                (false, None) => plan.housekeeping.push(StateChange::Vanished {
+                    uid: uid.clone(),
+                    at: self.now,
+                }),
+                (false, Some(at))
+                    if at + self.options.forget_after_days.max(1) * DAY <= self.now =>
+                {
+                    plan.housekeeping
+                        .push(StateChange::Forget { uid: uid.clone() });
+                }
+                (true, Some(_)) => plan
+                    .housekeeping
+                    .push(StateChange::Reappeared { uid: uid.clone() }),
+                _ => {}
+            }
+        }
+        let mut new = Vec::new();
+        let mut seen = HashSet::new();
+        for item in listing {
+            // A UID listed twice is fetched once.
+            if !seen.insert(&item.uid) {
+                continue;
+            }
+            match state.records.get(&item.uid) {
+                None => new.push(item.clone()),
+                Some(r) if r.status == UidStatus::Fetched && self.due_for_deletion(r) => {
+                    plan.delete.push(item.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        self.session_all_new = !listing.is_empty() && new.len() == listing.len();
+        let mut chosen = Vec::new();
+        for item in new {
+            let count = self.report.new + chosen.len();
+            let bytes = self.report.bytes + chosen.iter().map(|l: &Listed| l.octets).sum::<u64>();
+            let over_count = self.options.max_messages.is_some_and(|m| count >= m);
+            let over_bytes = self
+                .options
+                .max_bytes
+                .is_some_and(|m| count > 0 && bytes + item.octets > m);
+            if over_count || over_bytes {
+                plan.capped = true;
+                self.report.left += 1;
+                continue;
+            }
+            chosen.push(item);
+        }
+        plan.fetch = chosen
+            .chunks(self.options.group_size)
+            .map(<[Listed]>::to_vec)
+            .collect();
+        if plan.capped {
+            self.keep_going = false;
+        }
+        plan
+    }
+
+    fn due_for_deletion(&self, record: &crate::sync::state::UidRecord) -> bool {
+        match self.options.policy {
+            DeletePolicy::KeepOnServer => false,
+            // Fetched in an earlier run that ended before its QUIT.
+            DeletePolicy::AfterRetrieval => true,
+            DeletePolicy::AfterDays(days) => record.first_seen + u64::from(days) * DAY <= self.now,
+            DeletePolicy::WhenDeletedLocally => record.deleted_locally,
+        }
+    }
+
+    /// The changes recording a group as durable in the sink: `outcomes`
+    /// holds, per message of `group`, whether it was stored. Returns the
+    /// changes to record.
+    pub fn stored(&mut self, group: &[Listed], outcomes: &[Option<u64>]) -> Vec<StateChange> {
+        let mut changes = Vec::with_capacity(group.len());
+        for (item, outcome) in group.iter().zip(outcomes) {
+            match outcome {
+                Some(octets) => {
+                    self.report.new += 1;
+                    self.report.bytes += octets;
+                    self.fetched_in_session.push(item.clone());
+                    changes.push(StateChange::Delivered {
+                        uid: item.uid.clone(),
+                        at: self.now,
+                    });
+                }
+                None => {
+                    self.report.skipped += 1;
+                    changes.push(StateChange::Abandoned {
+                        uid: item.uid.clone(),
+                    });
+                }
+            }
+        }
+        changes
+    }
+
+    /// What to delete before QUIT: the plan's due messages, and under
+    /// "after retrieval" everything stored in this session.
+    pub fn deletions(&self, plan: &SessionPlan) -> Vec<Listed> {
+        let mut out = plan.delete.clone();
+        if self.options.policy == DeletePolicy::AfterRetrieval {
+            out.extend(self.fetched_in_session.iter().cloned());
+        }
+        out
+    }
+
+    /// QUIT committed the deletions of `deleted`: the changes to record.
+    pub fn deleted(&mut self, deleted: &[Listed]) -> Vec<StateChange> {
+        self.report.deleted += deleted.len();
+        deleted
+            .iter()
+            .map(|l| StateChange::DeletedOnServer { uid: l.uid.clone() })
+            .collect()
+    }
+
+    /// Whether to open another session: this one stored new messages, and
+    /// the server seems to serve mail in slices (every listed message was
+    /// new, as Gmail's normal mode lists only what was not yet popped) or
+    /// what was stored was deleted; never past the caps or the session cap.
+    pub fn another_session(&self, deleted_any: bool) -> bool {
+        self.keep_going
+            && !self.fetched_in_session.is_empty()
+            && (self.session_all_new || deleted_any)
+            && self.report.sessions < self.options.max_sessions
+    }
+
+    /// The server refused a follow-up login with LOGIN-DELAY: the sync ends
+    /// with what it has, and reports when to come back.
+    pub fn login_delayed(&mut self, seconds: Option<u32>) {
+        let wait = u64::from(seconds.unwrap_or(300));
+        self.report.next_sync_not_before = Some(self.now + wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::state::{StateStore, UidRecord};
+
+    fn listed(n: u32, uid: &str, octets: u64) -> Listed {
+        Listed {
+            msg: MsgNum::new(n).unwrap(),
+            uid: Uid::new(uid.as_bytes()).unwrap(),
+            octets,
+        }
+    }
+
+    fn state_with(uids: &[(&str, u64)]) -> SyncState {
+        let mut s = SyncState::default();
+        for (u, at) in uids {
+            s.apply(&StateChange::Delivered {
+                uid: Uid::new(u.as_bytes()).unwrap(),
+                at: *at,
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn only_new_messages_are_fetched_in_groups() {
+        let options = SyncOptions {
+            group_size: 2,
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 1000, "u").unwrap();
+        let listing: Vec<_> = (1..=5).map(|i| listed(i, &format!("u{i}"), 10)).collect();
+        let plan = run.plan(&state_with(&[("u2", 1)]), &listing);
+        let uids: Vec<Vec<u32>> = plan
+            .fetch
+            .iter()
+            .map(|g| g.iter().map(|l| l.msg.get()).collect())
+            .collect();
+        assert_eq!(uids, vec![vec![1, 3], vec![4, 5]]);
+        assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn caps_stop_the_plan() {
+        let options = SyncOptions {
+            max_messages: Some(2),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        let listing: Vec<_> = (1..=5).map(|i| listed(i, &format!("u{i}"), 10)).collect();
+        let plan = run.plan(&SyncState::default(), &listing);
+        assert_eq!(plan.fetch.concat().len(), 2);
+        assert!(plan.capped);
+        assert_eq!(run.report().left, 3);
+        let options = SyncOptions {
+            max_bytes: Some(25),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        let plan = run.plan(&SyncState::default(), &listing);
+        assert_eq!(plan.fetch.concat().len(), 2);
+        // One message above the whole budget still comes through alone.
+        let options = SyncOptions {
+            max_bytes: Some(5),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        assert_eq!(
+            run.plan(&SyncState::default(), &listing)
+                .fetch
+                .concat()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn policies_choose_what_to_delete() {
+        let listing = vec![listed(1, "old", 1), listed(2, "young", 1)];
+        let mut state = state_with(&[("old", 0), ("young", 9 * DAY)]);
+        let due = |policy, state: &SyncState| {
+            let options = SyncOptions {
+                policy,
+                ..SyncOptions::default()
+            };
+            let mut run = SyncRun::new(options, 10 * DAY, "u").unwrap();
+            let plan = run.plan(state, &listing);
+            run.deletions(&plan)
+                .iter()
+                .map(|l| l.msg.get())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(due(DeletePolicy::KeepOnServer, &state), Vec::<u32>::new());
+        assert_eq!(due(DeletePolicy::AfterRetrieval, &state), vec![1, 2]);
+        assert_eq!(due(DeletePolicy::AfterDays(7), &state), vec![1]);
+        assert_eq!(due(DeletePolicy::AfterDays(1), &state), vec![1, 2]);
+        assert_eq!(
+            due(DeletePolicy::WhenDeletedLocally, &state),
+            Vec::<u32>::new()
+        );
+        let mut store = crate::sync::state::MemoryState::new();
+        store.apply(&[]).unwrap();
+        state.apply(&StateChange::DeletedLocally {
+            uid: Uid::new(b"young").unwrap(),
+        });
+        assert_eq!(due(DeletePolicy::WhenDeletedLocally, &state), vec![2]);
+    }
+
+    #[test]
+    fn vanished_uids_are_remembered_then_forgotten() {
+        let mut state = state_with(&[("gone", 0)]);
+        let mut run = SyncRun::new(SyncOptions::default(), 100, "recent:me@gmail.com").unwrap();
+        let plan = run.plan(&state, &[]);
+        assert_eq!(
+            plan.housekeeping,
+            vec![StateChange::Vanished {
+                uid: Uid::new(b"gone").unwrap(),
+                at: 100
+            }]
+        );
+        for c in &plan.housekeeping {
+            state.apply(c);
+        }
+        // Back within 31 days: not fetched again.
+        let mut run = SyncRun::new(SyncOptions::default(), 30 * DAY, "u").unwrap();
+        let plan = run.plan(&state, &[listed(1, "gone", 5)]);
+        assert!(plan.fetch.is_empty());
+        assert!(matches!(
+            plan.housekeeping[..],
+            [StateChange::Reappeared { .. }]
+        ));
+        // Gone for longer: forgotten.
+        let mut run = SyncRun::new(SyncOptions::default(), 32 * DAY, "u").unwrap();
+        let plan = run.plan(&state, &[]);
+        assert!(matches!(
+            plan.housekeeping[..],
+            [StateChange::Forget { .. }]
+        ));
+        let _ = UidRecord {
+            first_seen: 0,
+            status: UidStatus::Fetched,
+            vanished_at: None,
+            deleted_locally: false,
+        };
+    }
+
+    #[test]
+    fn recent_mode_refuses_deleting_policies() {
+        let options = SyncOptions {
+            policy: DeletePolicy::AfterRetrieval,
+            ..SyncOptions::default()
+        };
+        let e = SyncRun::new(options, 0, "recent:me@gmail.com").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+    }
+
+    #[test]
+    fn sessions_continue_while_the_server_serves_slices() {
+        let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
+        run.session_started(None);
+        let listing: Vec<_> = (1..=3).map(|i| listed(i, &format!("u{i}"), 1)).collect();
+        let plan = run.plan(&SyncState::default(), &listing);
+        let group = plan.fetch.concat();
+        run.stored(&group, &[Some(1), Some(1), Some(1)]);
+        assert!(run.another_session(false), "all new: maybe a slice");
+        run.session_started(None);
+        let plan = run.plan(&state_with(&[("u1", 0)]), &listing[..1]);
+        assert!(plan.fetch.is_empty());
+        assert!(!run.another_session(false), "nothing new: done");
+    }
+}

@@ -1,0 +1,348 @@
+//! Incremental sync against the in-process server: only new mail, each
+//! delete policy, an injected clock, failures at every step of a group, and
+//! a Gmail-like server in normal and recent modes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use pop3_client::account::DeletePolicy;
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::store::{DeliverySink, MaildirSink};
+use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
+use pop3_client::sync::{mark_deleted_locally, sync_blocking, SyncOptions, SyncReport};
+use pop3_client::testing::{GmailMode, TestServer, TestServerConfig};
+use pop3_client::{ErrorKind, Uid};
+
+const DAY: u64 = 24 * 60 * 60;
+
+fn corpus(n: usize) -> Vec<ServerMessage> {
+    (0..n)
+        .map(|i| ServerMessage {
+            uid: format!("uid-{i:04}"),
+            content: format!("Subject: {i}\r\n\r\n.dot\r\nbody {i} \u{e9}\r\n").into_bytes(),
+        })
+        .collect()
+}
+
+fn server(messages: Vec<ServerMessage>) -> TestServer {
+    TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages,
+        ..TestServerConfig::default()
+    })
+    .unwrap()
+}
+
+fn sync(
+    server: &TestServer,
+    user: &str,
+    store: &mut dyn StateStore,
+    sink: &mut dyn DeliverySink,
+    options: SyncOptions,
+) -> Result<SyncReport, pop3_client::Error> {
+    let credentials = pop3_client::Credentials::new(user, "password");
+    sync_blocking(
+        &server.client_config(),
+        &credentials,
+        store,
+        sink,
+        options,
+        None,
+    )
+}
+
+/// Every file in the Maildir's new/, by content, with how often it occurs.
+fn delivered(dir: &Path) -> BTreeMap<Vec<u8>, usize> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("new")).unwrap() {
+        *out.entry(std::fs::read(entry.unwrap().path()).unwrap())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+fn exactly_once(dir: &Path, messages: &[ServerMessage]) {
+    let got = delivered(dir);
+    assert_eq!(got.len(), messages.len(), "every message delivered");
+    for m in messages {
+        assert_eq!(got.get(&m.content), Some(&1), "{} exactly once", m.uid);
+    }
+    assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_second_sync_fetches_nothing_and_new_mail_arrives_alone() {
+    let messages = corpus(30);
+    let server = server(messages.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let state_path = dir.path().join("state");
+    let mut state = StateFile::open(&state_path, "k").unwrap();
+    let options = SyncOptions {
+        group_size: 7,
+        ..SyncOptions::default()
+    };
+    let first = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!(first.new, 30);
+    assert_eq!(server.messages().len(), 30, "kept on the server");
+    drop(state);
+    let mut state = StateFile::open(&state_path, "k").unwrap();
+    let second = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((second.new, second.sessions), (0, 1));
+    exactly_once(dir.path(), &messages);
+}
+
+#[test]
+fn after_retrieval_empties_the_mailbox() {
+    let messages = corpus(12);
+    let server = server(messages.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let options = SyncOptions {
+        policy: DeletePolicy::AfterRetrieval,
+        ..SyncOptions::default()
+    };
+    let report = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((report.new, report.deleted), (12, 12));
+    assert!(server.messages().is_empty());
+    exactly_once(dir.path(), &messages);
+}
+
+#[test]
+fn after_days_deletes_on_the_injected_clock() {
+    let messages = corpus(4);
+    let server = server(messages.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let at = |now, policy| SyncOptions {
+        policy,
+        now: Some(now),
+        ..SyncOptions::default()
+    };
+    let policy = DeletePolicy::AfterDays(7);
+    sync(&server, "user", &mut state, &mut maildir, at(0, policy)).unwrap();
+    let r = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        at(6 * DAY, policy),
+    )
+    .unwrap();
+    assert_eq!((r.new, r.deleted), (0, 0));
+    assert_eq!(server.messages().len(), 4);
+    let r = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        at(7 * DAY, policy),
+    )
+    .unwrap();
+    assert_eq!((r.new, r.deleted), (0, 4));
+    assert!(server.messages().is_empty());
+    exactly_once(dir.path(), &messages);
+}
+
+#[test]
+fn when_deleted_locally_deletes_what_the_application_marked() {
+    let messages = corpus(5);
+    let server = server(messages.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let options = SyncOptions {
+        policy: DeletePolicy::WhenDeletedLocally,
+        ..SyncOptions::default()
+    };
+    let r = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!((r.new, r.deleted), (5, 0));
+    mark_deleted_locally(&mut state, &Uid::new(b"uid-0002").unwrap()).unwrap();
+    let r = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((r.new, r.deleted), (0, 1));
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["uid-0000", "uid-0001", "uid-0003", "uid-0004"]);
+}
+
+#[test]
+fn caps_leave_the_rest_for_the_next_sync() {
+    let messages = corpus(10);
+    let server = server(messages.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let options = SyncOptions {
+        max_messages: Some(4),
+        ..SyncOptions::default()
+    };
+    let r = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!((r.new, r.left), (4, 6));
+    let r = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!((r.new, r.left), (4, 2));
+    let r = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((r.new, r.left), (2, 0));
+    exactly_once(dir.path(), &messages);
+}
+
+/// A Maildir that fails once, at a chosen step of a chosen message.
+struct FailingSink {
+    inner: MaildirSink,
+    fail_at: usize,
+    steps: usize,
+}
+
+impl FailingSink {
+    fn step(&mut self) -> io::Result<()> {
+        self.steps += 1;
+        if self.steps == self.fail_at {
+            return Err(io::Error::other("disk full (injected)"));
+        }
+        Ok(())
+    }
+}
+
+impl DeliverySink for FailingSink {
+    fn reserve(&mut self, uid: &Uid) -> io::Result<String> {
+        self.step()?;
+        self.inner.reserve(uid)
+    }
+    fn begin(&mut self, name: &str) -> io::Result<()> {
+        self.step()?;
+        self.inner.begin(name)
+    }
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.step()?;
+        self.inner.write(chunk)
+    }
+    fn end(&mut self) -> io::Result<()> {
+        self.step()?;
+        self.inner.end()
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        self.step()?;
+        self.inner.commit()
+    }
+    fn rollback(&mut self) {
+        self.inner.rollback();
+    }
+    fn reconcile(&mut self, name: &str) -> io::Result<bool> {
+        self.inner.reconcile(name)
+    }
+}
+
+#[test]
+fn a_failing_sink_at_any_step_loses_and_duplicates_nothing() {
+    let messages = corpus(9);
+    // Steps of one run: 9 reserves, 9 x (begin, write, end) in groups of 4,
+    // 3 commits: about 48; fail at each in turn.
+    for fail_at in 1..=50 {
+        let server = server(messages.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = MemoryState::new();
+        let options = SyncOptions {
+            group_size: 4,
+            policy: DeletePolicy::AfterRetrieval,
+            ..SyncOptions::default()
+        };
+        let mut failing = FailingSink {
+            inner: MaildirSink::create(dir.path()).unwrap(),
+            fail_at,
+            steps: 0,
+        };
+        let first = sync(&server, "user", &mut state, &mut failing, options.clone());
+        if let Err(e) = &first {
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert!(e.to_string().contains("disk full"), "{e}");
+        }
+        drop(failing);
+        let mut maildir = MaildirSink::create(dir.path()).unwrap();
+        sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+        exactly_once(dir.path(), &messages);
+        assert!(server.messages().is_empty(), "fail_at {fail_at}");
+    }
+}
+
+fn gmail(messages: Vec<ServerMessage>, user: &str) -> TestServer {
+    TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            user: user.into(),
+            pipelining_only_after_login: true,
+            login_delay: Some(300),
+            ..ServerOptions::default()
+        },
+        messages,
+        implicit_tls: true,
+        gmail: Some(GmailMode::default()),
+        ..TestServerConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn gmail_normal_mode_takes_several_sessions_and_stores_each_message_once() {
+    let messages = corpus(600);
+    let server = gmail(messages.clone(), "me@gmail.com");
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let r = sync(
+        &server,
+        "me@gmail.com",
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.new, 600);
+    assert_eq!(
+        r.sessions, 4,
+        "250 + 250 + 100, then one that lists nothing"
+    );
+    assert!(r.next_sync_not_before.is_some(), "LOGIN-DELAY reported");
+    assert!(server.messages().is_empty(), "popped by RETR and QUIT");
+    exactly_once(dir.path(), &messages);
+}
+
+#[test]
+fn gmail_recent_mode_fetches_once_and_refuses_deleting() {
+    let messages = corpus(40);
+    let user = "recent:me@gmail.com";
+    let server = gmail(messages.clone(), user);
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let r = sync(
+        &server,
+        user,
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((r.new, r.sessions), (40, 1));
+    let r = sync(
+        &server,
+        user,
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.new, 0);
+    assert_eq!(server.messages().len(), 40);
+    let deleting = SyncOptions {
+        policy: DeletePolicy::AfterRetrieval,
+        ..SyncOptions::default()
+    };
+    let e = sync(&server, user, &mut state, &mut maildir, deleting).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    exactly_once(dir.path(), &messages);
+}
