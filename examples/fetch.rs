@@ -14,7 +14,8 @@
 //! `--state FILE` only messages not yet recorded there are fetched, exactly
 //! once even when a run is killed (see `pop3_client::sync`). Exit status 0 on success; otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
-//! auth, in-use, login-delay, server, protocol, timeout, io, config, unusable.
+//! auth, auth-method, in-use, login-delay, server, protocol, timeout,
+//! connection-lost, io, config, unusable.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

@@ -154,7 +154,7 @@ fn failures_end_with_error_kind() {
             .lines()
             .last()
             .unwrap_or("")
-            .starts_with("error: protocol:"),
+            .starts_with("error: connection-lost:"),
         "{stderr}"
     );
     assert!(

@@ -201,7 +201,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     async fn start(mut stream: AsyncStream<S>, config: &ClientConfig) -> Result<Self, Error> {
         let span = info_span!("pop3", host = %config.host, port = config.port());
-        let mut engine = Engine::new(config.session.clone(), config.timeouts, span);
+        let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
+            .with_max_listing(config.max_listing_entries);
         let mut batch = Batch::greeting();
         run(
             &mut stream,

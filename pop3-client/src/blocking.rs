@@ -102,7 +102,8 @@ impl<S: ReadTimeout> Client<S> {
     /// (it decides whether credentials may be sent).
     pub fn from_stream(stream: S, config: &ClientConfig, is_tls: bool) -> Result<Self, Error> {
         let span = info_span!("pop3", host = %config.host, port = config.port());
-        let mut engine = Engine::new(config.session.clone(), config.timeouts, span);
+        let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
+            .with_max_listing(config.max_listing_entries);
         let mut stream = stream;
         let mut batch = Batch::greeting();
         run(

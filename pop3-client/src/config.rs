@@ -218,7 +218,15 @@ pub struct ClientConfig {
     /// Protocol limits (line cap, body cap: [`DEFAULT_MAX_MESSAGE`],
     /// pipelining window).
     pub session: SessionConfig,
+    /// Most entries accepted in one LIST or UIDL answer
+    /// ([`DEFAULT_MAX_LISTING`]): a server that streams entries forever gets
+    /// a protocol error, not the client's memory.
+    pub max_listing_entries: usize,
 }
+
+/// Most entries in one listing by default: 1,000,000 (far above any real
+/// mailbox; about 100 MB of UIDs at most).
+pub const DEFAULT_MAX_LISTING: usize = 1_000_000;
 
 impl ClientConfig {
     /// Settings for `host` with implicit TLS on port 995, certificates checked
@@ -236,6 +244,7 @@ impl ClientConfig {
                 max_body: Some(DEFAULT_MAX_MESSAGE),
                 ..SessionConfig::default()
             },
+            max_listing_entries: DEFAULT_MAX_LISTING,
         }
     }
 

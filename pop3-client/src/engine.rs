@@ -59,6 +59,7 @@ pub(crate) struct Engine {
     deadline: Option<Instant>,
     progress: Option<ProgressFn>,
     body_bytes: u64,
+    max_listing: usize,
     /// One span for the session, and one per batch of commands inside it.
     span: Span,
     batch_span: Span,
@@ -76,9 +77,16 @@ impl Engine {
             deadline: None,
             progress: None,
             body_bytes: 0,
+            max_listing: crate::config::DEFAULT_MAX_LISTING,
             batch_span: span.clone(),
             span,
         }
+    }
+
+    /// Caps the entries of one LIST or UIDL answer.
+    pub(crate) fn with_max_listing(mut self, max: usize) -> Self {
+        self.max_listing = max;
+        self
     }
 
     pub(crate) fn set_progress(&mut self, progress: Option<ProgressFn>) {
@@ -233,10 +241,15 @@ impl Engine {
                     }
                 }
                 Event::Capability(_) | Event::Language(_) => {}
-                Event::ListEntries(entries) => batch.current().listing.extend_from_slice(entries),
+                Event::ListEntries(entries) => {
+                    let listing = &mut batch.current().listing;
+                    listing.extend_from_slice(entries);
+                    check_listing(listing.len(), self.max_listing)?;
+                }
                 Event::UidlEntries(entries) => {
                     let uids = &mut batch.current().uids;
                     uids.extend(entries.iter().map(|e| (e.msg, e.to_uid())));
+                    check_listing(uids.len(), self.max_listing)?;
                 }
                 Event::Body(chunk) => {
                     let index = batch.answered_count();
@@ -293,6 +306,15 @@ fn report(progress: &mut Option<ProgressFn>, batch: &Batch, index: usize, bytes:
             done,
         });
     }
+}
+
+/// A listing past the cap ends the session: the server would otherwise
+/// decide how much memory the client uses.
+fn check_listing(entries: usize, max: usize) -> Result<(), Error> {
+    if entries > max {
+        return Err(Error::ListingTooLong { limit: max });
+    }
+    Ok(())
 }
 
 fn answer_is_body(kind: pop3_proto::CommandKind) -> bool {

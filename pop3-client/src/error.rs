@@ -15,8 +15,11 @@ pub enum ErrorKind {
     Connect,
     /// TLS could not be set up (certificate, handshake, STLS missing).
     Tls,
-    /// The server refused the credentials, or no usable login method.
+    /// The server refused the credentials.
     Auth,
+    /// No login method both offered by the server and allowed by the
+    /// settings (not a wrong password: the settings or the server must change).
+    AuthMethod,
     /// The mailbox is locked by another session.
     InUse,
     /// Logging in again too soon.
@@ -27,6 +30,8 @@ pub enum ErrorKind {
     Protocol,
     /// The server did not answer in time.
     Timeout,
+    /// The connection was cut in the middle of an answer (transient).
+    ConnectionLost,
     /// Local or network I/O failed.
     Io,
     /// The settings are invalid or unsafe.
@@ -44,11 +49,13 @@ impl ErrorKind {
             Self::Connect => "connect",
             Self::Tls => "tls",
             Self::Auth => "auth",
+            Self::AuthMethod => "auth-method",
             Self::InUse => "in-use",
             Self::LoginDelay => "login-delay",
             Self::Server => "server",
             Self::Protocol => "protocol",
             Self::Timeout => "timeout",
+            Self::ConnectionLost => "connection-lost",
             Self::Io => "io",
             Self::Config => "config",
             Self::Unusable => "unusable",
@@ -115,9 +122,19 @@ pub enum Error {
         /// The server's words, escaped.
         server_text: String,
     },
+    /// A LIST or UIDL answer held more entries than the configured cap.
+    #[error("the server listed more than {limit} messages in one answer; it may be broken (raise ClientConfig::max_listing_entries if the mailbox really is that large)")]
+    ListingTooLong {
+        /// The cap ([`crate::ClientConfig::max_listing_entries`]).
+        limit: usize,
+    },
     /// The server broke the protocol (the offending bytes are shown escaped).
     #[error("the server broke the POP3 protocol: {0}")]
     Protocol(SessionError),
+    /// The connection ended in the middle of an answer: a network cut or a
+    /// server that went away. Nothing half-received is kept; try again.
+    #[error("{0}; the connection was lost, try again")]
+    ConnectionLost(SessionError),
     /// An argument the caller gave cannot be sent (CR, LF or NUL in a user
     /// name or password, an empty one, message number 0): refused before a
     /// byte was written.
@@ -165,12 +182,14 @@ impl Error {
         match self {
             Self::Connect { .. } => ErrorKind::Connect,
             Self::Tls { .. } => ErrorKind::Tls,
-            Self::Auth { .. } | Self::NoLoginMethod { .. } => ErrorKind::Auth,
+            Self::Auth { .. } => ErrorKind::Auth,
+            Self::NoLoginMethod { .. } => ErrorKind::AuthMethod,
+            Self::ConnectionLost(_) => ErrorKind::ConnectionLost,
             Self::InUse { .. } => ErrorKind::InUse,
             Self::LoginDelay { .. } => ErrorKind::LoginDelay,
             Self::Server { .. } => ErrorKind::Server,
             Self::InvalidArgument(_) | Self::Config(_) => ErrorKind::Config,
-            Self::Protocol(_) => ErrorKind::Protocol,
+            Self::Protocol(_) | Self::ListingTooLong { .. } => ErrorKind::Protocol,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
             Self::Unusable { .. } => ErrorKind::Unusable,
@@ -187,6 +206,7 @@ impl Error {
             | Self::Timeout { .. }
             | Self::Connect { .. }
             | Self::Unusable { .. }
+            | Self::ConnectionLost(_)
             | Self::Io(_) => true,
             _ => false,
         }
@@ -238,6 +258,9 @@ impl From<SessionError> for Error {
         match e {
             // The caller's argument, not the server's fault.
             SessionError::Encode(e) => Self::InvalidArgument(e),
+            e @ (SessionError::UnexpectedEof { .. } | SessionError::Disconnected) => {
+                Self::ConnectionLost(e)
+            }
             e => Self::Protocol(e),
         }
     }

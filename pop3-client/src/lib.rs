@@ -32,7 +32,7 @@ pub mod transport;
 pub use batch::ServerRefusal;
 pub use config::{
     AuthMethod, ClientConfig, Credentials, Secret, Security, Timeouts, TlsRoots,
-    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
 pub use engine::{FetchProgress, ProgressFn};
 pub use error::{Error, ErrorKind};

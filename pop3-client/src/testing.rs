@@ -41,6 +41,8 @@ pub enum Fault {
     EndlessBody,
     /// Advertise STLS but refuse it with `-ERR [SYS/TEMP]`.
     RefuseStls,
+    /// Answer UIDL with a listing that never ends.
+    EndlessListing,
 }
 
 /// How a [`TestServer`] behaves.
@@ -325,6 +327,15 @@ fn serve(
                     loop {
                         conn.write_all(&line)?;
                         conn.write_all(b"\r\n")?;
+                        if shared.stop.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                    }
+                }
+                (Fault::EndlessListing, b"UIDL") => {
+                    conn.write_all(b"+OK\r\n")?;
+                    for n in 1u64.. {
+                        conn.write_all(format!("{n} uid-{n}\r\n").as_bytes())?;
                         if shared.stop.load(Ordering::SeqCst) {
                             return Ok(());
                         }

@@ -346,3 +346,23 @@ fn gmail_recent_mode_fetches_once_and_refuses_deleting() {
     assert_eq!(e.kind(), ErrorKind::Config);
     exactly_once(dir.path(), &messages);
 }
+
+#[test]
+fn a_listing_that_never_ends_is_refused_within_the_cap() {
+    let server = TestServer::start(TestServerConfig {
+        messages: corpus(3),
+        implicit_tls: true,
+        fault: pop3_client::testing::Fault::EndlessListing,
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let mut config = server.client_config();
+    config.max_listing_entries = 50_000;
+    let credentials = pop3_client::Credentials::new("user", "password");
+    let mut client = pop3_client::blocking::Client::connect(&config, &credentials).unwrap();
+    let e = client.uidl().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert!(e.to_string().contains("more than 50000"), "{e}");
+    // The rest of that answer is still coming: the connection is done.
+    assert_eq!(client.stat().unwrap_err().kind(), ErrorKind::Unusable);
+}
