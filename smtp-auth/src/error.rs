@@ -33,6 +33,9 @@ pub enum Step {
     Rset,
     /// QUIT.
     Quit,
+    /// No command: a reply the server sent unasked (a 421 before closing an
+    /// idle connection).
+    Unsolicited,
 }
 
 impl Step {
@@ -49,6 +52,7 @@ impl Step {
             Self::Message => "the message",
             Self::Rset => "RSET",
             Self::Quit => "QUIT",
+            Self::Unsolicited => "no command",
         }
     }
 }

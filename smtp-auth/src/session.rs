@@ -631,7 +631,10 @@ impl SmtpSession {
         let mut used = 0;
         loop {
             let rest = input.get(used..).unwrap_or_default();
-            let during = self.in_flight.front().map_or(Step::Quit, |c| c.step());
+            let during = self
+                .in_flight
+                .front()
+                .map_or(Step::Unsolicited, |c| c.step());
             let reply = match self.parser.parse(rest) {
                 Ok((n, Some(reply))) => {
                     used += n;
@@ -657,7 +660,7 @@ impl SmtpSession {
     fn on_reply(&mut self, reply: Reply, after: &[u8]) -> Result<Option<Event>, Error> {
         let Some(cmd) = self.in_flight.pop_front() else {
             if reply.code() == 421 {
-                return Err(Refusal::classify(Step::Quit, &reply, self.size_limit()).into());
+                return Err(Refusal::classify(Step::Unsolicited, &reply, self.size_limit()).into());
             }
             let mut wire = Vec::new();
             reply.encode(&mut wire);
@@ -734,11 +737,11 @@ impl SmtpSession {
     ) -> Result<Option<Event>, Error> {
         match reply.code() {
             334 => {
-                self.in_flight.push_front(Cmd::Auth);
                 if self.sasl_failure.is_some() {
-                    // Cancelled already: wait for the server's final reply.
-                    return Ok(None);
+                    // Cancelled with `*`: only a final reply may follow.
+                    return Err(unexpected());
                 }
+                self.in_flight.push_front(Cmd::Auth);
                 let answer = match self.sasl_initial.take() {
                     Some(initial) => Ok(initial),
                     None => {
@@ -753,9 +756,11 @@ impl SmtpSession {
                     }
                 };
                 match answer {
+                    // An empty answer is an empty line here; `=` is only
+                    // for an empty initial response on the AUTH line.
                     Ok(bytes) => {
-                        let line = encode_sasl(&bytes);
-                        self.out.extend_from_slice(&line);
+                        let line = base64::engine::general_purpose::STANDARD.encode(bytes);
+                        self.out.extend_from_slice(line.as_bytes());
                     }
                     Err(e) => {
                         self.sasl_failure = Some(e);

@@ -166,3 +166,61 @@ fn reply_line_cap_is_the_most_lines() {
     more.push(b"x".to_vec());
     assert!(Reply::new(250, more).is_none());
 }
+
+/// Server replies a session may meet, and junk, for the session property.
+fn server_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"220 mx ESMTP\r\n".to_vec()),
+        Just(
+            b"250-mx\r\n250-PIPELINING\r\n250-STARTTLS\r\n250-SIZE 100\r\n250 AUTH LOGIN\r\n"
+                .to_vec()
+        ),
+        Just(b"250 mx\r\n".to_vec()),
+        Just(b"220 go ahead\r\n".to_vec()),
+        Just(b"334 VXNlcm5hbWU6\r\n".to_vec()),
+        Just(b"334 !!\r\n".to_vec()),
+        Just(b"235 ok\r\n".to_vec()),
+        Just(b"535 5.7.8 no\r\n".to_vec()),
+        Just(b"250 Ok\r\n".to_vec()),
+        Just(b"550 5.1.1 no\r\n".to_vec()),
+        Just(b"354 go\r\n".to_vec()),
+        Just(b"421 4.7.0 bye\r\n".to_vec()),
+        Just(b"221 bye\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn session_survives_any_server_bytes(
+        pieces in proptest::collection::vec(server_piece(), 0..24),
+        read in 1usize..40,
+    ) {
+        use pop3_proto::sasl::SaslClient;
+        use smtp_auth::{reply::MAX_LINE, Config, Envelope, Event, SmtpSession};
+        let input = pieces.concat();
+        let mut session = SmtpSession::new(Config::default()).unwrap();
+        let envelope = Envelope::new("a@x", ["b@y", "c@z"]).with_size(10);
+        let mut buffer = Vec::new();
+        'reads: for piece in input.chunks(read) {
+            buffer.extend_from_slice(piece);
+            loop {
+                let Ok((used, event)) = session.advance(&buffer) else { break 'reads };
+                buffer.drain(..used);
+                let _ = match event {
+                    Event::NeedInput => break,
+                    Event::Ready if !session.is_tls() => session.starttls(),
+                    Event::StartTls => session.tls_established(),
+                    Event::Ready => session.authenticate(SaslClient::login("u", "p")),
+                    Event::Authenticated | Event::Failed(_) => session.send_mail(&envelope),
+                    Event::SendData => session.write_data(b".x\n").and_then(|()| session.finish_data()),
+                    Event::Sent(_) => session.quit(),
+                    Event::Closed => break 'reads,
+                };
+                session.clear_output();
+            }
+            prop_assert!(buffer.len() < MAX_LINE);
+        }
+        let _ = session.handle_eof();
+    }
+}

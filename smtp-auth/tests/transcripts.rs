@@ -687,3 +687,25 @@ fn eight_bit_and_smtputf8_parameters() {
     assert!(matches!(s.quit(), Err(Error::IllegalCall { .. })));
     assert!(matches!(s.write_data(b"x"), Err(Error::IllegalCall { .. })));
 }
+
+#[test]
+fn xoauth2_error_challenge_gets_an_empty_line() {
+    let server = format!(
+        "{GREETING}250-mx\r\n250 AUTH XOAUTH2\r\n334 \r\n334 eyJzdGF0dXMiOiI0MDAifQ==\r\n\
+         535 5.7.8 Username and Password not accepted\r\n221 Bye\r\n"
+    );
+    let plan = Plan {
+        sasl: Some(SaslClient::xoauth2("u", "tok").unwrap()),
+        envelope: None,
+        ..Plan::default()
+    };
+    let out = run(&[&server], &plan);
+    assert_eq!(out.error, None);
+    assert!(
+        out.wire
+            .contains("AUTH XOAUTH2\r\ndXNlcj11AWF1dGg9QmVhcmVyIHRvawEB\r\n\r\nQUIT\r\n"),
+        "{}",
+        out.wire
+    );
+    assert_eq!(failed(&out.events).map(Error::kind), Some("auth"));
+}
