@@ -47,10 +47,13 @@ fuzz_target!(|data: &[u8]| {
             let refusal = Refusal::classify(step, reply, Some(1000));
             let _ = refusal.to_string();
         }
-        // Encoding a parsed reply and parsing it again gives it back.
-        let mut wire = Vec::new();
-        reply.encode(&mut wire);
-        let again = ReplyParser::new().parse(&wire);
-        assert_eq!(again, Ok((wire.len(), Some(reply.clone()))));
+        // Encoding a parsed reply and parsing it again gives it back (unless
+        // CRLF and the separator push a line sent with a bare LF over the cap).
+        if reply.lines().iter().all(|l| l.len() + 6 <= MAX_LINE) {
+            let mut wire = Vec::new();
+            reply.encode(&mut wire);
+            let again = ReplyParser::new().parse(&wire);
+            assert_eq!(again, Ok((wire.len(), Some(reply.clone()))));
+        }
     }
 });
