@@ -270,7 +270,9 @@ impl Transaction {
 /// refused the greeting, EHLO or STARTTLS, closed with 421, or injected data
 /// after STARTTLS). An `Err` from the other calls leaves the session as it
 /// was, with nothing written.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows neither the output (it may hold credentials) nor SASL data.
+#[derive(Clone)]
 pub struct SmtpSession {
     config: Config,
     state: State,
@@ -286,6 +288,20 @@ pub struct SmtpSession {
     sasl_failure: Option<Error>,
     txn: Option<Transaction>,
     data: DataEncoder,
+}
+
+impl std::fmt::Debug for SmtpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSession")
+            .field("state", &self.state)
+            .field("in_flight", &self.in_flight)
+            .field("capabilities", &self.caps)
+            .field("tls", &self.tls)
+            .field("authenticated", &self.authenticated)
+            .field("sasl", &self.sasl)
+            .field("output_len", &self.out.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SmtpSession {

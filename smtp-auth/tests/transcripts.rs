@@ -709,3 +709,15 @@ fn xoauth2_error_challenge_gets_an_empty_line() {
     );
     assert_eq!(failed(&out.events).map(Error::kind), Some("auth"));
 }
+
+#[test]
+fn debug_shows_no_credentials() {
+    let mut s = session();
+    s.advance(format!("{GREETING}250-mx\r\n250 AUTH PLAIN\r\n").as_bytes())
+        .unwrap();
+    let secret = "p".repeat(600);
+    s.authenticate(SaslClient::plain("u", &secret).unwrap())
+        .unwrap();
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("ppp") && !shown.contains("cHBw"), "{shown}");
+}
