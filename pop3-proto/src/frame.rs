@@ -257,8 +257,11 @@ impl BodyDecoder {
     }
 }
 
-/// Streaming dot-stuffer for the server role: doubles a `.` that starts a
-/// line, across any split of the body, then writes the terminator.
+/// Streaming dot-stuffer: doubles a `.` that starts a line, across any split
+/// of the body, then writes the terminator. POP3's server role uses it as
+/// [`DotStuffer::new`] makes it (bytes pass through unchanged);
+/// SMTP's DATA uses [`DotStuffer::normalizing`], which also turns bare LF
+/// and bare CR into CRLF.
 ///
 /// ```
 /// use pop3_proto::frame::DotStuffer;
@@ -272,6 +275,10 @@ impl BodyDecoder {
 #[derive(Debug, Clone)]
 pub struct DotStuffer {
     at_line_start: bool,
+    /// Normalising mode: the last byte pushed was a CR (already written as
+    /// CRLF), so an LF starting the next chunk belongs to it.
+    after_cr: bool,
+    normalize: bool,
     finder: memmem::Finder<'static>,
 }
 
@@ -282,17 +289,50 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    /// A stuffer at the start of a body.
+    /// A stuffer at the start of a body that passes line endings through
+    /// unchanged (a line starts after any LF).
     pub fn new() -> Self {
         Self {
             at_line_start: true,
+            after_cr: false,
+            normalize: false,
             finder: memmem::Finder::new(b"\n."),
         }
+    }
+
+    /// A stuffer at the start of a body that also normalises line endings, as
+    /// SMTP DATA needs (RFC 5321 section 2.3.8): a bare LF and a bare CR each
+    /// become CRLF, CRLF stays as it is, also when its CR ends one chunk and
+    /// its LF starts the next. Each input byte gives at most two output bytes.
+    ///
+    /// ```
+    /// use pop3_proto::frame::DotStuffer;
+    /// let mut out = Vec::new();
+    /// let mut s = DotStuffer::normalizing();
+    /// s.push(b"a\n.b\r", &mut out);
+    /// s.push(b"\nc\rd", &mut out);
+    /// s.finish(&mut out);
+    /// assert_eq!(out, b"a\r\n..b\r\nc\r\nd\r\n.\r\n");
+    /// ```
+    pub fn normalizing() -> Self {
+        Self {
+            normalize: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether this stuffer normalises line endings.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
     }
 
     /// Appends `chunk`, stuffed, to `out`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if chunk.is_empty() {
+            return;
+        }
+        if self.normalize {
+            self.push_normalizing(chunk, out);
             return;
         }
         out.reserve(chunk.len() + 8);
@@ -309,15 +349,45 @@ impl DotStuffer {
         self.at_line_start = chunk.last() == Some(&b'\n');
     }
 
-    /// Ends the body: a CRLF if the body did not end a line (RFC 1939 bodies
-    /// are lines), then the `.` CRLF terminator. The stuffer is ready for the
-    /// next body afterwards.
+    fn push_normalizing(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        out.reserve(chunk.len() + 8);
+        let mut rest = chunk;
+        while let Some((&first, tail)) = rest.split_first() {
+            if std::mem::take(&mut self.after_cr) && first == b'\n' {
+                // The LF of a CRLF whose CR was already written as CRLF.
+                rest = tail;
+                continue;
+            }
+            if self.at_line_start && first == b'.' {
+                out.push(b'.');
+            }
+            match memchr::memchr2(b'\r', b'\n', rest) {
+                Some(end) => {
+                    out.extend_from_slice(&rest[..end]);
+                    out.extend_from_slice(b"\r\n");
+                    self.after_cr = rest[end] == b'\r';
+                    self.at_line_start = true;
+                    rest = &rest[end + 1..];
+                }
+                None => {
+                    out.extend_from_slice(rest);
+                    self.at_line_start = false;
+                    rest = &[];
+                }
+            }
+        }
+    }
+
+    /// Ends the body: a CRLF if the body did not end a line (RFC 1939 and
+    /// RFC 5321 bodies are lines), then the `.` CRLF terminator. The stuffer
+    /// is ready for the next body afterwards.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.at_line_start {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
         self.at_line_start = true;
+        self.after_cr = false;
     }
 }
 
@@ -406,5 +476,32 @@ mod tests {
         out.clear();
         s.finish(&mut out);
         assert_eq!(out, b".\r\n");
+    }
+
+    #[test]
+    fn normalizing_stuffer_line_endings_across_splits() {
+        let body = b"a\nb\rc\r\n.d\r\r\n\n.\r.";
+        let want = b"a\r\nb\r\nc\r\n..d\r\n\r\n\r\n..\r\n..\r\n.\r\n";
+        for cut in 0..=body.len() {
+            for cut2 in cut..=body.len() {
+                let mut out = Vec::new();
+                let mut s = DotStuffer::normalizing();
+                s.push(&body[..cut], &mut out);
+                s.push(&body[cut..cut2], &mut out);
+                s.push(&body[cut2..], &mut out);
+                s.finish(&mut out);
+                assert_eq!(out, want, "cuts {cut} {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_stuffer_keeps_line_endings() {
+        let mut out = Vec::new();
+        let mut s = DotStuffer::new();
+        assert!(!s.normalizes());
+        s.push(b"a\rb\n.c\r", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"a\rb\n..c\r\r\n.\r\n");
     }
 }
