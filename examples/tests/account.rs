@@ -1,0 +1,213 @@
+//! The `account` workflow end to end against the in-process server: add
+//! (verified before saving), list, activate, verify, set-password (the old
+//! password kept when the new one fails), sync, remove.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::testing::{TestServer, TestServerConfig};
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    dir.join("examples").join("account")
+}
+
+fn account(dir: &Path, args: &[&str], password: &str) -> Output {
+    Command::new(binary())
+        .arg("--config")
+        .arg(dir)
+        .args(args)
+        .env("ACCOUNT_TEST_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn add_verify_change_password_sync_and_remove() {
+    let messages: Vec<ServerMessage> = (0..5)
+        .map(|i| ServerMessage {
+            uid: format!("a{i}"),
+            content: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+        })
+        .collect();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages,
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("settings");
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.addr().port().to_string();
+    let add = |name: &str, password: &str| {
+        account(
+            &dir,
+            &[
+                "add",
+                name,
+                "--email",
+                "user@example.org",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "starttls",
+                "--user",
+                "user",
+                "--password-env",
+                "ACCOUNT_TEST_PASSWORD",
+                "--ca-file",
+                ca.to_str().unwrap(),
+                "--outgoing",
+                "same",
+                "--smtp-host",
+                "127.0.0.1",
+                "--meta",
+                "share=team",
+            ],
+            password,
+        )
+    };
+
+    let wrong = add("work", "wrong");
+    assert!(!wrong.status.success());
+    assert!(last_line(&wrong).starts_with("error: auth:"), "{wrong:?}");
+    assert!(!dir.join("accounts.json").exists(), "nothing saved");
+
+    let ok = add("work", "password");
+    assert!(ok.status.success(), "{ok:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("accounts.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let second = add("home", "password");
+    assert!(second.status.success(), "{second:?}");
+    let list = String::from_utf8(account(&dir, &["list"], "").stdout).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines[0].starts_with("work user@example.org 127.0.0.1:"),
+        "{list}"
+    );
+    assert!(
+        lines[0].ends_with(" active"),
+        "the first added is active: {list}"
+    );
+    assert!(!lines[1].ends_with(" active"), "{list}");
+    assert!(!list.contains("password"), "no secret shown");
+
+    let activate = account(&dir, &["activate", "home"], "");
+    assert!(activate.status.success());
+    let list = String::from_utf8(account(&dir, &["list"], "").stdout).unwrap();
+    assert!(list.lines().nth(1).unwrap().ends_with(" active"), "{list}");
+
+    let change = account(
+        &dir,
+        &[
+            "set-password",
+            "work",
+            "--incoming",
+            "--password-env",
+            "ACCOUNT_TEST_PASSWORD",
+        ],
+        "not-the-password",
+    );
+    assert!(last_line(&change).starts_with("error: auth:"), "{change:?}");
+    let verify = account(&dir, &["verify", "work"], "");
+    assert!(
+        verify.status.success(),
+        "the old password still works: {verify:?}"
+    );
+    let steps = String::from_utf8(verify.stdout).unwrap();
+    for step in [
+        "resolve: ok",
+        "connect: ok",
+        "tls: ok",
+        "greeting: ok",
+        "capabilities: ok",
+        "login: ok",
+        "mailbox: ok (5 messages",
+    ] {
+        assert!(steps.contains(step), "{step} in {steps}");
+    }
+
+    let sync = account(&dir, &["sync", "work"], "");
+    assert!(sync.status.success(), "{sync:?}");
+    let summary = String::from_utf8(sync.stdout).unwrap();
+    assert!(
+        summary.starts_with("work: 5 new, 0 deleted, 0 skipped"),
+        "{summary}"
+    );
+    let maildir = dir.join("work").join("Maildir").join("new");
+    assert_eq!(std::fs::read_dir(&maildir).unwrap().count(), 5);
+    let again = String::from_utf8(account(&dir, &["sync", "work"], "").stdout).unwrap();
+    assert!(again.starts_with("work: 0 new"), "{again}");
+
+    let remove = account(&dir, &["remove", "home"], "");
+    assert!(remove.status.success());
+    let list = String::from_utf8(account(&dir, &["list"], "").stdout).unwrap();
+    assert_eq!(list.lines().count(), 1);
+    assert!(list.trim_end().ends_with(" active"), "{list}");
+}
+
+#[test]
+fn a_recent_user_with_a_deleting_policy_is_refused_before_connecting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = account(
+        tmp.path(),
+        &[
+            "add",
+            "g",
+            "--email",
+            "me@gmail.com",
+            "--user",
+            "recent:me@gmail.com",
+            "--password-env",
+            "ACCOUNT_TEST_PASSWORD",
+            "--delete",
+            "after-retrieval",
+        ],
+        "pw",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        last_line(&out).starts_with("error: config: delete_policy:"),
+        "{out:?}"
+    );
+    let icloud = account(
+        tmp.path(),
+        &[
+            "add",
+            "i",
+            "--email",
+            "me@icloud.com",
+            "--password-env",
+            "ACCOUNT_TEST_PASSWORD",
+        ],
+        "pw",
+    );
+    assert!(last_line(&icloud).contains("no POP3 service"), "{icloud:?}");
+}
