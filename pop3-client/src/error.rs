@@ -125,7 +125,7 @@ fn security_words(security: Security) -> &'static str {
     match security {
         Security::Tls => "implicit TLS",
         Security::StartTls => "STARTTLS",
-        Security::Plain => "plaintext",
+        Security::Plain => "a plaintext connection",
     }
 }
 
