@@ -133,8 +133,13 @@ start_one() {
         cat "$DIR/$name.log" >&2 || true
         exit 1
     fi
-    # Stop by itself, whatever happens to the caller.
-    nohup setsid bash -c "sleep $TTL; rm -f '$DIR/env'; kill \$(cat '$DIR/run/$name.pid') 2>/dev/null" >/dev/null 2>&1 &
+    # Stop by itself, whatever happens to the caller: this instance's PID
+    # only, and only if it still runs under that pidfile. `stop` ends the
+    # watchdog (its own process group) so none outlives its server.
+    local pid
+    pid=$(cat "$DIR/run/$name.pid")
+    nohup setsid bash -c "sleep $TTL; if [ \"\$(cat '$DIR/run/$name.pid' 2>/dev/null)\" = $pid ]; then rm -f '$DIR/env'; kill $pid; fi" >/dev/null 2>&1 &
+    echo $! > "$DIR/run/$name.watchdog"
 }
 
 login_once() {
@@ -204,6 +209,10 @@ ENV
 stop() {
     local name pid
     for name in main delay; do
+        if [ -s "$DIR/run/$name.watchdog" ]; then
+            kill -- "-$(cat "$DIR/run/$name.watchdog")" 2>/dev/null || true
+            rm -f "$DIR/run/$name.watchdog"
+        fi
         if [ -s "$DIR/run/$name.pid" ]; then
             pid=$(cat "$DIR/run/$name.pid")
             kill "$pid" 2>/dev/null || true
