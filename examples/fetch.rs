@@ -85,7 +85,11 @@ struct Cli {
     /// PEM file of the certificate authority to trust (default: Mozilla's roots).
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    /// Allow sending credentials without TLS.
+    /// Allow sending a password without TLS (USER/PASS, PLAIN, LOGIN,
+    /// XOAUTH2, OAUTHBEARER). Not needed for --auth apop or cram-md5, which
+    /// are used over plaintext without it since they send only a digest,
+    /// not the password (a weak MD5 digest: anyone on the path can try to
+    /// guess the password from it offline).
     #[arg(long)]
     allow_plaintext_auth: bool,
     /// Limit, in seconds, for connecting, the TLS handshake and each answer.
@@ -303,7 +307,12 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}: {e}", e.kind().as_str());
+            // A security/port mismatch names the option to try.
+            let hint = e
+                .suggested_security()
+                .map(|s| format!(" (--security {})", s.as_str()))
+                .unwrap_or_default();
+            eprintln!("error: {}: {e}{hint}", e.kind().as_str());
             if e.kind() == ErrorKind::Config {
                 ExitCode::from(2)
             } else {

@@ -37,6 +37,15 @@ fn corpus() -> Vec<ServerMessage> {
 }
 
 fn run_fetch(server: &TestServer, password: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
+    run_fetch_with_timeout(server, password, "10", extra)
+}
+
+fn run_fetch_with_timeout(
+    server: &TestServer,
+    password: &str,
+    timeout: &str,
+    extra: &[&str],
+) -> (Output, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, server.ca_pem()).unwrap();
@@ -54,7 +63,7 @@ fn run_fetch(server: &TestServer, password: &str, extra: &[&str]) -> (Output, te
         "--ca-file",
         ca.to_str().unwrap(),
         "--timeout",
-        "10",
+        timeout,
         "--maildir",
         maildir.to_str().unwrap(),
     ];
@@ -163,5 +172,88 @@ fn failures_end_with_error_kind() {
             .next()
             .is_none(),
         "no partial file left"
+    );
+}
+
+/// The last stderr line of a failed run.
+fn last_error_line(output: &Output) -> String {
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().last().unwrap_or("").to_owned()
+}
+
+#[test]
+fn a_security_port_mismatch_names_the_other_security_in_every_direction() {
+    let tls_port = TestServer::start(TestServerConfig {
+        implicit_tls: true,
+        messages: corpus(),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    // The TLS server waits for a ClientHello while fetch waits for a greeting.
+    for security in ["starttls", "plain"] {
+        let extra = ["--security", security, "--allow-plaintext-auth"];
+        let (output, _dir) = run_fetch_with_timeout(&tls_port, "password", "1", &extra);
+        let last = last_error_line(&output);
+        assert!(last.starts_with("error: timeout:"), "{security}: {last}");
+        assert!(last.contains("not one byte"), "{security}: {last}");
+        assert!(last.contains("implicit TLS"), "{security}: {last}");
+        assert!(last.ends_with("(--security tls)"), "{security}: {last}");
+        assert!(!last.contains("in the middle"), "{security}: {last}");
+    }
+    let plain_port = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: corpus(),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let (output, _dir) = run_fetch(&plain_port, "password", &["--security", "tls"]);
+    let last = last_error_line(&output);
+    assert!(last.starts_with("error: tls:"), "{last}");
+    assert!(last.contains("plaintext POP3"), "{last}");
+    assert!(last.ends_with("(--security starttls)"), "{last}");
+}
+
+#[test]
+fn raw_utf8_headers_are_stored_as_the_server_holds_them() {
+    let messages = vec![ServerMessage {
+        uid: "u1".into(),
+        content: "From: J\u{fc}rgen <j@example.com>\r\nSubject: Gr\u{fc}\u{df}e aus K\u{f6}ln\r\n\r\nHallo.\r\n"
+            .as_bytes()
+            .to_vec(),
+    }];
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            utf8: true,
+            ..ServerOptions::default()
+        },
+        messages: messages.clone(),
+        implicit_tls: true,
+        fault: Fault::None,
+        gmail: None,
+    })
+    .unwrap();
+    let (output, dir) = run_fetch(&server, "password", &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(delivered(&dir), [messages[0].content.clone()]);
+}
+
+#[test]
+fn help_states_the_apop_and_cram_md5_exception() {
+    let output = Command::new(fetch_binary()).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("--allow-plaintext-auth"), "{help}");
+    assert!(
+        help.contains("Not needed for --auth apop or cram-md5"),
+        "{help}"
     );
 }

@@ -204,6 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
             .with_max_listing(config.max_listing_entries);
         let mut batch = Batch::greeting();
+        let is_tls = matches!(stream, AsyncStream::Tls(_));
         run(
             &mut stream,
             &mut engine,
@@ -211,7 +212,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &mut NoBody,
             "the greeting",
         )
-        .await?;
+        .await
+        .map_err(|e| ops::greeting_failed(e, engine.nothing_received(), config, is_tls))?;
         let greeting = batch.take_greeting();
         let mut client = Self {
             stream,
@@ -260,7 +262,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             tls,
             self.config.timeouts.tls_handshake,
         )
-        .await?;
+        .await
+        .map_err(|e| ops::stls_handshake_failed(e, &self.config.host))?;
         self.stream = AsyncStream::Tls(Box::new(tls));
         self.engine.session.tls_established();
         self.refresh_capabilities().await
@@ -274,7 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// Logs in (see [`crate::blocking::Client::login`]).
+    /// Logs in (see [`crate::blocking::Client::login`]), with `UTF8`
+    /// before or after as [`ClientConfig::utf8`] asks.
     pub async fn login(&mut self, credentials: &Credentials) -> Result<(), Error> {
         let commands = ops::login_commands(
             &self.config,
@@ -283,8 +287,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &self.greeting,
             self.is_tls(),
         )?;
+        self.enable_utf8().await?;
         self.run(&mut Batch::strict(commands), &mut NoBody).await?;
-        self.refresh_capabilities().await
+        self.refresh_capabilities().await?;
+        self.enable_utf8().await
+    }
+
+    /// Sends `UTF8` when asked for, advertised and not on yet; a refusal
+    /// is not an error.
+    async fn enable_utf8(&mut self) -> Result<(), Error> {
+        if !ops::wants_utf8(&self.config, &self.engine.session) {
+            return Ok(());
+        }
+        match self.run(&mut ops::one(Command::Utf8), &mut NoBody).await {
+            Err(e) if ops::is_refusal(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether the server accepted `UTF8` (RFC 6856).
+    pub fn utf8_enabled(&self) -> bool {
+        self.engine.session.utf8_enabled()
     }
 
     /// The server's greeting.

@@ -88,7 +88,8 @@ impl Client<Connection> {
         };
         let tls = tls_client_config(&self.config.roots)?;
         let timeout = self.config.timeouts.tls_handshake;
-        let stream = tls_connect_blocking(tcp, &self.config.host, tls, timeout)?;
+        let stream = tls_connect_blocking(tcp, &self.config.host, tls, timeout)
+            .map_err(|e| ops::stls_handshake_failed(e, &self.config.host))?;
         self.stream = Connection::Tls(Box::new(stream));
         self.is_tls = true;
         self.engine.session.tls_established();
@@ -112,7 +113,8 @@ impl<S: ReadTimeout> Client<S> {
             &mut batch,
             &mut NoBody,
             "the greeting",
-        )?;
+        )
+        .map_err(|e| ops::greeting_failed(e, engine.nothing_received(), config, is_tls))?;
         let greeting = batch.take_greeting();
         let mut client = Self {
             stream,
@@ -144,7 +146,9 @@ impl<S: ReadTimeout> Client<S> {
     }
 
     /// Logs in with the method chosen by the settings and the server's
-    /// capabilities, then reads the capabilities again.
+    /// capabilities, then reads the capabilities again. `UTF8` is sent
+    /// before (or, if only advertised then, after) when
+    /// [`ClientConfig::utf8`] asks for it.
     pub fn login(&mut self, credentials: &Credentials) -> Result<(), Error> {
         let commands = ops::login_commands(
             &self.config,
@@ -153,8 +157,28 @@ impl<S: ReadTimeout> Client<S> {
             &self.greeting,
             self.is_tls,
         )?;
+        self.enable_utf8()?;
         self.run(&mut Batch::strict(commands), &mut NoBody)?;
-        self.refresh_capabilities()
+        self.refresh_capabilities()?;
+        self.enable_utf8()
+    }
+
+    /// Sends `UTF8` if the settings ask for it, the server advertises it
+    /// and it is not on yet. A refusal leaves it off and is not an error.
+    fn enable_utf8(&mut self) -> Result<(), Error> {
+        if !ops::wants_utf8(&self.config, &self.engine.session) {
+            return Ok(());
+        }
+        match self.run(&mut ops::one(Command::Utf8), &mut NoBody) {
+            Err(e) if ops::is_refusal(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether the server accepted `UTF8` (RFC 6856): messages are then
+    /// sent as stored even when their header holds raw UTF-8.
+    pub fn utf8_enabled(&self) -> bool {
+        self.engine.session.utf8_enabled()
     }
 
     /// The server's greeting.

@@ -21,6 +21,15 @@ pub enum Security {
 }
 
 impl Security {
+    /// The mode's short name: tls, starttls, plain (`fetch --security`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::StartTls => "starttls",
+            Self::Plain => "plain",
+        }
+    }
+
     /// The usual port for this mode: 995 for TLS, 110 otherwise.
     pub fn default_port(self) -> u16 {
         match self {
@@ -211,8 +220,17 @@ pub struct ClientConfig {
     /// How to log in.
     pub auth: AuthMethod,
     /// Send credentials over a connection without TLS. Off by default:
-    /// anyone on the path could read them.
+    /// anyone on the path could read them. APOP and CRAM-MD5, which send
+    /// only a digest, are used over plaintext without it when asked for
+    /// ([`AuthMethod::hides_secret`]); their digests are weak (MD5) and
+    /// can be attacked offline.
     pub allow_plaintext_auth: bool,
+    /// Send `UTF8` (RFC 6856) when the server advertises it: before login,
+    /// or right after if the server advertises it only then. On by default:
+    /// servers such as Courier otherwise replace a message whose header
+    /// holds raw UTF-8 with a generated notice. A server that refuses it is
+    /// not an error.
+    pub utf8: bool,
     /// Limits on every wait.
     pub timeouts: Timeouts,
     /// Protocol limits (line cap, body cap: [`DEFAULT_MAX_MESSAGE`],
@@ -239,6 +257,7 @@ impl ClientConfig {
             roots: TlsRoots::WebPki,
             auth: AuthMethod::Auto,
             allow_plaintext_auth: false,
+            utf8: true,
             timeouts: Timeouts::default(),
             session: SessionConfig {
                 max_body: Some(DEFAULT_MAX_MESSAGE),

@@ -116,6 +116,12 @@ impl Engine {
         &mut self.buf[self.end..]
     }
 
+    /// Whether the greeting is still awaited and not one byte has arrived
+    /// (nothing is used before the greeting's line is complete).
+    pub(crate) fn nothing_received(&self) -> bool {
+        self.session.state() == State::Greeting && self.start == self.end
+    }
+
     /// Records `n` bytes read into [`Engine::spare`]; 0 is end of input.
     pub(crate) fn filled(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {

@@ -8,6 +8,8 @@ use pop3_proto::escape::snippet;
 use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SessionError};
 use thiserror::Error;
 
+use crate::config::Security;
+
 /// The failure classes, as short stable names (`fetch` prints them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -60,6 +62,77 @@ impl ErrorKind {
             Self::Config => "config",
             Self::Unusable => "unusable",
         }
+    }
+}
+
+/// What suggested that the chosen security does not match what the port
+/// speaks (see [`Error::SecurityMismatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MismatchSign {
+    /// Over plaintext, not one byte of the greeting arrived in time: the
+    /// server may be waiting for a TLS handshake. (A slow but healthy server
+    /// looks the same, so this is a guess.)
+    Silence {
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// Over plaintext, the server closed the connection before any byte of
+    /// a greeting (a TLS server giving up on its handshake, or a server
+    /// refusing the connection).
+    ClosedBeforeGreeting,
+    /// Over plaintext, a TLS record arrived where the greeting belongs.
+    TlsRecord,
+    /// The server answered the TLS handshake with bytes that are not TLS
+    /// (typically a plaintext POP3 greeting).
+    NotTls,
+    /// The server closed the connection during the TLS handshake.
+    ClosedDuringHandshake,
+}
+
+impl MismatchSign {
+    fn observed(self) -> String {
+        match self {
+            Self::Silence { after } => format!(
+                "timed out after {after:?} waiting for the greeting, and not one byte of it arrived"
+            ),
+            Self::ClosedBeforeGreeting => {
+                "the server closed the connection without sending a greeting (not one byte arrived)"
+                    .into()
+            }
+            Self::TlsRecord => {
+                "the server sent a TLS record where the POP3 greeting was expected".into()
+            }
+            Self::NotTls => "the server did not answer the TLS handshake in TLS".into(),
+            Self::ClosedDuringHandshake => {
+                "the server closed the connection during the TLS handshake".into()
+            }
+        }
+    }
+}
+
+fn mismatch_text(sign: MismatchSign, tried: Security, suggested: Security) -> String {
+    let likely = match (suggested, sign) {
+        (Security::Tls, MismatchSign::TlsRecord) => {
+            "this port speaks TLS from the first byte (implicit TLS, usually port 995), not plaintext POP3".to_owned()
+        }
+        (Security::Tls, _) => format!(
+            "the port may speak TLS from the first byte (implicit TLS, usually port 995) and be waiting for a TLS handshake, which {} does not start",
+            security_words(tried)
+        ),
+        _ => "the port may speak plaintext POP3 (usually port 110, upgraded by STARTTLS) rather than implicit TLS".to_owned(),
+    };
+    format!(
+        "{}: {likely}; try {} instead, or check the port",
+        sign.observed(),
+        security_words(suggested)
+    )
+}
+
+fn security_words(security: Security) -> &'static str {
+    match security {
+        Security::Tls => "implicit TLS",
+        Security::StartTls => "STARTTLS",
+        Security::Plain => "a plaintext connection",
     }
 }
 
@@ -140,6 +213,18 @@ pub enum Error {
     /// byte was written.
     #[error("{0}")]
     InvalidArgument(EncodeError),
+    /// The chosen security does not seem to match what the port speaks:
+    /// TLS asked of a plaintext port, or plaintext (STARTTLS or none) of an
+    /// implicit-TLS port. [`Error::suggested_security`] gives the mode to try.
+    #[error("{}", mismatch_text(*.sign, *.tried, *.suggested))]
+    SecurityMismatch {
+        /// What was seen.
+        sign: MismatchSign,
+        /// The security that was tried.
+        tried: Security,
+        /// The security the port seems to expect.
+        suggested: Security,
+    },
     /// The server did not answer in time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {
@@ -193,6 +278,20 @@ impl Error {
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
             Self::Unusable { .. } => ErrorKind::Unusable,
+            Self::SecurityMismatch { sign, .. } => match sign {
+                MismatchSign::Silence { .. } => ErrorKind::Timeout,
+                MismatchSign::ClosedBeforeGreeting => ErrorKind::Connect,
+                _ => ErrorKind::Tls,
+            },
+        }
+    }
+
+    /// For [`Error::SecurityMismatch`], the security the port seems to
+    /// expect (`fetch` names it as `--security ...`).
+    pub fn suggested_security(&self) -> Option<Security> {
+        match self {
+            Self::SecurityMismatch { suggested, .. } => Some(*suggested),
+            _ => None,
         }
     }
 
@@ -208,6 +307,11 @@ impl Error {
             | Self::Unusable { .. }
             | Self::ConnectionLost(_)
             | Self::Io(_) => true,
+            // Silence and a closed connection may be a slow or busy server.
+            Self::SecurityMismatch { sign, .. } => matches!(
+                sign,
+                MismatchSign::Silence { .. } | MismatchSign::ClosedBeforeGreeting
+            ),
             _ => false,
         }
     }
@@ -258,9 +362,11 @@ impl From<SessionError> for Error {
         match e {
             // The caller's argument, not the server's fault.
             SessionError::Encode(e) => Self::InvalidArgument(e),
-            e @ (SessionError::UnexpectedEof { .. } | SessionError::Disconnected) => {
-                Self::ConnectionLost(e)
-            }
+            // A cut, after the greeting: the network or the server went
+            // away; trying again is the cure.
+            e @ (SessionError::UnexpectedEof { .. }
+            | SessionError::NoAnswer { .. }
+            | SessionError::Disconnected) => Self::ConnectionLost(e),
             e => Self::Protocol(e),
         }
     }

@@ -35,7 +35,7 @@ pub use config::{
     DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
 pub use engine::{FetchProgress, ProgressFn};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, MismatchSign};
 pub use ops::{MessageSink, UidlItem};
 pub use pop3_proto;
 pub use pop3_proto::{Capabilities, Greeting, ListEntry, MsgNum, Stat, Uid};

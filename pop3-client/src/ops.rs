@@ -5,12 +5,13 @@ use std::io;
 
 use pop3_proto::sasl::SaslClient;
 use pop3_proto::{
-    apop_digest, check_line_safe, Capabilities, Command, Greeting, ListEntry, MsgNum, Stat, Uid,
+    apop_digest, check_line_safe, Capabilities, Capability, ClientSession, Command, Greeting,
+    ListEntry, MsgNum, SessionError, Stat, Uid,
 };
 
 use crate::batch::{Answer, Batch, Cmd, ServerRefusal};
-use crate::config::{AuthMethod, ClientConfig, Credentials};
-use crate::error::Error;
+use crate::config::{AuthMethod, ClientConfig, Credentials, Security};
+use crate::error::{Error, MismatchSign};
 
 /// One message's unique-id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -141,6 +142,71 @@ pub(crate) fn outcomes(batch: Batch) -> Vec<Result<u64, ServerRefusal>> {
 /// that is not an error, the capabilities are just unknown.
 pub(crate) fn capa_unsupported(error: &Error) -> bool {
     matches!(error, Error::Server { .. } | Error::Auth { .. })
+}
+
+/// Whether to send `UTF8` now: the settings ask for it, the server
+/// advertises it, and it is not on yet.
+pub(crate) fn wants_utf8(config: &ClientConfig, session: &ClientSession) -> bool {
+    config.utf8
+        && !session.utf8_enabled()
+        && session
+            .capabilities()
+            .iter()
+            .any(|c| matches!(c, Capability::Utf8 { .. }))
+}
+
+/// Whether an error is the server's `-ERR` to the command (not a broken
+/// connection): for UTF8, the session goes on without UTF-8 mode.
+pub(crate) fn is_refusal(error: &Error) -> bool {
+    matches!(error, Error::Server { .. } | Error::Auth { .. })
+}
+
+/// Names a likely security/port mismatch when the greeting did not come
+/// over a plaintext connection: silence (`silent`: not one byte arrived
+/// before the timeout), a close before any byte, or a TLS record.
+pub(crate) fn greeting_failed(
+    error: Error,
+    silent: bool,
+    config: &ClientConfig,
+    is_tls: bool,
+) -> Error {
+    if is_tls {
+        return error;
+    }
+    let sign = match &error {
+        Error::Timeout { after, .. } if silent => MismatchSign::Silence { after: *after },
+        Error::Protocol(SessionError::NoGreeting) => MismatchSign::ClosedBeforeGreeting,
+        Error::Protocol(SessionError::TlsInsteadOfGreeting) => MismatchSign::TlsRecord,
+        _ => return error,
+    };
+    let tried = match config.security {
+        Security::Tls => Security::Plain,
+        other => other,
+    };
+    Error::SecurityMismatch {
+        sign,
+        tried,
+        suggested: Security::Tls,
+    }
+}
+
+/// A TLS handshake after STLS's `+OK` that met no TLS is the server's
+/// fault, not a port mismatch.
+pub(crate) fn stls_handshake_failed(error: Error, host: &str) -> Error {
+    match error {
+        Error::SecurityMismatch { sign, .. } => Error::Tls {
+            host: host.to_owned(),
+            reason: format!(
+                "the server accepted STLS, then {}",
+                match sign {
+                    MismatchSign::ClosedDuringHandshake =>
+                        "closed the connection during the TLS handshake",
+                    _ => "did not speak TLS",
+                }
+            ),
+        },
+        other => other,
+    }
 }
 
 /// Refuses to go on without TLS when STLS is unavailable: never fall back.

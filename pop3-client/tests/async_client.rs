@@ -14,7 +14,7 @@ use pop3_client::async_client::Client;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::pop3_proto::SessionError;
 use pop3_client::testing::{Fault, TestServer, TestServerConfig};
-use pop3_client::{AuthMethod, Credentials, Error, ErrorKind, MsgNum};
+use pop3_client::{AuthMethod, Credentials, Error, ErrorKind, MsgNum, Security};
 
 fn messages() -> Vec<ServerMessage> {
     (0..20)
@@ -92,7 +92,10 @@ async fn tokio_timeouts_and_faults() {
         .unwrap();
     let err = client.retr_vec(MsgNum::new(5).unwrap()).await.unwrap_err();
     assert!(
-        matches!(err, Error::Protocol(SessionError::UnexpectedEof { .. })),
+        matches!(
+            err,
+            Error::ConnectionLost(SessionError::UnexpectedEof { .. })
+        ),
         "{err}"
     );
 
@@ -195,4 +198,43 @@ async fn a_failing_sink_leaves_the_async_connection_refusing_work() {
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     let err = client.retr_vec(msgs[1]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unusable, "{err}");
+}
+
+#[tokio::test]
+async fn tokio_sends_utf8_and_names_a_security_mismatch() {
+    let raw = "Subject: Gr\u{fc}\u{df}e\r\n\r\nK\u{f6}ln\r\n"
+        .as_bytes()
+        .to_vec();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            utf8: true,
+            ..ServerOptions::default()
+        },
+        messages: vec![ServerMessage {
+            uid: "u1".into(),
+            content: raw.clone(),
+        }],
+        implicit_tls: true,
+        fault: Fault::None,
+        gmail: None,
+    })
+    .unwrap();
+    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+        .await
+        .unwrap();
+    assert!(client.utf8_enabled());
+    assert_eq!(client.retr_vec(MsgNum::new(1).unwrap()).await.unwrap(), raw);
+    client.quit().await.unwrap();
+
+    // The same implicit-TLS port with STARTTLS: silence, named.
+    let mut config = server.client_config();
+    config.security = Security::StartTls;
+    config.timeouts.response = Duration::from_millis(300);
+    let err = Client::connect_tokio(&config, &creds())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.suggested_security(), Some(Security::Tls), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("not one byte"), "{err}");
 }

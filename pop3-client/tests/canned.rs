@@ -7,7 +7,9 @@ use std::io::{Cursor, Read, Write};
 
 use pop3_client::blocking::Client;
 use pop3_client::transport::Unbounded;
-use pop3_client::{AuthMethod, ClientConfig, Credentials, MsgNum, Security};
+use pop3_client::{
+    AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MismatchSign, MsgNum, Security,
+};
 
 struct Canned {
     from_server: Cursor<Vec<u8>>,
@@ -82,4 +84,125 @@ fn eof_mid_body_is_an_error_not_a_short_message() {
             .contains("closed the connection in the middle of the answer to RETR"),
         "{err}"
     );
+}
+
+/// Courier pop3d, byte for byte as issue 10 saw it: `UTF8 USER` advertised,
+/// so the client sends UTF8 before logging in and gets the message as
+/// stored; LIST's odd first line, a bare `+OK logged in.`, STLS listed
+/// again after login.
+#[test]
+fn courier_sends_utf8_before_login_and_the_message_comes_as_stored() {
+    let capa = "+OK Here's what I can do:\r\nSTLS\r\nTOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\nIMPLEMENTATION Courier Mail Server\r\nUTF8 USER\r\n.\r\n";
+    let message = "From: J\u{fc}rgen <j@example.com>\r\nSubject: Gr\u{fc}\u{df}e aus K\u{f6}ln\r\n\r\nHallo.\r\n";
+    let transcript = format!(
+        "+OK Hello there.\r\n{capa}+OK UTF8 enabled\r\n+OK Password required.\r\n+OK logged in.\r\n{capa}\
+         +OK POP3 clients that break here, they violate STD53.\r\n1 {len}\r\n.\r\n\
+         +OK {len} octets follow.\r\n{message}.\r\n",
+        len = message.len()
+    );
+    let mut client = client(transcript.as_bytes());
+    assert!(!client.utf8_enabled());
+    client.login(&Credentials::new("tim", "secret")).unwrap();
+    assert!(client.utf8_enabled());
+    let listing = client.list().unwrap();
+    assert_eq!(listing.len(), 1);
+    assert_eq!(listing[0].octets, message.len() as u64);
+    let body = client.retr_vec(MsgNum::new(1).unwrap()).unwrap();
+    assert_eq!(body, message.as_bytes());
+    let sent = client.into_inner().0.to_server;
+    assert_eq!(
+        String::from_utf8(sent).unwrap(),
+        "CAPA\r\nUTF8\r\nUSER tim\r\nPASS secret\r\nCAPA\r\nLIST\r\nRETR 1\r\n",
+        "UTF8 once, before the credentials"
+    );
+}
+
+#[test]
+fn utf8_refused_is_not_an_error_and_is_tried_again_after_login_only_if_advertised() {
+    // Refused before login; advertised after login too, and accepted there.
+    let mut c = client(
+        b"+OK hi\r\n+OK\r\nUSER\r\nUTF8\r\n.\r\n-ERR not before login\r\n+OK\r\n+OK in\r\n\
+          +OK\r\nUTF8\r\n.\r\n+OK UTF8 enabled\r\n",
+    );
+    c.login(&Credentials::new("u", "p")).unwrap();
+    assert!(c.utf8_enabled());
+    assert_eq!(
+        String::from_utf8(c.into_inner().0.to_server).unwrap(),
+        "CAPA\r\nUTF8\r\nUSER u\r\nPASS p\r\nCAPA\r\nUTF8\r\n"
+    );
+    // Refused, and not advertised after login: off, no error.
+    let mut c = client(
+        b"+OK hi\r\n+OK\r\nUSER\r\nUTF8\r\n.\r\n-ERR no\r\n+OK\r\n+OK in\r\n+OK\r\nUIDL\r\n.\r\n",
+    );
+    c.login(&Credentials::new("u", "p")).unwrap();
+    assert!(!c.utf8_enabled());
+    // Turned off by the caller: never sent.
+    let canned = Canned {
+        from_server: Cursor::new(
+            b"+OK hi\r\n+OK\r\nUSER\r\nUTF8\r\n.\r\n+OK\r\n+OK in\r\n+OK\r\nUTF8\r\n.\r\n".to_vec(),
+        ),
+        to_server: Vec::new(),
+    };
+    let mut config = ClientConfig::new("example.invalid");
+    config.security = Security::Plain;
+    config.allow_plaintext_auth = true;
+    config.utf8 = false;
+    let mut c = Client::from_stream(Unbounded(canned), &config, false).unwrap();
+    c.login(&Credentials::new("u", "p")).unwrap();
+    assert!(!c.utf8_enabled());
+    assert_eq!(
+        String::from_utf8(c.into_inner().0.to_server).unwrap(),
+        "CAPA\r\nUSER u\r\nPASS p\r\nCAPA\r\n"
+    );
+}
+
+#[test]
+fn no_greeting_is_told_apart_from_a_cut_greeting() {
+    let canned = |bytes: &[u8]| Canned {
+        from_server: Cursor::new(bytes.to_vec()),
+        to_server: Vec::new(),
+    };
+    let mut config = ClientConfig::new("example.invalid");
+    config.security = Security::StartTls;
+    // Closed before one byte: maybe a TLS port that gave up waiting.
+    let err = Client::from_stream(Unbounded(canned(b"")), &config, false)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::SecurityMismatch {
+                sign: MismatchSign::ClosedBeforeGreeting,
+                tried: Security::StartTls,
+                suggested: Security::Tls
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("without sending a greeting"), "{text}");
+    assert!(text.contains("implicit TLS"), "{text}");
+    assert!(!text.contains("in the middle"), "{text}");
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    // A TLS alert where the greeting belongs: named at once.
+    let err = Client::from_stream(
+        Unbounded(canned(b"\x15\x03\x03\x00\x02\x02\x32")),
+        &config,
+        false,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.suggested_security(), Some(Security::Tls), "{err}");
+    assert!(err.to_string().contains("TLS record"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Tls);
+    // Part of a greeting, then the end: cut off, no mismatch suggested.
+    let err = Client::from_stream(Unbounded(canned(b"+OK hel")), &config, false)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("in the middle of the answer to the greeting"),
+        "{err}"
+    );
+    assert_eq!(err.suggested_security(), None);
 }

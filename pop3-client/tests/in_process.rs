@@ -11,7 +11,9 @@ use pop3_client::blocking::Client;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::pop3_proto::SessionError;
 use pop3_client::testing::{Fault, TestServer, TestServerConfig};
-use pop3_client::{AuthMethod, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots};
+use pop3_client::{
+    AuthMethod, Credentials, Error, ErrorKind, MismatchSign, MsgNum, Security, TlsRoots,
+};
 
 fn corpus() -> Vec<ServerMessage> {
     let mut long_line = b"Subject: long\r\n\r\n".to_vec();
@@ -229,7 +231,7 @@ fn disconnect_mid_retr_is_an_eof_error() {
     assert!(
         matches!(
             err,
-            Error::Protocol(SessionError::UnexpectedEof { during: "RETR" })
+            Error::ConnectionLost(SessionError::UnexpectedEof { during: "RETR" })
         ),
         "{err}"
     );
@@ -442,4 +444,105 @@ fn a_refused_command_leaves_the_connection_usable() {
     assert_eq!(err.kind(), ErrorKind::Server, "{err}");
     client.noop().unwrap();
     assert_eq!(client.retr_vec(m(1)).unwrap(), corpus()[0].content);
+}
+
+/// A message whose header holds raw UTF-8, on a server in Courier's UTF-8
+/// mode: with UTF8 sent (the default) it arrives as stored; without, the
+/// server's notice arrives instead (which is why the client sends it).
+fn utf8_server() -> (TestServer, Vec<u8>) {
+    let raw = "From: J\u{fc}rgen <j@example.com>\r\nSubject: Gr\u{fc}\u{df}e\r\n\r\nK\u{f6}ln\r\n"
+        .as_bytes()
+        .to_vec();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            utf8: true,
+            ..stls_options()
+        },
+        messages: vec![ServerMessage {
+            uid: "u1".into(),
+            content: raw.clone(),
+        }],
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    (server, raw)
+}
+
+#[test]
+fn utf8_is_sent_when_advertised_so_raw_utf8_headers_arrive_as_stored() {
+    let (server, raw) = utf8_server();
+    let mut client = Client::connect(&server.client_config(), &creds()).unwrap();
+    assert!(client.utf8_enabled());
+    assert_eq!(client.retr_vec(m(1)).unwrap(), raw);
+    assert_eq!(client.list().unwrap()[0].octets, raw.len() as u64);
+    client.quit().unwrap();
+
+    let mut config = server.client_config();
+    config.utf8 = false;
+    let mut client = Client::connect(&config, &creds()).unwrap();
+    assert!(!client.utf8_enabled());
+    let replaced = client.retr_vec(m(1)).unwrap();
+    assert_ne!(replaced, raw);
+    assert!(String::from_utf8_lossy(&replaced).contains("Subject: Cannot display Unicode content"));
+    client.quit().unwrap();
+}
+
+fn mismatch(err: &Error) -> (MismatchSign, Security, Security) {
+    match err {
+        Error::SecurityMismatch {
+            sign,
+            tried,
+            suggested,
+        } => (*sign, *tried, *suggested),
+        other => panic!("not a mismatch: {other}"),
+    }
+}
+
+#[test]
+fn plaintext_against_an_implicit_tls_port_is_named() {
+    let tls_port = server(ServerOptions::default(), true, Fault::None);
+    for security in [Security::StartTls, Security::Plain] {
+        let mut config = tls_port.client_config();
+        config.security = security;
+        config.allow_plaintext_auth = true;
+        config.timeouts.response = Duration::from_millis(500);
+        let started = Instant::now();
+        let err = Client::connect(&config, &creds()).err().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let (sign, tried, suggested) = mismatch(&err);
+        assert!(matches!(sign, MismatchSign::Silence { .. }), "{err}");
+        assert_eq!((tried, suggested), (security, Security::Tls));
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        let text = err.to_string();
+        assert!(text.contains("not one byte"), "{text}");
+        assert!(text.contains("implicit TLS"), "{text}");
+    }
+    // A server that closes at once, without a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let closer = std::thread::spawn(move || drop(listener.accept()));
+    let mut config = tls_port.client_config();
+    config.port = Some(port);
+    config.security = Security::StartTls;
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    closer.join().unwrap();
+    assert_eq!(
+        mismatch(&err).0,
+        MismatchSign::ClosedBeforeGreeting,
+        "{err}"
+    );
+    assert!(!err.to_string().contains("in the middle"), "{err}");
+}
+
+#[test]
+fn tls_against_a_plaintext_port_is_named() {
+    let plain_port = server(stls_options(), false, Fault::None);
+    let mut config = plain_port.client_config();
+    config.security = Security::Tls;
+    let err = Client::connect(&config, &creds()).err().unwrap();
+    let (sign, tried, suggested) = mismatch(&err);
+    assert_eq!(sign, MismatchSign::NotTls, "{err}");
+    assert_eq!((tried, suggested), (Security::Tls, Security::StartTls));
+    assert_eq!(err.kind(), ErrorKind::Tls);
+    assert!(err.to_string().contains("plaintext POP3"), "{err}");
 }

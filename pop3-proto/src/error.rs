@@ -141,12 +141,29 @@ pub enum SessionError {
         /// The configured cap.
         limit: u64,
     },
-    /// The connection ended in the middle of a response.
+    /// The connection ended in the middle of a response: part of it had
+    /// arrived.
     #[error("the server closed the connection in the middle of the answer to {during}")]
     UnexpectedEof {
-        /// The command whose answer was cut off ("greeting" before it).
+        /// The command whose answer was cut off ("the greeting" before it).
         during: &'static str,
     },
+    /// The connection ended before any byte of the greeting arrived: a
+    /// server refusing the connection, or one waiting for a TLS handshake
+    /// that gave up.
+    #[error("the server closed the connection without sending a greeting (not one byte arrived)")]
+    NoGreeting,
+    /// The connection ended before any byte of a command's answer arrived.
+    #[error("the server closed the connection without answering {during}")]
+    NoAnswer {
+        /// The command left unanswered.
+        during: &'static str,
+    },
+    /// Where the greeting was expected, the server sent what looks like a
+    /// TLS record (0x15 or 0x16, then 0x03): the port speaks TLS from the
+    /// first byte.
+    #[error("the server sent a TLS record where the POP3 greeting was expected")]
+    TlsInsteadOfGreeting,
     /// The server closed the connection while no answer was pending.
     #[error("the server closed the connection")]
     Disconnected,

@@ -282,6 +282,13 @@ pub struct ServerOptions {
     pub pipelining_only_after_login: bool,
     /// Advertise `LOGIN-DELAY n` after login.
     pub login_delay: Option<u32>,
+    /// Courier's UTF-8 mode (RFC 6856): advertise `UTF8 USER` and accept
+    /// `UTF8`; until the client sends it, a message with raw 8-bit bytes in
+    /// its header is replaced on RETR and TOP by a generated notice
+    /// ("Subject: Cannot display Unicode content", the original attached as
+    /// message/global, a new boundary each time), whose size differs from
+    /// LIST's.
+    pub utf8: bool,
 }
 
 impl Default for ServerOptions {
@@ -298,6 +305,7 @@ impl Default for ServerOptions {
             refuse_login_with: None,
             pipelining_only_after_login: false,
             login_delay: None,
+            utf8: false,
         }
     }
 }
@@ -363,6 +371,8 @@ pub struct ServerSession {
     tls: bool,
     sasl: Option<ServerSasl>,
     committed: Vec<usize>,
+    utf8: bool,
+    notices: u32,
 }
 
 impl ServerSession {
@@ -379,6 +389,8 @@ impl ServerSession {
             tls: false,
             sasl: None,
             committed: Vec::new(),
+            utf8: false,
+            notices: 0,
         }
     }
 
@@ -427,6 +439,9 @@ impl ServerSession {
             if !self.options.sasl.is_empty() {
                 caps.push(Capability::Sasl(self.options.sasl.clone()));
             }
+        }
+        if self.options.utf8 {
+            caps.push(Capability::Utf8 { user: true });
         }
         caps.push(Capability::Implementation("pop3-proto test server".into()));
         caps
@@ -519,6 +534,10 @@ impl ServerSession {
                 Self::ok(out, "Logging out.");
                 return ServerAction::Close;
             }
+            (_, Command::Utf8) if self.options.utf8 => {
+                self.utf8 = true;
+                Self::ok(out, "UTF8 enabled");
+            }
             (Authorization, Command::Stls) if self.options.stls && !self.tls => {
                 Self::ok(out, "Begin TLS negotiation now.");
                 return ServerAction::StartTls;
@@ -574,20 +593,20 @@ impl ServerSession {
                 Some((_, m)) => Self::ok(out, &format!("{n} {}", m.uid)),
                 None => Self::err(out, None, "No such message."),
             },
-            (Transaction, Command::Retr(n)) => match self.message(n) {
-                Some((_, m)) => {
-                    Self::ok(out, &format!("{} octets", m.content.len()));
+            (Transaction, Command::Retr(n)) => match self.served(n) {
+                Some(content) => {
+                    Self::ok(out, &format!("{} octets", content.len()));
                     let mut stuffer = DotStuffer::new();
-                    stuffer.push(&m.content, out);
+                    stuffer.push(&content, out);
                     stuffer.finish(out);
                 }
                 None => Self::err(out, None, "No such message."),
             },
-            (Transaction, Command::Top { msg, lines }) => match self.message(msg) {
-                Some((_, m)) => {
+            (Transaction, Command::Top { msg, lines }) => match self.served(msg) {
+                Some(content) => {
                     Self::ok(out, "");
                     let mut stuffer = DotStuffer::new();
-                    stuffer.push(top_of(&m.content, lines), out);
+                    stuffer.push(top_of(&content, lines), out);
                     stuffer.finish(out);
                 }
                 None => Self::err(out, None, "No such message."),
@@ -611,6 +630,27 @@ impl ServerSession {
             ),
         }
         ServerAction::Continue
+    }
+
+    /// What RETR and TOP send for `msg`: the message, or in UTF-8 mode
+    /// before `UTF8` the notice that replaces a message with a raw 8-bit
+    /// header.
+    fn served(&mut self, msg: MsgNum) -> Option<Cow<'_, [u8]>> {
+        let (i, m) = self.message(msg)?;
+        let replace = self.options.utf8 && !self.utf8 && header_has_8bit(&m.content);
+        if !replace {
+            return Some(Cow::Borrowed(&self.messages[i].content));
+        }
+        self.notices += 1;
+        let boundary = format!(
+            "=_notice-{}-{}",
+            self.notices,
+            self.timestamp.trim_matches(['<', '>'])
+        );
+        Some(Cow::Owned(unicode_notice(
+            &self.messages[i].content,
+            &boundary,
+        )))
     }
 
     fn live(&self) -> Vec<(usize, &ServerMessage)> {
@@ -719,6 +759,45 @@ impl ServerSession {
     }
 }
 
+/// Whether the header (up to the first empty line) holds a byte above 0x7F.
+fn header_has_8bit(content: &[u8]) -> bool {
+    let end = memchr::memmem::find(content, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(content, b"\n\n"))
+        .unwrap_or(content.len());
+    content[..end].iter().any(|&b| b >= 0x80)
+}
+
+/// The message Courier sends instead of one with a raw UTF-8 header to a
+/// client that did not send `UTF8`: a notice, with the original attached as
+/// message/global.
+fn unicode_notice(original: &[u8], boundary: &str) -> Vec<u8> {
+    let mut out = format!(
+        "From: Mail Delivery Subsystem <postmaster@localhost>\r\n\
+         Subject: Cannot display Unicode content\r\n\
+         Mime-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-formatted message.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         This message has Unicode content that your mail program did not ask\r\n\
+         for (it did not send the UTF8 command); it is attached.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: message/global\r\n\
+         \r\n"
+    )
+    .into_bytes();
+    out.extend_from_slice(original);
+    if !original.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
 /// The header and the first `lines` lines of the body, for TOP.
 fn top_of(content: &[u8], lines: u32) -> &[u8] {
     let header_end = memchr::memmem::find(content, b"\r\n\r\n")
@@ -783,6 +862,103 @@ mod tests {
         ] {
             assert!(parse_command(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Runs `commands` through a session and returns everything it sent.
+    fn exchange(options: ServerOptions, messages: Vec<ServerMessage>, commands: &[u8]) -> Vec<u8> {
+        let mut server = ServerSession::new(options, messages, "<1.2@localhost>");
+        let mut out = Vec::new();
+        let mut used = 0;
+        while used < commands.len() {
+            let n = server
+                .handle(&commands[used..], &mut out)
+                .map(|(n, _)| n)
+                .unwrap_or(0);
+            assert!(n > 0, "every command is a complete line");
+            used += n;
+        }
+        out
+    }
+
+    #[test]
+    fn utf8_mode_replaces_raw_utf8_headers_until_utf8_is_sent() {
+        let raw = "Subject: Gr\u{fc}\u{df}e\r\n\r\nK\u{f6}ln\r\n"
+            .as_bytes()
+            .to_vec();
+        let ascii = b"Subject: hi\r\n\r\nK\xc3\xb6ln\r\n".to_vec();
+        let messages = vec![
+            ServerMessage {
+                uid: "a".into(),
+                content: raw.clone(),
+            },
+            ServerMessage {
+                uid: "b".into(),
+                content: ascii.clone(),
+            },
+        ];
+        let options = ServerOptions {
+            utf8: true,
+            ..ServerOptions::default()
+        };
+        let login = b"USER user\r\nPASS password\r\n";
+        let mut off = login.to_vec();
+        off.extend_from_slice(b"CAPA\r\nLIST 1\r\nRETR 1\r\nRETR 1\r\nRETR 2\r\n");
+        let out = exchange(options.clone(), messages.clone(), &off);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("\r\nUTF8 USER\r\n"), "{text}");
+        assert!(
+            text.contains(&format!("+OK 1 {}\r\n", raw.len())),
+            "LIST gives the stored size: {text}"
+        );
+        assert_eq!(
+            text.matches("Subject: Cannot display Unicode content")
+                .count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("boundary=\"=_notice-1-") && text.contains("boundary=\"=_notice-2-"),
+            "a new boundary each time: {text}"
+        );
+        assert!(
+            out.windows(raw.len()).any(|w| w == raw),
+            "the original is attached"
+        );
+        assert!(
+            out.windows(ascii.len() + 2)
+                .any(|w| w == [&ascii[..], b".\r"].concat()),
+            "an ASCII header is sent as stored"
+        );
+        // After UTF8 (before or after login), the message is sent as stored.
+        for utf8_first in [true, false] {
+            let mut on = Vec::new();
+            if utf8_first {
+                on.extend_from_slice(b"UTF8\r\n");
+            }
+            on.extend_from_slice(login);
+            if !utf8_first {
+                on.extend_from_slice(b"UTF8\r\n");
+            }
+            on.extend_from_slice(b"RETR 1\r\n");
+            let out = exchange(options.clone(), messages.clone(), &on);
+            let mut expected = format!("+OK {} octets\r\n", raw.len()).into_bytes();
+            expected.extend_from_slice(&raw);
+            expected.extend_from_slice(b".\r\n");
+            assert!(
+                out.ends_with(&expected),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+            assert!(String::from_utf8_lossy(&out).contains("+OK UTF8 enabled\r\n"));
+        }
+        // Without UTF-8 mode the command is refused and nothing is replaced.
+        let out = exchange(
+            ServerOptions::default(),
+            messages,
+            b"UTF8\r\nUSER user\r\nPASS password\r\nRETR 1\r\n",
+        );
+        assert!(out.starts_with(b"-ERR"));
+        assert!(out.ends_with(&[&raw[..], b".\r\n"].concat()));
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //!   [`SessionConfig::pipeline_refill`] are unanswered. Commands that change
 //!   the state (USER, PASS, APOP, AUTH, STLS, QUIT, UTF8) are never pipelined.
 //! - After STLS's `+OK`, any byte already received is response injection.
+//! - UTF8 (RFC 6856) is legal before login and, for servers that take it
+//!   there, after; [`ClientSession::utf8_enabled`] says whether a server
+//!   accepted it.
+//! - At the end of the input, the error says whether part of the awaited
+//!   answer had arrived; a TLS record where the greeting belongs is named
+//!   at once.
 
 use std::collections::VecDeque;
 
@@ -193,6 +199,11 @@ pub struct ClientSession {
     window_open: bool,
     tls_upgrade_pending: bool,
     tls_done: bool,
+    utf8: bool,
+    /// Bytes of an unfinished status line were seen by the last `advance`.
+    partial_line: bool,
+    /// A SASL challenge of the pending AUTH arrived (its answer has begun).
+    challenged: bool,
     listing: listing::Scratch,
 }
 
@@ -208,6 +219,13 @@ fn protocol(kind: CommandKind) -> impl FnOnce(crate::error::ParseError) -> Sessi
         during: kind.name(),
         error,
     }
+}
+
+/// Whether `input` starts like a TLS record: handshake (0x16) or alert
+/// (0x15), then major version 3. No POP3 greeting starts so; one byte alone
+/// waits for the next.
+fn looks_like_tls(input: &[u8]) -> bool {
+    matches!(input, [0x15 | 0x16, 0x03, ..])
 }
 
 /// Commands after which nothing may be sent until they are answered: their
@@ -244,6 +262,9 @@ impl ClientSession {
             window_open: true,
             tls_upgrade_pending: false,
             tls_done: false,
+            utf8: false,
+            partial_line: false,
+            challenged: false,
             listing: listing::Scratch::default(),
         }
     }
@@ -273,6 +294,13 @@ impl ClientSession {
     /// stay on the server and UIDs must be tracked by the client.
     pub fn recent_mode(&self) -> bool {
         self.recent_mode
+    }
+
+    /// Whether the server accepted `UTF8` (RFC 6856): messages and texts
+    /// may then hold raw UTF-8, which servers such as Courier otherwise
+    /// replace with a notice.
+    pub fn utf8_enabled(&self) -> bool {
+        self.utf8
     }
 
     /// Commands sent and not yet fully answered.
@@ -330,8 +358,11 @@ impl ClientSession {
                 | CommandKind::Lang { .. } => true,
                 _ => false,
             },
-            // After login every state-changing command but QUIT is over.
-            State::Transaction => kind == CommandKind::Quit || !is_barrier(kind),
+            // After login every state-changing command but QUIT is over;
+            // UTF8 is sent there to servers that advertise it only then.
+            State::Transaction => {
+                matches!(kind, CommandKind::Quit | CommandKind::Utf8) || !is_barrier(kind)
+            }
         };
         if !legal {
             return Err(illegal());
@@ -418,15 +449,24 @@ impl ClientSession {
     }
 
     /// Records the end of the server's data. Fine after QUIT was answered;
-    /// otherwise a typed error saying what was cut off.
+    /// otherwise a typed error saying what was cut off, and whether any of
+    /// it had arrived ([`SessionError::UnexpectedEof`]) or none
+    /// ([`SessionError::NoGreeting`], [`SessionError::NoAnswer`]). Call it
+    /// after [`advance`](Self::advance) has seen every byte received.
     pub fn handle_eof(&mut self) -> Result<(), SessionError> {
         let state = std::mem::replace(&mut self.state, State::Closed);
+        let begun =
+            self.partial_line || self.challenged || !matches!(self.reading, Reading::Status);
         match (state, self.pending.front()) {
             (State::Closed, _) => Ok(()),
-            (State::Greeting, _) => Err(SessionError::UnexpectedEof {
+            (State::Greeting, _) if begun => Err(SessionError::UnexpectedEof {
                 during: "the greeting",
             }),
-            (_, Some(kind)) => Err(SessionError::UnexpectedEof {
+            (State::Greeting, _) => Err(SessionError::NoGreeting),
+            (_, Some(kind)) if begun => Err(SessionError::UnexpectedEof {
+                during: kind.name(),
+            }),
+            (_, Some(kind)) => Err(SessionError::NoAnswer {
                 during: kind.name(),
             }),
             (_, None) => Err(SessionError::Disconnected),
@@ -527,9 +567,14 @@ impl ClientSession {
                             bytes: snippet(rest),
                         });
                     }
+                    if self.state == State::Greeting && looks_like_tls(rest) {
+                        return Err(SessionError::TlsInsteadOfGreeting);
+                    }
                     let Some((line, n)) = next_line(rest, self.config.max_line)? else {
+                        self.partial_line = !rest.is_empty();
                         return Ok((used, self.idle_check(rest)?.into()));
                     };
+                    self.partial_line = false;
                     if self.state == State::Greeting {
                         return Ok((used + n, self.greeting_line(line)?.into()));
                     }
@@ -542,7 +587,10 @@ impl ClientSession {
                     used += n;
                     let reply = parse::reply_line(line, kind == CommandKind::Auth);
                     match reply.map_err(protocol(kind))? {
-                        ReplyLine::Continuation(text) => self.answer_challenge(text)?,
+                        ReplyLine::Continuation(text) => {
+                            self.challenged = true;
+                            self.answer_challenge(text)?;
+                        }
                         ReplyLine::Status(status) => {
                             let event = self.status_line(kind, status)?;
                             if self.tls_upgrade_pending && used < input.len() {
@@ -633,6 +681,7 @@ impl ClientSession {
         line: StatusLine<'a>,
     ) -> Result<Event<'a>, SessionError> {
         let ok = line.status == Status::Ok;
+        self.challenged = false;
         let mut payload = Payload::None;
         if ok {
             payload = match kind {
@@ -661,6 +710,7 @@ impl ClientSession {
                 self.tls_upgrade_pending = true;
                 self.capabilities = Capabilities::new();
             }
+            (CommandKind::Utf8, true) => self.utf8 = true,
             (CommandKind::Quit, true) => self.state = State::Closed,
             // A refused QUIT in TRANSACTION means the deletions failed; the
             // server closes anyway.

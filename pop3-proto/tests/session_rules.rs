@@ -50,7 +50,12 @@ fn commands_are_refused_in_the_wrong_state() {
     }
     assert_eq!(s.output(), b"", "nothing written for refused commands");
     let mut s = logged_in(SessionConfig::default(), false);
-    for cmd in [Command::User("u"), Command::Stls, Command::Utf8] {
+    // (UTF8 is legal here: see utf8_is_legal_before_and_after_login...)
+    let apop = Command::Apop {
+        user: "u",
+        digest: "d",
+    };
+    for cmd in [Command::User("u"), Command::Stls, apop] {
         assert!(
             matches!(s.send(&cmd), Err(SessionError::IllegalCommand { .. })),
             "{cmd:?}"
@@ -132,6 +137,7 @@ fn end_of_input_mid_response_is_an_error() {
         Err(SessionError::UnexpectedEof { during: "RETR" })
     );
     let mut s = ClientSession::default();
+    feed(&mut s, b"+OK half a gree").unwrap();
     assert_eq!(
         s.handle_eof(),
         Err(SessionError::UnexpectedEof {
@@ -140,6 +146,86 @@ fn end_of_input_mid_response_is_an_error() {
     );
     let mut s = logged_in(SessionConfig::default(), false);
     assert_eq!(s.handle_eof(), Err(SessionError::Disconnected));
+}
+
+#[test]
+fn end_of_input_before_any_answer_says_nothing_arrived() {
+    let mut s = ClientSession::default();
+    feed(&mut s, b"").unwrap();
+    assert_eq!(s.handle_eof(), Err(SessionError::NoGreeting));
+    assert_eq!(s.state(), State::Closed);
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Stat).unwrap();
+    feed(&mut s, b"").unwrap();
+    assert_eq!(
+        s.handle_eof(),
+        Err(SessionError::NoAnswer { during: "STAT" })
+    );
+    // Part of the status line counts as part of the answer.
+    let mut s = logged_in(SessionConfig::default(), false);
+    s.send(&Command::Stat).unwrap();
+    feed(&mut s, b"+OK 1").unwrap();
+    assert_eq!(
+        s.handle_eof(),
+        Err(SessionError::UnexpectedEof { during: "STAT" })
+    );
+    // So does a SASL challenge, though the final status never came.
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.authenticate(pop3_proto::sasl::SaslClient::login("u", "p"))
+        .unwrap();
+    feed(&mut s, b"+ VXNlcm5hbWU6\r\n").unwrap();
+    assert_eq!(
+        s.handle_eof(),
+        Err(SessionError::UnexpectedEof { during: "AUTH" })
+    );
+}
+
+#[test]
+fn a_tls_record_instead_of_the_greeting_is_named_at_once() {
+    // A TLS alert (0x15 0x03 0x03 ...) carries no line end: no waiting for one.
+    for record in [&b"\x15\x03\x03\x00\x02\x02\x32"[..], b"\x16\x03\x01\x00"] {
+        let mut s = ClientSession::default();
+        assert_eq!(
+            feed(&mut s, record).unwrap_err(),
+            SessionError::TlsInsteadOfGreeting
+        );
+        assert_eq!(s.state(), State::Closed);
+    }
+    // One byte is not enough to tell; the next decides.
+    let mut s = ClientSession::default();
+    assert_eq!(feed(&mut s, b"\x16").unwrap().0, Vec::<String>::new());
+    assert_eq!(
+        feed(&mut s, b"\x16\x03").unwrap_err(),
+        SessionError::TlsInsteadOfGreeting
+    );
+    // Other garbage is still a malformed greeting, once its line ends.
+    let mut s = ClientSession::default();
+    assert!(matches!(
+        feed(&mut s, b"\x16\x04\r\n").unwrap_err(),
+        SessionError::Protocol { .. }
+    ));
+}
+
+#[test]
+fn utf8_is_legal_before_and_after_login_and_recorded_when_accepted() {
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.send(&Command::Utf8).unwrap();
+    // UTF8 changes what follows: it goes alone.
+    assert!(matches!(
+        s.send(&Command::Capa),
+        Err(SessionError::MustWait { .. })
+    ));
+    feed(&mut s, b"-ERR not now\r\n").unwrap();
+    assert!(!s.utf8_enabled(), "refused: off");
+    let mut s = logged_in(SessionConfig::default(), true);
+    s.send(&Command::Utf8).unwrap();
+    assert_eq!(written(&mut s), "UTF8\r\n");
+    let (ev, _) = feed(&mut s, b"+OK UTF8 enabled\r\n").unwrap();
+    assert_eq!(ev, ["UTF8 Ok"]);
+    assert!(s.utf8_enabled());
+    assert_eq!(s.state(), State::Transaction);
 }
 
 #[test]

@@ -255,6 +255,63 @@ fn dovecot_stls_and_login() {
     );
 }
 
+/// Courier pop3d (as seen in issue 10): no APOP timestamp, no RESP-CODES,
+/// `UTF8 USER` advertised and `+OK UTF8 enabled`, a bare `-ERR Login
+/// failed.`, STLS listed again after login, and LIST's odd first line.
+#[test]
+fn courier_utf8_and_quirks() {
+    let mut s = ClientSession::default();
+    let (ev, _) = feed(&mut s, b"+OK Hello there.\r\n").unwrap();
+    assert_eq!(ev, ["greeting Ok stamp=-"]);
+    let capa: &[u8] = b"+OK Here's what I can do:\r\nSTLS\r\nTOP\r\nUSER\r\nLOGIN-DELAY 10\r\nPIPELINING\r\nUIDL\r\nIMPLEMENTATION Courier Mail Server\r\nUTF8 USER\r\n.\r\n";
+    s.send(&Command::Capa).unwrap();
+    feed(&mut s, capa).unwrap();
+    assert!(s.capabilities().has(&Capability::Utf8 { user: true }));
+    assert!(!s.capabilities().resp_codes());
+    assert_eq!(s.capabilities().login_delay(), Some(10));
+    s.send(&Command::Utf8).unwrap();
+    let (ev, _) = feed(&mut s, b"+OK UTF8 enabled\r\n").unwrap();
+    assert_eq!(ev, ["UTF8 Ok"]);
+    assert!(s.utf8_enabled());
+    s.send(&Command::User("tim")).unwrap();
+    feed(&mut s, b"+OK Password required.\r\n").unwrap();
+    s.send(&Command::Pass("wrong")).unwrap();
+    let (ev, _) = feed(&mut s, b"-ERR Login failed.\r\n").unwrap();
+    assert_eq!(ev, ["PASS Err"], "no response code");
+    s.send(&Command::User("tim")).unwrap();
+    feed(&mut s, b"+OK Password required.\r\n").unwrap();
+    s.send(&Command::Pass("right")).unwrap();
+    let (ev, _) = feed(&mut s, b"+OK logged in.\r\n").unwrap();
+    assert_eq!(ev, ["PASS Ok"]);
+    s.send(&Command::Capa).unwrap();
+    feed(&mut s, capa).unwrap();
+    assert!(s.capabilities().stls(), "Courier lists STLS after login");
+    assert!(
+        matches!(
+            s.send(&Command::Stls),
+            Err(SessionError::IllegalCommand { .. })
+        ),
+        "but STLS is over after login"
+    );
+    assert!(s.utf8_enabled(), "UTF-8 mode outlives the login");
+    s.send(&Command::List(None)).unwrap();
+    let (ev, _) = feed(
+        &mut s,
+        b"+OK POP3 clients that break here, they violate STD53.\r\n1 83\r\n.\r\n",
+    )
+    .unwrap();
+    assert_eq!(ev, ["LIST Ok", "list 1 83", "end LIST"]);
+    s.send(&Command::Retr(m(1))).unwrap();
+    let body = "Subject: Gr\u{fc}\u{df}e aus K\u{f6}ln\r\nFrom: J\u{fc}rgen <j@example.com>\r\n\r\nHallo.\r\n";
+    let wire = format!("+OK 83 octets follow.\r\n{body}.\r\n");
+    let (ev, _) = feed(&mut s, wire.as_bytes()).unwrap();
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    assert_eq!(
+        written(&mut s),
+        "CAPA\r\nUTF8\r\nUSER tim\r\nPASS wrong\r\nUSER tim\r\nPASS right\r\nCAPA\r\nLIST\r\nRETR 1\r\n"
+    );
+}
+
 /// Bytes that arrive with STLS's +OK, before the handshake, are an attack.
 #[test]
 fn stls_response_injection_is_refused() {

@@ -11,8 +11,8 @@ use futures_io::{AsyncRead, AsyncWrite};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConnection, RootCertStore};
 
-use crate::config::TlsRoots;
-use crate::error::Error;
+use crate::config::{Security, TlsRoots};
+use crate::error::{Error, MismatchSign};
 
 /// A blocking TLS stream over TCP.
 pub type BlockingTlsStream = rustls::StreamOwned<ClientConnection, TcpStream>;
@@ -113,13 +113,31 @@ pub fn describe_tls_error(error: &rustls::Error) -> String {
     }
 }
 
+/// A handshake that met no TLS: the port likely speaks plaintext. (After
+/// STLS the caller words it otherwise.)
+fn not_tls(sign: MismatchSign) -> Error {
+    Error::SecurityMismatch {
+        sign,
+        tried: Security::Tls,
+        suggested: Security::StartTls,
+    }
+}
+
 /// Turns an I/O error during TLS into the right [`Error`]: certificate and
-/// handshake problems become [`Error::Tls`], timeouts [`Error::Timeout`].
+/// handshake problems become [`Error::Tls`], timeouts [`Error::Timeout`],
+/// and an answer that is not TLS, or a connection closed mid-handshake,
+/// [`Error::SecurityMismatch`].
 pub(crate) fn tls_io_error(host: &str, e: io::Error, timeout: Duration) -> Error {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        if matches!(
+            tls,
+            rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }
+        ) {
+            return not_tls(MismatchSign::NotTls);
+        }
         return tls_error(host, describe_tls_error(tls));
     }
     match e.kind() {
@@ -127,10 +145,9 @@ pub(crate) fn tls_io_error(host: &str, e: io::Error, timeout: Duration) -> Error
             what: "the TLS handshake".into(),
             after: timeout,
         },
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => tls_error(
-            host,
-            "the server closed the connection during the handshake (is this the right port for the chosen security?)",
-        ),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+            not_tls(MismatchSign::ClosedDuringHandshake)
+        }
         _ => tls_error(host, e.to_string()),
     }
 }

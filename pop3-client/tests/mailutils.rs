@@ -1,0 +1,230 @@
+//! Interop with GNU Mailutils pop3d (3.15) on 127.0.0.1, started by
+//! `scripts/mailutils.sh start` (CI does this). Without it these tests say
+//! they were skipped and pass; with POP3_REQUIRE_MAILUTILS=1 (set by CI) they
+//! fail.
+//!
+//! What Mailutils changes, and these tests allow for: it adds an `X-UIDL`
+//! header on RETR; its QUIT rewrites the mailbox even when all mail is kept
+//! (`Status:`, `X-UID:`, `X-IMAPbase:` in the mbox, which later RETRs then
+//! serve); it turns LF into CRLF on the wire and undoes mboxrd `>From `
+//! quoting. Each message is compared byte for byte once those headers are
+//! removed. It also advertises `EXPIRENEVER` (sic), and with a login delay a
+//! bare `30` CAPA line instead of `LOGIN-DELAY 30`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use pop3_client::blocking::Client;
+use pop3_client::pop3_proto::Capability;
+use pop3_client::{
+    AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots,
+};
+
+/// Headers Mailutils adds to what it serves.
+const ADDED: [&str; 4] = ["X-UIDL", "Status", "X-UID", "X-IMAPbase"];
+
+struct Mailutils {
+    env: HashMap<String, String>,
+}
+
+impl Mailutils {
+    fn find() -> Option<Self> {
+        let dir =
+            std::env::var("POP3_MAILUTILS_DIR").unwrap_or_else(|_| "/tmp/pop3-mailutils".into());
+        let path = PathBuf::from(dir).join("env");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            assert!(
+                std::env::var_os("POP3_REQUIRE_MAILUTILS").is_none(),
+                "POP3_REQUIRE_MAILUTILS is set but {} is missing",
+                path.display()
+            );
+            eprintln!(
+                "skipped: Mailutils interop tests (no {}; run scripts/mailutils.sh start)",
+                path.display()
+            );
+            return None;
+        };
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Some(Self { env })
+    }
+
+    fn get(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    fn config(&self, security: Security, port_key: &str) -> ClientConfig {
+        let mut config = ClientConfig::new(self.get("host"));
+        config.security = security;
+        config.port = Some(self.get(port_key).parse().unwrap());
+        config.roots = TlsRoots::CaFile(self.get("ca_file").into());
+        config.auth = AuthMethod::Auto;
+        config
+    }
+
+    fn credentials(&self, user_key: &str) -> Credentials {
+        Credentials::new(self.get(user_key), self.get("password"))
+    }
+
+    /// The corpus as it must be served (CRLF), written by the script.
+    fn expected(&self) -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(self.get("expected"))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        bodies.sort();
+        bodies
+    }
+}
+
+/// The message without the header lines Mailutils adds; panics if the
+/// header has no end or no X-UIDL (which Mailutils always adds on RETR).
+fn without_added_headers(message: &[u8]) -> Vec<u8> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(message)));
+    let (header, rest) = message.split_at(end);
+    let mut out = Vec::with_capacity(message.len());
+    let mut saw_uidl = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let added = ADDED
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(name));
+        saw_uidl |= name.eq_ignore_ascii_case(b"X-UIDL");
+        if !added {
+            out.extend_from_slice(line);
+        }
+    }
+    assert!(saw_uidl, "Mailutils adds X-UIDL on RETR");
+    out.extend_from_slice(rest);
+    out
+}
+
+fn fetch_all(client: &mut Client<pop3_client::transport::Connection>) -> Vec<Vec<u8>> {
+    let msgs: Vec<MsgNum> = client.uidl().unwrap().into_iter().map(|u| u.msg).collect();
+    let mut bodies: Vec<Vec<u8>> = client
+        .retr_many_vec(&msgs)
+        .unwrap()
+        .into_iter()
+        .map(|b| without_added_headers(&b.unwrap()))
+        .collect();
+    bodies.sort();
+    bodies
+}
+
+/// Both mailboxes in one test, sessions one after another: two sessions
+/// on one mailbox at once would meet [IN-USE].
+#[tokio::test]
+async fn mbox_and_maildir_corpus_byte_exact_blocking_and_async() {
+    let Some(mu) = Mailutils::find() else {
+        return;
+    };
+    let expected = mu.expected();
+    assert_eq!(expected.len(), 6);
+    for user in ["mbox_user", "maildir_user"] {
+        // The second TLS session sees the mailbox as the first QUIT
+        // rewrote it.
+        for (security, port) in [
+            (Security::Tls, "tls_port"),
+            (Security::StartTls, "plain_port"),
+            (Security::Tls, "tls_port"),
+        ] {
+            let config = mu.config(security, port);
+            let mut client = Client::connect(&config, &mu.credentials(user))
+                .unwrap_or_else(|e| panic!("{user} {security:?}: {e}"));
+            assert!(client.is_tls());
+            assert!(client.capabilities().pipelining());
+            assert!(!client.utf8_enabled(), "Mailutils does not offer UTF8");
+            assert_eq!(fetch_all(&mut client), expected, "{user} {security:?}");
+            client.quit().unwrap();
+        }
+        let config = mu.config(Security::StartTls, "plain_port");
+        let mut client =
+            pop3_client::async_client::Client::connect_tokio(&config, &mu.credentials(user))
+                .await
+                .unwrap();
+        let msgs: Vec<MsgNum> = client
+            .uidl()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.msg)
+            .collect();
+        let mut bodies: Vec<Vec<u8>> = client
+            .retr_many_vec(&msgs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| without_added_headers(&b.unwrap()))
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, expected, "{user} async");
+        client.quit().await.unwrap();
+    }
+}
+
+#[test]
+fn mailbox_in_use_and_wrong_password() {
+    let Some(mu) = Mailutils::find() else {
+        return;
+    };
+    let config = mu.config(Security::Tls, "tls_port");
+    let mut first = Client::connect(&config, &mu.credentials("lock_user")).unwrap();
+    assert_eq!(first.stat().unwrap().count, 1);
+    let err = Client::connect(&config, &mu.credentials("lock_user"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InUse { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::InUse);
+    first.quit().unwrap();
+    // Unlocked by QUIT.
+    let again = Client::connect(&config, &mu.credentials("lock_user")).unwrap();
+    again.quit().unwrap();
+    let err = Client::connect(&config, &Credentials::new(mu.get("lock_user"), "wrong"))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("[AUTH]"), "{err}");
+}
+
+#[test]
+fn login_delay_is_enforced_and_its_bare_capa_line_tolerated() {
+    let Some(mu) = Mailutils::find() else {
+        return;
+    };
+    let config = mu.config(Security::StartTls, "delay_port");
+    // The script's own login, or a run less than 30 s ago, may have started
+    // the delay already; then the first attempt is refused too.
+    match Client::connect(&config, &mu.credentials("delay_user")) {
+        Ok(client) => client.quit().unwrap(),
+        Err(Error::LoginDelay { .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let client = Client::open(&config).unwrap();
+    // `30` alone, not `LOGIN-DELAY 30`: kept as an unknown capability, so
+    // the delay is not known in advance.
+    assert!(
+        client
+            .capabilities()
+            .iter()
+            .any(|c| matches!(c, Capability::Other { name, .. } if name == "30")),
+        "{:?}",
+        client.capabilities()
+    );
+    assert_eq!(client.capabilities().login_delay(), None);
+    drop(client);
+    let err = Client::connect(&config, &mu.credentials("delay_user"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::LoginDelay { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::LoginDelay);
+    assert!(err.is_transient());
+}
