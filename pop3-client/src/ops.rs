@@ -11,6 +11,7 @@ use pop3_proto::{
 use crate::batch::{Answer, Batch, Cmd, ServerRefusal};
 use crate::config::{AuthMethod, ClientConfig, Credentials};
 use crate::error::Error;
+use crate::transport::TlsReason;
 
 /// One message's unique-id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,7 +151,7 @@ pub(crate) fn require_stls(caps: &Capabilities, host: &str) -> Result<(), Error>
     }
     Err(Error::Tls {
         host: host.to_owned(),
-        reason: "the server does not offer STLS, and STARTTLS was required; no credentials were sent (use implicit TLS on port 995 if the server supports it)".into(),
+        failure: TlsReason::StlsMissing.into(),
     })
 }
 
@@ -164,9 +165,7 @@ pub(crate) fn stls_refused(error: Error, host: &str) -> Error {
     match error {
         Error::Server { server_text, .. } | Error::Auth { server_text, .. } => Error::Tls {
             host: host.to_owned(),
-            reason: format!(
-                "the server refused STLS (\"{server_text}\"), and STARTTLS was required; no credentials were sent"
-            ),
+            failure: TlsReason::StlsRefused(server_text).into(),
         },
         other => other,
     }
