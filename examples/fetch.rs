@@ -4,8 +4,17 @@
 //! cargo run --release --example fetch -- --host H [--port P] [--security tls|starttls|plain]
 //!     --user U (--password-env VAR | --password-file F)
 //!     [--auth auto|user|apop|plain|login|cram-md5|xoauth2|oauthbearer]
-//!     [--ca-file PEM] [--allow-plaintext-auth] [--timeout SECS] --maildir DIR
+//!     [--ca-file PEM] [--pin-sha256 HEX]... [--allow-plaintext-auth] [--timeout SECS]
+//!     --maildir DIR
 //! ```
+//!
+//! `--ca-file` trusts the authorities in a PEM file, and a certificate that
+//! is exactly in it even if it is marked as a CA (as a bare `openssl req
+//! -x509` makes it). `--pin-sha256` trusts the server's certificate by its
+//! SHA-256 fingerprint (`openssl x509 -noout -fingerprint -sha256`; colons
+//! optional, any case; repeatable): alone it replaces the authorities, beside
+//! `--ca-file` both must hold. An untrusted certificate's error line shows
+//! its subject, issuer, validity and fingerprint.
 //!
 //! Each message becomes one file under DIR/new (written in DIR/tmp, synced,
 //! then renamed) holding exactly the bytes the server sent, unstuffed, CRLF
@@ -22,7 +31,8 @@ use clap::{Parser, ValueEnum};
 use pop3_client::blocking::Client;
 use pop3_client::store::MaildirSink;
 use pop3_client::{
-    AuthMethod, ClientConfig, Credentials, Error, MsgNum, Security, Timeouts, TlsRoots,
+    AuthMethod, CertPin, ClientConfig, Credentials, Error, MsgNum, Security, Timeouts, TlsFailure,
+    TlsRoots,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,6 +87,10 @@ struct Cli {
     /// PEM file of the certificate authority to trust (default: Mozilla's roots).
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Trust the server's certificate by its SHA-256 fingerprint (hex, colons
+    /// optional; repeatable). Alone it replaces the CA; with --ca-file both must hold.
+    #[arg(long, value_name = "HEX")]
+    pin_sha256: Vec<String>,
     /// Allow sending credentials without TLS.
     #[arg(long)]
     allow_plaintext_auth: bool,
@@ -113,7 +127,7 @@ fn password(cli: &Cli) -> Result<String, Error> {
         .to_owned())
 }
 
-fn config(cli: &Cli) -> ClientConfig {
+fn config(cli: &Cli) -> Result<ClientConfig, Error> {
     let mut config = ClientConfig::new(cli.host.clone());
     config.port = cli.port;
     config.security = match cli.security {
@@ -133,17 +147,22 @@ fn config(cli: &Cli) -> ClientConfig {
     };
     if let Some(ca) = &cli.ca_file {
         config.roots = TlsRoots::CaFile(ca.clone());
+    } else if !cli.pin_sha256.is_empty() {
+        config.roots = TlsRoots::PinsOnly;
+    }
+    for pin in &cli.pin_sha256 {
+        config.pins.push(CertPin::certificate_sha256(pin)?);
     }
     config.allow_plaintext_auth = cli.allow_plaintext_auth;
     if let Some(secs) = cli.timeout {
         config.timeouts = Timeouts::all(Duration::from_secs(secs.max(1)));
     }
-    config
+    Ok(config)
 }
 
 fn run(cli: &Cli) -> Result<(), Error> {
     let started = Instant::now();
-    let config = config(cli);
+    let config = config(cli)?;
     let credentials = Credentials::new(cli.user.clone(), password(cli)?);
     let mut sink = MaildirSink::create(&cli.maildir).map_err(|e| {
         Error::Config(format!(
@@ -212,6 +231,20 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Error::Tls {
+                failure:
+                    TlsFailure {
+                        certificate: Some(cert),
+                        ..
+                    },
+                ..
+            } = &e
+            {
+                eprintln!(
+                    "hint: if you trust this certificate (check its fingerprint with the server's administrator), run again with --pin-sha256 {}",
+                    cert.fingerprint()
+                );
+            }
             eprintln!("error: {}: {e}", e.kind().as_str());
             ExitCode::FAILURE
         }

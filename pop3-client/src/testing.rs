@@ -192,6 +192,15 @@ impl TestServer {
         &self.ca_pem
     }
 
+    /// The SHA-256 fingerprint of the server's certificate (`AB:CD:...`),
+    /// as a pin names it.
+    pub fn fingerprint(&self) -> String {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .map(|der| crate::transport::certificate_fingerprint(&der))
+            .unwrap_or_default()
+    }
+
     /// Client settings for this server: 127.0.0.1, its port, the security
     /// its listener speaks (`StartTls` for a plaintext listener), its
     /// certificate trusted, short timeouts.
