@@ -122,7 +122,14 @@ fn the_right_pin_alone_is_trusted_in_any_form() {
     let (output, _dir) = run_fetch(
         &server,
         "tls",
-        &["--pin-sha256", &wrong, "--pin-sha256", &pin, "--ca-file", "CA"],
+        &[
+            "--pin-sha256",
+            &wrong,
+            "--pin-sha256",
+            &pin,
+            "--ca-file",
+            "CA",
+        ],
     );
     assert!(output.status.success(), "{}", last_line(&output));
 }
@@ -149,9 +156,9 @@ fn a_wrong_pin_fails_with_tls_before_any_credential() {
             "the trace shows what was sent: {stderr}"
         );
         assert!(
-            !sent
+            !sent.iter().any(|l| ["USER", "PASS", "AUTH", "APOP"]
                 .iter()
-                .any(|l| ["USER", "PASS", "AUTH", "APOP"].iter().any(|c| l.contains(c))),
+                .any(|c| l.contains(c))),
             "no credential sent: {stderr}"
         );
         let new = dir.path().join("Maildir/new");
