@@ -114,7 +114,9 @@ impl AuthMethod {
     }
 }
 
-/// Every wait the client makes is bounded by one of these.
+/// Every wait the client makes is bounded by one of these. Any of them may
+/// be `Duration::MAX` for no limit; zero is refused by
+/// [`ClientConfig::validate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// To look up the server's name, and then to establish the TCP

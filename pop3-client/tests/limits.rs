@@ -86,8 +86,11 @@ async fn no_limit_timeouts_work_in_the_async_client() {
     }
 }
 
+/// Makes one setting nonsensical.
+type Breaker = Box<dyn Fn(&mut ClientConfig)>;
+
 /// Every setting that cannot work, with the name its error must carry.
-fn nonsense() -> Vec<(&'static str, Box<dyn Fn(&mut ClientConfig)>)> {
+fn nonsense() -> Vec<(&'static str, Breaker)> {
     vec![
         (
             "timeouts.idle",
