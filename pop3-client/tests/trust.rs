@@ -6,18 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pop3_client::blocking::Client;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::testing::{Fault, TestCertificate, TestServer, TestServerConfig};
-use pop3_client::transport::{certificate_fingerprint, crypto_provider};
+use pop3_client::transport::{
+    certificate_fingerprint, connect_tcp, crypto_provider, tls_client_config, tls_connect_blocking,
+};
 use pop3_client::{
     CertPin, ClientConfig, Credentials, CustomTls, Error, ErrorKind, Security, TlsReason, TlsRoots,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 fn server(certificate: TestCertificate, implicit_tls: bool) -> TestServer {
@@ -248,4 +252,68 @@ fn pins_only_without_a_pin_is_a_config_error() {
     let err = Client::open(&config).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("roots"), "{err}");
+}
+
+/// Made the usual way, with OpenSSL 3.0 and no extension asked for:
+/// `openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=localhost`.
+/// It is CA:TRUE, has no subject alternative name, and is valid until 2126
+/// (a GeneralizedTime). A test fixture: the key protects nothing.
+const OPENSSL_CERT: &str = include_str!("data/openssl-req-x509.cert.pem");
+const OPENSSL_KEY: &str = include_str!("data/openssl-req-x509.key.pem");
+/// `openssl x509 -noout -fingerprint -sha256` of it.
+const OPENSSL_FINGERPRINT: &str =
+    "C0:36:0A:D7:ED:01:20:AD:72:DD:B9:98:97:6E:2F:3D:23:48:44:C5:C2:AC:9B:D3:6D:AF:10:86:65:C4:F6:82";
+
+/// A TLS server on 127.0.0.1 presenting the OpenSSL-made certificate, for
+/// `handshakes` handshakes.
+fn openssl_made_server(handshakes: usize) -> u16 {
+    let cert = CertificateDer::from_pem_slice(OPENSSL_CERT.as_bytes()).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(OPENSSL_KEY.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().take(handshakes) {
+            let mut tcp = tcp.unwrap();
+            let mut conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut tcp).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn a_certificate_made_by_a_bare_openssl_req_x509_is_trusted_from_the_ca_file() {
+    let port = openssl_made_server(4);
+    let handshake = |roots: TlsRoots, host: &str| {
+        let tls = tls_client_config(&roots, &[], None).unwrap();
+        let tcp = connect_tcp("127.0.0.1", port, Duration::from_secs(10)).unwrap();
+        tls_connect_blocking(tcp, host, tls, Duration::from_secs(10)).map(|_| ())
+    };
+    let ca_file = || TlsRoots::CaPem(OPENSSL_CERT.as_bytes().to_vec());
+    handshake(ca_file(), "localhost").unwrap();
+    // As OpenSSL: the common name is never matched against an address.
+    let err = handshake(ca_file(), "127.0.0.1").unwrap_err();
+    assert_eq!(tls_failure(&err).reason, TlsReason::WrongHost, "{err}");
+    let err = handshake(ca_file(), "mail.example.com").unwrap_err();
+    assert_eq!(tls_failure(&err).reason, TlsReason::WrongHost, "{err}");
+    // Not in the trust file: what the user saw before, now in words, with
+    // the fingerprint OpenSSL prints.
+    let err = handshake(TlsRoots::WebPki, "localhost").unwrap_err();
+    let failure = tls_failure(&err);
+    assert_eq!(failure.reason, TlsReason::CaUsedAsEndEntity, "{err}");
+    let cert = failure.certificate.as_ref().unwrap();
+    assert_eq!(cert.fingerprint(), OPENSSL_FINGERPRINT);
+    assert_eq!(cert.subject, "CN=localhost");
+    assert!(err.to_string().contains("until 2126-"), "{err}");
 }

@@ -540,4 +540,78 @@ mod tests {
             "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
         );
     }
+
+    /// A leaf signed by a private CA, and that CA.
+    #[cfg(feature = "testing")]
+    fn leaf_of_private_ca(
+        names: &[&str],
+        expired: bool,
+    ) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Example Private CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut leaf = rcgen::CertificateParams::new(names).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "mail.example.com");
+        if expired {
+            leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        (leaf.der().clone(), ca.der().clone())
+    }
+
+    #[cfg(feature = "testing")]
+    fn verify(
+        trusted: &[&CertificateDer<'static>],
+        presented: &CertificateDer<'static>,
+        host: &str,
+    ) -> Result<(), TlsFailure> {
+        let mut store = RootCertStore::empty();
+        for cert in trusted {
+            store.add((*cert).clone()).unwrap();
+        }
+        let exact = trusted.iter().map(|c| (*c).clone()).collect();
+        let verifier = TrustVerifier::new(
+            Some(store),
+            exact,
+            Vec::new(),
+            super::super::crypto_provider(),
+        )
+        .unwrap();
+        let name = ServerName::try_from(host.to_owned()).unwrap();
+        match verifier.verify_server_cert(presented, &[], &name, &[], UnixTime::now()) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(super::super::describe_tls_error(&e)),
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "testing")]
+    fn a_leaf_exactly_in_the_trust_file_needs_no_issuer_but_a_name_and_a_date() {
+        let (leaf, ca) = leaf_of_private_ca(&["mail.example.com"], false);
+        // The usual way: its CA is trusted.
+        verify(&[&ca], &leaf, "mail.example.com").unwrap();
+        // The leaf alone, as GnuTLS trusts it: webpki says "unknown issuer".
+        verify(&[&leaf], &leaf, "mail.example.com").unwrap();
+        let wrong = verify(&[&leaf], &leaf, "other.example.com").unwrap_err();
+        assert_eq!(wrong.reason, TlsReason::WrongHost);
+        // Neither the leaf nor its CA: refused, and described.
+        let (other, _) = leaf_of_private_ca(&["mail.example.com"], false);
+        let refused = verify(&[&other], &leaf, "mail.example.com").unwrap_err();
+        assert_eq!(refused.reason, TlsReason::UnknownIssuer);
+        let cert = refused.certificate.unwrap();
+        assert_eq!(cert.fingerprint(), certificate_fingerprint(&leaf));
+        assert_eq!(cert.subject, "CN=mail.example.com");
+        assert_eq!(cert.issuer, "CN=Example Private CA");
+        // Expired, even when exactly trusted.
+        let (old, _) = leaf_of_private_ca(&["mail.example.com"], true);
+        let expired = verify(&[&old], &old, "mail.example.com").unwrap_err();
+        assert_eq!(expired.reason, TlsReason::Expired);
+    }
 }
