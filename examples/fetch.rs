@@ -4,9 +4,17 @@
 //! cargo run --release --example fetch -- --host H [--port P] [--security tls|starttls|plain]
 //!     --user U (--password-env VAR | --password-file F)
 //!     [--auth auto|user|apop|plain|login|cram-md5|xoauth2|oauthbearer]
-//!     [--ca-file PEM] [--allow-plaintext-auth] [--timeout SECS] --maildir DIR
-//!     [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
+//!     [--ca-file PEM] [--pin-sha256 HEX]... [--allow-plaintext-auth] [--timeout SECS]
+//!     --maildir DIR [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
 //! ```
+//!
+//! `--ca-file` trusts the authorities in a PEM file, and a certificate that
+//! is exactly in it even if it is marked as a CA (as a bare `openssl req
+//! -x509` makes it). `--pin-sha256` trusts the server's certificate by its
+//! SHA-256 fingerprint (`openssl x509 -noout -fingerprint -sha256`; colons
+//! optional, any case; repeatable): alone it replaces the authorities, beside
+//! `--ca-file` both must hold. An untrusted certificate's error line shows
+//! its subject, issuer, validity and fingerprint.
 //!
 //! Each message becomes one file under DIR/new (written in DIR/tmp, synced,
 //! then renamed) holding exactly the bytes the server sent, unstuffed, CRLF
@@ -29,8 +37,8 @@ use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
 use pop3_client::sync::{sync_blocking, SyncOptions};
 use pop3_client::{
-    AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, ProgressFn, Security,
-    Timeouts, TlsRoots,
+    AuthMethod, CertPin, ClientConfig, Credentials, Error, ErrorKind, MsgNum, ProgressFn, Security,
+    Timeouts, TlsFailure, TlsRoots,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +93,10 @@ struct Cli {
     /// PEM file of the certificate authority to trust (default: Mozilla's roots).
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Trust the server's certificate by its SHA-256 fingerprint (hex, colons
+    /// optional; repeatable). Alone it replaces the CA; with --ca-file both must hold.
+    #[arg(long, value_name = "HEX")]
+    pin_sha256: Vec<String>,
     /// Allow sending a password without TLS (USER/PASS, PLAIN, LOGIN,
     /// XOAUTH2, OAUTHBEARER). Not needed for --auth apop or cram-md5, which
     /// are used over plaintext without it since they send only a digest,
@@ -136,7 +148,7 @@ fn password(cli: &Cli) -> Result<String, Error> {
         .to_owned())
 }
 
-fn config(cli: &Cli) -> ClientConfig {
+fn config(cli: &Cli) -> Result<ClientConfig, Error> {
     let mut config = ClientConfig::new(cli.host.clone());
     config.port = cli.port;
     config.security = match cli.security {
@@ -156,12 +168,17 @@ fn config(cli: &Cli) -> ClientConfig {
     };
     if let Some(ca) = &cli.ca_file {
         config.roots = TlsRoots::CaFile(ca.clone());
+    } else if !cli.pin_sha256.is_empty() {
+        config.roots = TlsRoots::PinsOnly;
+    }
+    for pin in &cli.pin_sha256 {
+        config.pins.push(CertPin::certificate_sha256(pin)?);
     }
     config.allow_plaintext_auth = cli.allow_plaintext_auth;
     if let Some(secs) = cli.timeout {
         config.timeouts = Timeouts::all(Duration::from_secs(secs.max(1)));
     }
-    config
+    Ok(config)
 }
 
 /// Progress on stderr: a line per message, or a live line on a terminal.
@@ -206,7 +223,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
         return run_sync(cli, policy);
     }
     let started = Instant::now();
-    let config = config(cli);
+    let config = config(cli)?;
     let credentials = Credentials::new(cli.user.clone(), password(cli)?);
     let mut sink = open_maildir(cli)?;
     let mut client = Client::connect(&config, &credentials)?;
@@ -239,7 +256,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
 /// `--state`, `--delete`, `--max-messages`: an incremental sync.
 fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
     let started = Instant::now();
-    let config = config(cli);
+    let config = config(cli)?;
     let options = SyncOptions {
         policy,
         max_messages: cli.max_messages,
@@ -307,6 +324,20 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Error::Tls {
+                failure:
+                    TlsFailure {
+                        certificate: Some(cert),
+                        ..
+                    },
+                ..
+            } = &e
+            {
+                eprintln!(
+                    "hint: if you trust this certificate (check its fingerprint with the server's administrator), run again with --pin-sha256 {}",
+                    cert.fingerprint()
+                );
+            }
             // A security/port mismatch names the option to try.
             let hint = e
                 .suggested_security()

@@ -32,7 +32,7 @@ use crate::engine::{Engine, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, NoBody, UidlItem, VecSink};
 use crate::timer::within;
-use crate::transport::{tls_client_config, tls_connect_async, AsyncTlsStream};
+use crate::transport::{tls_connect_async, AsyncTlsStream};
 
 /// Receives fetched messages chunk by chunk, asynchronously.
 pub trait AsyncMessageSink {
@@ -150,6 +150,7 @@ impl Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
         config: &ClientConfig,
         credentials: &Credentials,
     ) -> Result<Self, Error> {
+        config.validate()?;
         let tcp = crate::transport::connect_tcp_tokio(
             &config.host,
             config.port(),
@@ -175,9 +176,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Like [`Client::connect_over`] without the login.
     pub async fn open_over(stream: S, config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
         let stream = match config.security {
             Security::Tls => {
-                let tls = tls_client_config(&config.roots)?;
+                let tls = config.tls_config()?;
                 let tls =
                     tls_connect_async(stream, &config.host, tls, config.timeouts.tls_handshake)
                         .await?;
@@ -200,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     async fn start(mut stream: AsyncStream<S>, config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
         let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
             .with_max_listing(config.max_listing_entries);
@@ -255,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 return Err(ops::already_tls());
             }
         };
-        let tls = tls_client_config(&self.config.roots)?;
+        let tls = self.config.tls_config()?;
         let tls = tls_connect_async(
             plain,
             &self.config.host,

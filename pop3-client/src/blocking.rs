@@ -24,9 +24,7 @@ use crate::config::{ClientConfig, Credentials, Security};
 use crate::engine::{Engine, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
-use crate::transport::{
-    connect_tcp, tls_client_config, tls_connect_blocking, Connection, ReadTimeout,
-};
+use crate::transport::{connect_tcp, tls_connect_blocking, Connection, ReadTimeout};
 
 /// A POP3 client over a blocking stream.
 pub struct Client<S: ReadTimeout> {
@@ -49,13 +47,14 @@ impl Client<Connection> {
 
     /// Connects and secures the connection, without logging in.
     pub fn open(config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
         let timeouts = config.timeouts;
         let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
         // A server that stops reading cannot block a write for longer.
         tcp.set_write_timeout(Some(timeouts.response))?;
         let stream = match config.security {
             Security::Tls => {
-                let tls = tls_client_config(&config.roots)?;
+                let tls = config.tls_config()?;
                 let stream = tls_connect_blocking(tcp, &config.host, tls, timeouts.tls_handshake)?;
                 Connection::Tls(Box::new(stream))
             }
@@ -86,7 +85,7 @@ impl Client<Connection> {
                 return Err(ops::already_tls());
             }
         };
-        let tls = tls_client_config(&self.config.roots)?;
+        let tls = self.config.tls_config()?;
         let timeout = self.config.timeouts.tls_handshake;
         let stream = tls_connect_blocking(tcp, &self.config.host, tls, timeout)
             .map_err(|e| ops::stls_handshake_failed(e, &self.config.host))?;
@@ -102,6 +101,7 @@ impl<S: ReadTimeout> Client<S> {
     /// and the capabilities. `is_tls` says whether the stream is encrypted
     /// (it decides whether credentials may be sent).
     pub fn from_stream(stream: S, config: &ClientConfig, is_tls: bool) -> Result<Self, Error> {
+        config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
         let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
             .with_max_listing(config.max_listing_entries);

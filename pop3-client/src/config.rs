@@ -2,9 +2,14 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pop3_proto::SessionConfig;
+use rustls::client::danger::ServerCertVerifier;
+
+use crate::error::Error;
+use crate::transport::CertPin;
 
 /// How the connection is secured. There is no "TLS if available": a client
 /// asked for TLS never falls back to plaintext.
@@ -40,6 +45,11 @@ impl Security {
 }
 
 /// Which certificate authorities to trust.
+///
+/// A certificate that is exactly one in a CA file (or PEM) is trusted even
+/// when it is marked as a CA, as OpenSSL and GnuTLS clients do (a bare
+/// `openssl req -x509` makes such certificates); its validity and host name
+/// are still checked. See also [`ClientConfig::pins`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsRoots {
     /// Mozilla's roots, built in (webpki-roots). The default.
@@ -50,6 +60,21 @@ pub enum TlsRoots {
     CaFile(PathBuf),
     /// The certificates in PEM text held in memory.
     CaPem(Vec<u8>),
+    /// No authority: only a certificate matching one of
+    /// [`ClientConfig::pins`] is trusted, whatever its issuer, validity or
+    /// names (as mpop's `tls_fingerprint`). Needs at least one pin.
+    PinsOnly,
+}
+
+/// TLS set up by the caller instead of by [`ClientConfig::roots`] and
+/// [`ClientConfig::pins`].
+#[derive(Debug, Clone)]
+pub enum CustomTls {
+    /// A certificate verifier of the caller's (MailKit's validation
+    /// callback): it decides alone which certificates are trusted.
+    Verifier(Arc<dyn ServerCertVerifier>),
+    /// A whole rustls client configuration, used as is.
+    Config(Arc<rustls::ClientConfig>),
 }
 
 /// How to log in.
@@ -98,7 +123,9 @@ impl AuthMethod {
     }
 }
 
-/// Every wait the client makes is bounded by one of these.
+/// Every wait the client makes is bounded by one of these. Any of them may
+/// be `Duration::MAX` for no limit; zero is refused by
+/// [`ClientConfig::validate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// To look up the server's name, and then to establish the TCP
@@ -217,6 +244,13 @@ pub struct ClientConfig {
     pub security: Security,
     /// Which authorities to trust.
     pub roots: TlsRoots,
+    /// Certificate pins: when there are any, the server's certificate must
+    /// match one of them, beside what `roots` requires ([`TlsRoots::PinsOnly`]:
+    /// instead). Empty by default.
+    pub pins: Vec<CertPin>,
+    /// TLS set up by the caller, replacing `roots` and `pins`. `None` by
+    /// default.
+    pub custom_tls: Option<CustomTls>,
     /// How to log in.
     pub auth: AuthMethod,
     /// Send credentials over a connection without TLS. Off by default:
@@ -255,6 +289,8 @@ impl ClientConfig {
             port: None,
             security: Security::Tls,
             roots: TlsRoots::WebPki,
+            pins: Vec::new(),
+            custom_tls: None,
             auth: AuthMethod::Auto,
             allow_plaintext_auth: false,
             utf8: true,
@@ -271,4 +307,80 @@ impl ClientConfig {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(self.security.default_port())
     }
+
+    /// Refuses settings that cannot work, naming the setting: an empty
+    /// host, port 0, a zero timeout (`Duration::MAX` is the way to say "no
+    /// limit"), a pipelining window of 0 or a refill outside 1..=window, a
+    /// line cap outside 512 bytes..16 MiB, a UID cap of 0 or above the line
+    /// cap, [`TlsRoots::PinsOnly`] without a pin, pins beside a custom TLS
+    /// set-up. The clients call it before connecting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
+        if self.host.is_empty() {
+            return refuse("host", "is empty");
+        }
+        if self.port == Some(0) {
+            return refuse("port", "cannot be 0");
+        }
+        let t = &self.timeouts;
+        for (setting, value) in [
+            ("timeouts.connect", t.connect),
+            ("timeouts.tls_handshake", t.tls_handshake),
+            ("timeouts.response", t.response),
+            ("timeouts.idle", t.idle),
+        ] {
+            if value.is_zero() {
+                return refuse(
+                    setting,
+                    "is 0, so every wait would fail at once (Duration::MAX means no limit)",
+                );
+            }
+        }
+        let s = &self.session;
+        if s.pipeline_max == 0 {
+            return refuse(
+                "session.pipeline_max",
+                "is 0, so no command could ever be sent (1 turns pipelining off)",
+            );
+        }
+        if s.pipeline_refill == 0 || s.pipeline_refill > s.pipeline_max {
+            return refuse(
+                "session.pipeline_refill",
+                "must be between 1 and session.pipeline_max",
+            );
+        }
+        if !(MIN_LINE..=MAX_LINE).contains(&s.max_line) {
+            return refuse(
+                "session.max_line",
+                "must be between 512 bytes (RFC 1939's longest reply) and 16 MiB",
+            );
+        }
+        if s.max_uid == 0 || s.max_uid > s.max_line {
+            return refuse("session.max_uid", "must be between 1 and session.max_line");
+        }
+        match (&self.roots, self.pins.is_empty(), &self.custom_tls) {
+            (_, false, Some(_)) => refuse(
+                "pins",
+                "cannot be used with custom_tls (the custom set-up decides alone)",
+            ),
+            (TlsRoots::PinsOnly, true, None) => refuse(
+                "roots",
+                "is PinsOnly but no pin is given, so no certificate would be trusted",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rustls configuration these settings ask for (see
+    /// [`crate::transport::tls_client_config`]).
+    pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        crate::transport::tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
 }
+
+/// The smallest line cap [`ClientConfig::validate`] accepts: RFC 1939's
+/// longest reply line.
+const MIN_LINE: usize = 512;
+/// The largest line cap accepted: a line is buffered whole (twice, for
+/// the read buffer), so this bounds memory.
+const MAX_LINE: usize = 16 << 20;

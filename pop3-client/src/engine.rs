@@ -159,8 +159,9 @@ impl Engine {
         }
     }
 
+    /// A limit too large for the clock (`Duration::MAX`) is no deadline.
     fn restart_deadline(&mut self) {
-        self.deadline = Some(Instant::now() + self.timeouts.response);
+        self.deadline = Instant::now().checked_add(self.timeouts.response);
     }
 
     /// Starts running `batch`: queues what may be sent now.
@@ -272,7 +273,8 @@ impl Engine {
                     // Bodies earn time at the minimum rate (see Timeouts).
                     if let Some(deadline) = self.deadline {
                         let rate = self.timeouts.min_body_rate.max(1) as f64;
-                        self.deadline = Some(deadline + Duration::from_secs_f64(len as f64 / rate));
+                        self.deadline =
+                            deadline.checked_add(Duration::from_secs_f64(len as f64 / rate));
                     }
                     let chunk: &[u8] = if in_buffer {
                         &self.buf[offset..offset + len]

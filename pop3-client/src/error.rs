@@ -9,6 +9,7 @@ use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SessionError}
 use thiserror::Error;
 
 use crate::config::Security;
+use crate::transport::TlsFailure;
 
 /// The failure classes, as short stable names (`fetch` prints them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,13 +148,14 @@ pub enum Error {
         /// The last address's error.
         source: io::Error,
     },
-    /// TLS failed; `reason` names the certificate problem where there is one.
-    #[error("secure connection to {host} failed: {reason}")]
+    /// TLS failed: why, and the certificate the server presented when that
+    /// is what was refused (its fingerprint lets a user pin it).
+    #[error("secure connection to {host} failed: {failure}")]
     Tls {
         /// The host name checked.
         host: String,
         /// What was wrong.
-        reason: String,
+        failure: TlsFailure,
     },
     /// The server rejected the credentials.
     #[error("the server rejected the login{}: \"{server_text}\". Check the user name and password; if two-factor authentication is on, use an app-specific password", code_suffix(.code))]

@@ -31,7 +31,7 @@ pub mod transport;
 
 pub use batch::ServerRefusal;
 pub use config::{
-    AuthMethod, ClientConfig, Credentials, Secret, Security, Timeouts, TlsRoots,
+    AuthMethod, ClientConfig, Credentials, CustomTls, Secret, Security, Timeouts, TlsRoots,
     DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
 pub use engine::{FetchProgress, ProgressFn};
@@ -39,3 +39,4 @@ pub use error::{Error, ErrorKind, MismatchSign};
 pub use ops::{MessageSink, UidlItem};
 pub use pop3_proto;
 pub use pop3_proto::{Capabilities, Greeting, ListEntry, MsgNum, Stat, Uid};
+pub use transport::{CertPin, CertificateInfo, TlsFailure, TlsReason};

@@ -12,6 +12,7 @@ use pop3_proto::{
 use crate::batch::{Answer, Batch, Cmd, ServerRefusal};
 use crate::config::{AuthMethod, ClientConfig, Credentials, Security};
 use crate::error::{Error, MismatchSign};
+use crate::transport::TlsReason;
 
 /// One message's unique-id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -196,14 +197,15 @@ pub(crate) fn stls_handshake_failed(error: Error, host: &str) -> Error {
     match error {
         Error::SecurityMismatch { sign, .. } => Error::Tls {
             host: host.to_owned(),
-            reason: format!(
+            failure: TlsReason::Other(format!(
                 "the server accepted STLS, then {}",
                 match sign {
                     MismatchSign::ClosedDuringHandshake =>
                         "closed the connection during the TLS handshake",
                     _ => "did not speak TLS",
                 }
-            ),
+            ))
+            .into(),
         },
         other => other,
     }
@@ -216,7 +218,7 @@ pub(crate) fn require_stls(caps: &Capabilities, host: &str) -> Result<(), Error>
     }
     Err(Error::Tls {
         host: host.to_owned(),
-        reason: "the server does not offer STLS, and STARTTLS was required; no credentials were sent (use implicit TLS on port 995 if the server supports it)".into(),
+        failure: TlsReason::StlsMissing.into(),
     })
 }
 
@@ -230,9 +232,7 @@ pub(crate) fn stls_refused(error: Error, host: &str) -> Error {
     match error {
         Error::Server { server_text, .. } | Error::Auth { server_text, .. } => Error::Tls {
             host: host.to_owned(),
-            reason: format!(
-                "the server refused STLS (\"{server_text}\"), and STARTTLS was required; no credentials were sent"
-            ),
+            failure: TlsReason::StlsRefused(server_text).into(),
         },
         other => other,
     }

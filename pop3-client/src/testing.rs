@@ -92,12 +92,61 @@ pub struct TestServer {
     implicit_tls: bool,
 }
 
+/// The certificate a [`TestServer`] presents (all self-signed, made at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestCertificate {
+    /// For `localhost` and 127.0.0.1, not a CA: what webpki accepts when it
+    /// is the trust anchor.
+    #[default]
+    Leaf,
+    /// For `localhost` and 127.0.0.1 but marked CA:TRUE, as a bare
+    /// `openssl req -x509` makes it.
+    SelfSignedCa,
+    /// CA:TRUE with `CN=localhost` and no subject alternative name: what
+    /// `openssl req -x509 -subj /CN=localhost` makes.
+    CommonNameOnly,
+    /// For `localhost` and 127.0.0.1, expired since 2001.
+    Expired,
+}
+
 /// A self-signed certificate for `localhost` and 127.0.0.1, as PEM, with the
 /// rustls server configuration that presents it.
 pub fn self_signed_tls() -> io::Result<(String, Arc<rustls::ServerConfig>)> {
+    self_signed_tls_with(TestCertificate::Leaf)
+}
+
+/// A self-signed certificate of the given kind, as PEM, with the rustls
+/// server configuration that presents it.
+pub fn self_signed_tls_with(
+    kind: TestCertificate,
+) -> io::Result<(String, Arc<rustls::ServerConfig>)> {
     let other = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
     let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| other(&e))?;
+    let certified = match kind {
+        TestCertificate::Leaf => {
+            rcgen::generate_simple_self_signed(names).map_err(|e| other(&e))?
+        }
+        _ => {
+            let names = if kind == TestCertificate::CommonNameOnly {
+                Vec::new()
+            } else {
+                names
+            };
+            let mut params = rcgen::CertificateParams::new(names).map_err(|e| other(&e))?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "localhost");
+            if kind == TestCertificate::Expired {
+                params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            } else {
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            }
+            let key_pair = rcgen::KeyPair::generate().map_err(|e| other(&e))?;
+            let cert = params.self_signed(&key_pair).map_err(|e| other(&e))?;
+            rcgen::CertifiedKey { cert, key_pair }
+        }
+    };
     let cert = CertificateDer::from(certified.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -113,9 +162,18 @@ pub fn self_signed_tls() -> io::Result<(String, Arc<rustls::ServerConfig>)> {
 impl TestServer {
     /// Starts listening on an ephemeral port of 127.0.0.1.
     pub fn start(config: TestServerConfig) -> io::Result<Self> {
+        Self::start_with_certificate(config, TestCertificate::Leaf)
+    }
+
+    /// Starts listening on an ephemeral port of 127.0.0.1, presenting a
+    /// certificate of the given kind.
+    pub fn start_with_certificate(
+        config: TestServerConfig,
+        certificate: TestCertificate,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let (ca_pem, tls) = self_signed_tls()?;
+        let (ca_pem, tls) = self_signed_tls_with(certificate)?;
         let shared = Arc::new(Shared {
             messages: Mutex::new(config.messages.clone()),
             stop: AtomicBool::new(false),
@@ -155,6 +213,15 @@ impl TestServer {
     /// The server certificate, as PEM: trust it as a CA.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The SHA-256 fingerprint of the server's certificate (`AB:CD:...`),
+    /// as a pin names it.
+    pub fn fingerprint(&self) -> String {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .map(|der| crate::transport::certificate_fingerprint(&der))
+            .unwrap_or_default()
     }
 
     /// Client settings for this server: 127.0.0.1, its port, the security

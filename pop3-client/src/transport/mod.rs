@@ -4,13 +4,18 @@
 
 mod tcp;
 mod tls;
+mod trust;
+mod x509;
 
 pub use tcp::connect_tcp;
 #[cfg(feature = "tokio")]
 pub use tcp::connect_tcp_tokio;
 pub use tls::{
-    describe_tls_error, server_name, tls_client_config, tls_connect_async, tls_connect_blocking,
-    AsyncTlsStream, BlockingTlsStream,
+    crypto_provider, describe_tls_error, server_name, tls_client_config, tls_connect_async,
+    tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,
+};
+pub use trust::{
+    certificate_fingerprint, CertPin, CertificateInfo, TlsFailure, TlsReason, TrustVerifier,
 };
 
 use std::io::{self, Read, Write};

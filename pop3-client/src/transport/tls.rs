@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConnection, RootCertStore};
 
-use crate::config::{Security, TlsRoots};
+use super::trust::{reason_of, CertPin, TlsFailure, TlsReason, TrustVerifier};
+use crate::config::{CustomTls, Security, TlsRoots};
 use crate::error::{Error, MismatchSign};
 
 /// A blocking TLS stream over TCP.
@@ -20,10 +23,10 @@ pub type BlockingTlsStream = rustls::StreamOwned<ClientConnection, TcpStream>;
 /// An async TLS stream over any futures-io stream.
 pub type AsyncTlsStream<S> = futures_rustls::client::TlsStream<S>;
 
-fn tls_error(host: &str, reason: impl Into<String>) -> Error {
+fn tls_error(host: &str, failure: impl Into<TlsFailure>) -> Error {
     Error::Tls {
         host: host.to_owned(),
-        reason: reason.into(),
+        failure: failure.into(),
     }
 }
 
@@ -37,10 +40,26 @@ fn pem_certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'stat
     }
 }
 
-/// A rustls client configuration trusting `roots`, with ring's safe defaults
-/// (TLS 1.2 and 1.3). Certificates and host names are always verified.
-pub fn tls_client_config(roots: &TlsRoots) -> Result<Arc<rustls::ClientConfig>, Error> {
+/// The crypto provider: the process default if the application installed
+/// one (`CryptoProvider::install_default`), otherwise aws-lc-rs with the
+/// `aws-lc-rs` feature, otherwise ring.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Arc::clone(installed);
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(not(feature = "aws-lc-rs"))]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The authorities `roots` names, and the certificates of a trust file (a
+/// certificate exactly among them is trusted as OpenSSL and GnuTLS do).
+fn load_roots(
+    roots: &TlsRoots,
+) -> Result<(Option<RootCertStore>, Vec<CertificateDer<'static>>), Error> {
     let mut store = RootCertStore::empty();
+    let mut exact = Vec::new();
     match roots {
         TlsRoots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         TlsRoots::System => {
@@ -61,23 +80,53 @@ pub fn tls_client_config(roots: &TlsRoots) -> Result<Arc<rustls::ClientConfig>, 
                 .map_err(|e| Error::Config(format!("cannot read {origin}: {e}")))?;
             for cert in pem_certificates(&pem, &origin)? {
                 store
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                exact.push(cert);
             }
         }
         TlsRoots::CaPem(pem) => {
             for cert in pem_certificates(pem, "the CA certificate")? {
                 store
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| Error::Config(format!("the CA certificate: {e}")))?;
+                exact.push(cert);
             }
         }
+        TlsRoots::PinsOnly => return Ok((None, exact)),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok((Some(store), exact))
+}
+
+/// A rustls client configuration (TLS 1.2 and 1.3, the provider's safe
+/// defaults) that trusts `roots` and requires one of `pins` if there are
+/// any (see [`TrustVerifier`]); `custom` replaces both. Certificates and
+/// host names are verified unless a pin alone is the trust, or a custom
+/// verifier decides.
+pub fn tls_client_config(
+    roots: &TlsRoots,
+    pins: &[CertPin],
+    custom: Option<&CustomTls>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let provider = crypto_provider();
+    let verifier: Arc<dyn ServerCertVerifier> = match custom {
+        Some(CustomTls::Config(config)) => return Ok(Arc::clone(config)),
+        Some(CustomTls::Verifier(verifier)) => Arc::clone(verifier),
+        None => {
+            let (store, exact) = load_roots(roots)?;
+            Arc::new(TrustVerifier::new(
+                store,
+                exact,
+                pins.to_vec(),
+                Arc::clone(&provider),
+            )?)
+        }
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?
-        .with_root_certificates(store)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -88,28 +137,24 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
         .map_err(|_| Error::Config(format!("\"{host}\" is not a valid host name")))
 }
 
-/// A rustls error in words a user can act on.
-pub fn describe_tls_error(error: &rustls::Error) -> String {
+/// A rustls error as a typed failure: for a refused certificate, the
+/// reason and (from [`TrustVerifier`]) the certificate presented.
+pub fn describe_tls_error(error: &rustls::Error) -> TlsFailure {
     match error {
-        rustls::Error::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer => "the server's certificate is not signed by a trusted authority (self-signed, or a private CA: pass its certificate as the CA file)".into(),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "the server's certificate is for a different host name (check the server name you typed)".into()
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<TlsFailure>() {
+                Some(failure) => failure.clone(),
+                None => TlsFailure::new(reason_of(&CertificateError::Other(other.clone()))),
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "the server's certificate has expired".into()
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "the server's certificate is not valid yet (check this computer's clock)".into()
-            }
-            CertificateError::Revoked => "the server's certificate has been revoked".into(),
-            other => format!("the server's certificate is invalid: {other:?}"),
-        },
-        rustls::Error::AlertReceived(alert) => format!("the server aborted the handshake ({alert:?})"),
-        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-            "the server did not speak TLS (is this the right port for the chosen security?)".into()
         }
-        other => other.to_string(),
+        rustls::Error::InvalidCertificate(cert) => TlsFailure::new(reason_of(cert)),
+        rustls::Error::AlertReceived(alert) => {
+            TlsFailure::new(TlsReason::Alert(format!("{alert:?}")))
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            TlsFailure::new(TlsReason::NotTls)
+        }
+        other => TlsFailure::new(TlsReason::Other(other.to_string())),
     }
 }
 
@@ -148,7 +193,7 @@ pub(crate) fn tls_io_error(host: &str, e: io::Error, timeout: Duration) -> Error
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
             not_tls(MismatchSign::ClosedDuringHandshake)
         }
-        _ => tls_error(host, e.to_string()),
+        _ => tls_error(host, TlsReason::Other(e.to_string())),
     }
 }
 
@@ -161,18 +206,19 @@ pub fn tls_connect_blocking(
 ) -> Result<BlockingTlsStream, Error> {
     let mut conn = ClientConnection::new(config, server_name(host)?)
         .map_err(|e| tls_error(host, describe_tls_error(&e)))?;
-    let deadline = Instant::now() + timeout;
+    // A limit too large for the clock (Duration::MAX) is no limit.
+    let deadline = Instant::now().checked_add(timeout);
     let write_timeout = tcp.write_timeout()?;
     while conn.is_handshaking() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
             return Err(Error::Timeout {
                 what: "the TLS handshake".into(),
                 after: timeout,
             });
         }
-        tcp.set_read_timeout(Some(left))?;
-        tcp.set_write_timeout(Some(left))?;
+        tcp.set_read_timeout(left)?;
+        tcp.set_write_timeout(left)?;
         conn.complete_io(&mut tcp)
             .map_err(|e| tls_io_error(host, e, timeout))?;
     }
