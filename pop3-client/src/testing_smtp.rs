@@ -36,12 +36,17 @@ pub enum SmtpFault {
     InjectAfterStartTls,
     /// Do not offer STARTTLS (and refuse it with 502 if sent anyway).
     NoStartTls,
+    /// Offer STARTTLS and refuse it with `454 4.7.0`.
+    RefuseStartTls,
     /// Answer every AUTH with Gmail's `534 5.7.9` (app-specific password
     /// required).
     AppPasswordRequired,
     /// Advertise `SIZE n`; refuse a bigger message with `552 5.3.4` (at
     /// MAIL when its `SIZE=` says so, else after the message).
     SizeLimit(u64),
+    /// Once a message's data passes this many bytes, answer `552 5.3.4`
+    /// and close at once, without reading the rest.
+    CutMidMessage(u64),
     /// Answer MAIL FROM with `421 4.7.0` and close.
     ShutdownAfterMail,
     /// Answer MAIL FROM with a reply line that never ends.
@@ -381,6 +386,9 @@ impl<'a> Connection<'a> {
             match verb.as_str() {
                 "EHLO" => self.ehlo()?,
                 "HELO" => self.reply("250 localhost")?,
+                "STARTTLS" if self.config.fault == SmtpFault::RefuseStartTls => {
+                    self.reply("454 4.7.0 TLS not available due to temporary reason")?;
+                }
                 "STARTTLS" if self.offers_starttls() => {
                     let mut out = b"220 2.0.0 Ready to start TLS\r\n".to_vec();
                     if self.config.fault == SmtpFault::InjectAfterStartTls {
@@ -405,7 +413,11 @@ impl<'a> Connection<'a> {
                     }
                 }
                 "RCPT" => self.rcpt(&args)?,
-                "DATA" => self.data()?,
+                "DATA" => {
+                    if !self.data()? {
+                        return Ok(());
+                    }
+                }
                 "RSET" => {
                     self.reset();
                     self.reply("250 2.0.0 Ok")?;
@@ -617,18 +629,26 @@ impl<'a> Connection<'a> {
         self.reply("250 2.1.5 Ok")
     }
 
-    fn data(&mut self) -> io::Result<()> {
+    /// DATA and the message; `false` when the connection must end.
+    fn data(&mut self) -> io::Result<bool> {
         if self.from.is_none() || self.to.is_empty() {
-            return self.reply("554 5.5.1 No valid recipients");
+            self.reply("554 5.5.1 No valid recipients")?;
+            return Ok(true);
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>")?;
         let mut data = Vec::new();
         loop {
             let Input::Line(line) = self.read_line()? else {
-                return Ok(());
+                return Ok(false);
             };
             if line == b".\r\n" {
                 break;
+            }
+            if let SmtpFault::CutMidMessage(limit) = self.config.fault {
+                if data.len() as u64 > limit {
+                    self.reply("552 5.3.4 Message too big, closing")?;
+                    return Ok(false);
+                }
             }
             // Dot-unstuffing: a leading dot is removed.
             data.extend_from_slice(line.strip_prefix(b".").unwrap_or(&line));
@@ -637,7 +657,8 @@ impl<'a> Connection<'a> {
         let to = std::mem::take(&mut self.to);
         if let SmtpFault::SizeLimit(limit) = self.config.fault {
             if data.len() as u64 > limit {
-                return self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
+                self.reply("552 5.3.4 Message size exceeds fixed maximum message size")?;
+                return Ok(true);
             }
         }
         let mut messages = self
@@ -648,6 +669,7 @@ impl<'a> Connection<'a> {
         messages.push(ReceivedMessage { from, to, data });
         let id = messages.len();
         drop(messages);
-        self.reply(&format!("250 2.0.0 Ok: queued as TEST{id}"))
+        self.reply(&format!("250 2.0.0 Ok: queued as TEST{id}"))?;
+        Ok(true)
     }
 }

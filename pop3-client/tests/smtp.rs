@@ -367,3 +367,52 @@ fn default_ports() {
     assert_eq!(smtp_default_port(Security::StartTls), 587);
     assert_eq!(SmtpConfig::new("h").port(), 465);
 }
+
+#[test]
+fn starttls_refused_is_tls_and_nothing_more_is_sent() {
+    let server = server(false, SmtpFault::RefuseStartTls);
+    let e = SmtpClient::connect(&server.client_config()).unwrap_err();
+    assert_eq!(e.kind(), "tls", "{e}");
+    assert!(e.to_string().contains("454 4.7.0"), "{e}");
+    std::thread::sleep(Duration::from_millis(100));
+    nothing_after_starttls(&server);
+}
+
+#[test]
+fn a_server_that_cuts_a_message_short_is_heard() {
+    let line = [b'y'; 999];
+    let mut message = Vec::new();
+    while message.len() < 8 << 20 {
+        message.extend_from_slice(&line);
+        message.push(b'\n');
+    }
+    for tls in [true, false] {
+        let server = server(tls, SmtpFault::CutMidMessage(100_000));
+        let mut config = server.client_config();
+        if !tls {
+            config.security = Security::Plain;
+            config.allow_plaintext_auth = true;
+        }
+        let mut client = connect(&config);
+        let e = client
+            .send("me@example.org", &["you@example.net"], &message[..])
+            .unwrap_err();
+        assert_eq!(e.kind(), "too-big", "{e}");
+        assert!(e.to_string().contains("552 5.3.4"), "{e}");
+        assert!(server.messages().is_empty());
+    }
+}
+
+#[test]
+fn settings_from_an_account() {
+    use pop3_client::account::{Account, Credential};
+    let account =
+        Account::for_email("a", "me@hotmail.com", Credential::app_password("secret")).unwrap();
+    let (config, credentials) = SmtpConfig::from_settings(&account.outgoing_settings().unwrap());
+    assert_eq!(
+        (config.host.as_str(), config.port(), config.security),
+        ("smtp.office365.com", 587, Security::StartTls)
+    );
+    assert_eq!(credentials.user, "me@hotmail.com");
+    assert_eq!(credentials.secret.expose(), "secret");
+}

@@ -255,7 +255,11 @@ impl SmtpClient {
     ) -> Result<SendReport, SmtpError> {
         self.check_usable()?;
         self.session.send_mail(envelope)?;
-        match self.next_event("the answer to MAIL FROM, RCPT TO and DATA")? {
+        // MAIL, each RCPT and DATA: each reply gets its own allowance, even
+        // when they are awaited together (pipelined).
+        let replies = u32::try_from(envelope.to.len()).unwrap_or(u32::MAX);
+        let extra = self.config.timeouts.response.saturating_mul(replies);
+        match self.next_event_within("the answer to MAIL FROM, RCPT TO and DATA", extra)? {
             Event::SendData => {}
             Event::Failed(e) => return Err(e.into()),
             other => return Err(self.unexpected(other)),
@@ -280,7 +284,9 @@ impl SmtpClient {
             };
             bytes += n as u64;
             self.session.write_data(&chunk[..n])?;
-            self.write_output("the server to accept the message")?;
+            if let Err(e) = self.write_output("the server to accept the message") {
+                return Err(self.refusal_mid_message().unwrap_or(e));
+            }
         }
         self.session.finish_data()?;
         // The reply to a large message may take longer: it earns time at
@@ -354,6 +360,39 @@ impl SmtpClient {
                 .into())
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The server stopped taking the message (a write failed): a server
+    /// that refuses a message part-way often says why before closing, so a
+    /// reply already sent is read (briefly) and reported instead of the
+    /// write's error.
+    fn refusal_mid_message(&mut self) -> Option<SmtpError> {
+        let mut parser = smtp_auth::ReplyParser::new();
+        let mut input = std::mem::take(&mut self.input);
+        let mut buf = [0u8; 4096];
+        let until = Instant::now() + Duration::from_secs(2).min(self.config.timeouts.response);
+        loop {
+            match parser.parse(&input) {
+                Ok((_, Some(reply))) if reply.code() >= 400 => {
+                    let limit = self.session.capabilities().and_then(|c| c.size_limit);
+                    let refusal =
+                        smtp_auth::Refusal::classify(smtp_auth::Step::Message, &reply, limit);
+                    return Some(smtp_auth::Error::Refused(refusal).into());
+                }
+                Ok((used, None)) => {
+                    input.drain(..used);
+                }
+                _ => return None,
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return None;
+            }
+            match read_without_writing(&mut self.stream, &mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => input.extend_from_slice(&buf[..n]),
+            }
         }
     }
 
@@ -442,5 +481,24 @@ impl SmtpClient {
             after: self.allowed,
         }
         .into()
+    }
+}
+
+/// Reads after a failed write. rustls's stream would first try again to
+/// write what it still holds (and fail the same way), so TLS records are
+/// read and decrypted directly.
+fn read_without_writing(stream: &mut Connection, buf: &mut [u8]) -> io::Result<usize> {
+    let Connection::Tls(tls) = stream else {
+        return stream.read(buf);
+    };
+    loop {
+        match tls.conn.reader().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        if tls.conn.read_tls(&mut tls.sock)? == 0 {
+            return Ok(0);
+        }
+        tls.conn.process_new_packets().map_err(io::Error::other)?;
     }
 }

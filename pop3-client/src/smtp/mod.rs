@@ -175,6 +175,10 @@ impl SmtpError {
     /// limit, recipient, server, protocol, timeout, io, config.
     pub fn kind(&self) -> &'static str {
         match self {
+            // TLS was asked for and the server would not start it.
+            Self::Smtp(smtp_auth::Error::Refused(r)) if r.step == smtp_auth::Step::StartTls => {
+                "tls"
+            }
             Self::Smtp(e) => e.kind(),
             Self::Client(e) => match e.kind() {
                 ErrorKind::Connect => "connect",
@@ -236,6 +240,12 @@ fn describe(error: &smtp_auth::Error) -> String {
         };
     };
     let reply = quoted(r);
+    if r.step == smtp_auth::Step::StartTls {
+        return format!(
+            "the server refused STARTTLS (\"{reply}\"), and TLS was required; nothing more was sent{}",
+            transient_hint(r)
+        );
+    }
     match r.kind {
         RefusalKind::CredentialsRejected => format!(
             "the server rejected the password (\"{reply}\"); check the user name and password; if two-factor authentication is on, use an app-specific password"
