@@ -416,3 +416,20 @@ fn settings_from_an_account() {
     assert_eq!(credentials.user, "me@hotmail.com");
     assert_eq!(credentials.secret.expose(), "secret");
 }
+
+#[test]
+fn an_untrusted_certificate_is_tls_for_both_modes() {
+    for implicit_tls in [true, false] {
+        let server = server(implicit_tls, SmtpFault::None);
+        let mut config = server.client_config();
+        config.roots = pop3_client::TlsRoots::WebPki;
+        let e = SmtpClient::connect(&config).unwrap_err();
+        assert_eq!(e.kind(), "tls", "{e}");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !server.lines().iter().any(|l| l.tls),
+            "{:?}",
+            server.lines()
+        );
+    }
+}

@@ -476,9 +476,15 @@ impl SmtpClient {
     }
 
     fn timeout(&self, what: &str) -> SmtpError {
+        // Before the deadline, it was the idle limit that passed.
+        let idle = self.deadline.is_some_and(|d| Instant::now() < d);
         Error::Timeout {
             what: what.to_owned(),
-            after: self.allowed,
+            after: if idle {
+                self.config.timeouts.idle
+            } else {
+                self.allowed
+            },
         }
         .into()
     }
