@@ -124,28 +124,7 @@ struct Cli {
 }
 
 fn password(cli: &Cli) -> Result<String, Error> {
-    if let Some(var) = &cli.password_env {
-        return std::env::var(var).map_err(|_| {
-            Error::Config(format!(
-                "the environment variable {var} is not set (or not UTF-8)"
-            ))
-        });
-    }
-    let path = cli
-        .password_file
-        .as_ref()
-        .ok_or_else(|| Error::Config("no password given".into()))?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Config(format!(
-            "cannot read the password file {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok(text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text)
-        .to_owned())
+    pop3_examples::read_password(cli.password_env.as_deref(), cli.password_file.as_deref())
 }
 
 fn config(cli: &Cli) -> Result<ClientConfig, Error> {

@@ -7,6 +7,8 @@
 //!   connection made by [`transport`]).
 //! - [`async_client::Client`]: over futures-io, on any runtime; with the
 //!   `tokio` feature, `async_client::Client::connect_tokio`.
+//! - [`smtp::SmtpClient`]: sending mail, a blocking SMTP submission client
+//!   over [`smtp_auth`]'s sans-IO core and the same transport.
 //! - [`transport`]: TCP and TLS set-up, protocol-neutral.
 //!
 //! Both clients drive the same engine and the same batches of commands, so
@@ -22,10 +24,13 @@ mod config;
 mod engine;
 mod error;
 mod ops;
+pub mod smtp;
 pub mod store;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "testing")]
+pub mod testing_smtp;
 mod timer;
 pub mod transport;
 
@@ -39,4 +44,5 @@ pub use error::{Error, ErrorKind, MismatchSign};
 pub use ops::{MessageSink, UidlItem};
 pub use pop3_proto;
 pub use pop3_proto::{Capabilities, Greeting, ListEntry, MsgNum, Stat, Uid};
+pub use smtp_auth;
 pub use transport::{CertPin, CertificateInfo, TlsFailure, TlsReason};

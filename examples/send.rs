@@ -1,0 +1,194 @@
+//! `send`: sends the message on standard input over SMTP submission.
+//!
+//! ```text
+//! cargo run --release --example send -- --host H [--port P] [--security tls|starttls|plain]
+//!     --user U (--password-env VAR | --password-file F)
+//!     [--auth auto|plain|login|cram-md5|xoauth2] [--ca-file PEM]
+//!     [--allow-plaintext-auth] [--timeout SECS]
+//!     --from ADDR --to ADDR [--to ADDR]... [--verify-only]  < message
+//! ```
+//!
+//! The message is streamed from stdin in bounded memory (dot-stuffed, line
+//! endings made CRLF on the way). The port defaults to 465 for tls and 587
+//! otherwise. On success the server's final reply is printed and the exit
+//! status is 0. `--verify-only` connects, secures the connection, logs in
+//! and quits without reading stdin. When the server refuses some
+//! recipients and accepts others the message is sent to the others, each
+//! refusal is named on its own stderr line, and the exit status is 3.
+//! Otherwise the exit status is 1 (2 for a bad command line or settings)
+//! and the last line on stderr is `error: KIND: ...` with KIND one of
+//! connect, tls, auth, app-password, too-big, limit, recipient, server,
+//! protocol, timeout, io, config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use pop3_client::smtp::{SmtpClient, SmtpConfig, SmtpError};
+use pop3_client::{AuthMethod, Credentials, Security, Timeouts, TlsRoots};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SecurityArg {
+    Tls,
+    Starttls,
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Auto,
+    Plain,
+    Login,
+    #[value(name = "cram-md5")]
+    CramMd5,
+    Xoauth2,
+}
+
+/// Send the message on standard input over SMTP submission.
+#[derive(Debug, Parser)]
+#[command(name = "send")]
+struct Cli {
+    /// Server host name.
+    #[arg(long)]
+    host: String,
+    /// Port (default: 465 for tls, 587 otherwise).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Connection security.
+    #[arg(long, value_enum, default_value = "tls")]
+    security: SecurityArg,
+    /// User name.
+    #[arg(long)]
+    user: String,
+    /// Environment variable holding the password (or OAuth token).
+    #[arg(
+        long,
+        conflicts_with = "password_file",
+        required_unless_present = "password_file"
+    )]
+    password_env: Option<String>,
+    /// File holding the password (or OAuth token); a final newline is ignored.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Login method.
+    #[arg(long, value_enum, default_value = "auto")]
+    auth: AuthArg,
+    /// PEM file of the certificate authority to trust (default: Mozilla's roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Allow sending credentials without TLS.
+    #[arg(long)]
+    allow_plaintext_auth: bool,
+    /// Limit, in seconds, for connecting, the TLS handshake and each reply.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Sender address (MAIL FROM).
+    #[arg(long)]
+    from: String,
+    /// Recipient address (RCPT TO); repeat for more.
+    #[arg(long, required = true)]
+    to: Vec<String>,
+    /// Log in and quit without sending anything.
+    #[arg(long)]
+    verify_only: bool,
+}
+
+fn config(cli: &Cli) -> SmtpConfig {
+    let mut config = SmtpConfig::new(cli.host.clone());
+    config.port = cli.port;
+    config.security = match cli.security {
+        SecurityArg::Tls => Security::Tls,
+        SecurityArg::Starttls => Security::StartTls,
+        SecurityArg::Plain => Security::Plain,
+    };
+    config.auth = match cli.auth {
+        AuthArg::Auto => AuthMethod::Auto,
+        AuthArg::Plain => AuthMethod::Plain,
+        AuthArg::Login => AuthMethod::Login,
+        AuthArg::CramMd5 => AuthMethod::CramMd5,
+        AuthArg::Xoauth2 => AuthMethod::XOAuth2,
+    };
+    if let Some(ca) = &cli.ca_file {
+        config.roots = TlsRoots::CaFile(ca.clone());
+    }
+    config.allow_plaintext_auth = cli.allow_plaintext_auth;
+    if let Some(secs) = cli.timeout {
+        config.timeouts = Timeouts::all(Duration::from_secs(secs.max(1)));
+    }
+    config
+}
+
+/// What a successful run ends with.
+enum Outcome {
+    /// Everything as asked.
+    Done,
+    /// Sent, but some recipients were refused.
+    SomeRefused,
+}
+
+fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
+    let config = config(cli);
+    let password =
+        pop3_examples::read_password(cli.password_env.as_deref(), cli.password_file.as_deref())?;
+    let credentials = Credentials::new(cli.user.clone(), password);
+    if cli.verify_only {
+        SmtpClient::verify(&config, &credentials)?;
+        println!(
+            "verified: logged in to {}:{} as {}",
+            config.host,
+            config.port(),
+            cli.user
+        );
+        return Ok(Outcome::Done);
+    }
+    let mut client = SmtpClient::connect(&config)?;
+    client.login(&credentials)?;
+    let report = client.send(&cli.from, &cli.to, std::io::stdin().lock())?;
+    if let Err(e) = client.quit() {
+        // The message was accepted; a failed goodbye changes nothing.
+        eprintln!("warning: {}: {e}", e.kind());
+    }
+    println!("{} {}", report.code, report.text);
+    let refused: Vec<_> = report.refused().collect();
+    if refused.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    for (address, why) in &refused {
+        eprintln!("refused: <{address}>: {why}");
+    }
+    eprintln!(
+        "error: recipient: {} of {} recipients refused; the message was sent to the others",
+        refused.len(),
+        report.recipients.len()
+    );
+    Ok(Outcome::SomeRefused)
+}
+
+fn main() -> ExitCode {
+    pop3_examples::init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            eprintln!("error: config: invalid command line (see above)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeRefused) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.kind());
+            if e.kind() == "config" {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

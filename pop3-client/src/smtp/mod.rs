@@ -1,0 +1,299 @@
+//! Sending mail: a blocking SMTP submission client (RFC 6409) over the
+//! sans-IO core in [`smtp_auth`] and the protocol-neutral [`transport`]
+//! (the same TCP connect, rustls set-up and bounded handshakes as POP3).
+//!
+//! ```no_run
+//! use pop3_client::smtp::{SmtpClient, SmtpConfig};
+//! use pop3_client::{Credentials, Security};
+//!
+//! let mut config = SmtpConfig::new("smtp.example.com");
+//! config.security = Security::StartTls; // port 587
+//! let mut client = SmtpClient::connect(&config)?;
+//! client.login(&Credentials::new("me@example.com", "app password"))?;
+//! let message = "Subject: hi\r\n\r\nHello.\r\n".as_bytes();
+//! let report = client.send("me@example.com", &["you@example.net"], message)?;
+//! for (address, why) in report.refused() {
+//!     eprintln!("{address} refused: {why}");
+//! }
+//! client.quit()?;
+//! # Ok::<(), pop3_client::smtp::SmtpError>(())
+//! ```
+//!
+//! The rules are POP3's: TLS is implicit (port 465) or STARTTLS (port 587)
+//! and never falls back to plaintext; credentials go only over TLS unless
+//! [`SmtpConfig::allow_plaintext_auth`] is set (CRAM-MD5, which hides the
+//! secret, excepted); every reply must arrive within
+//! [`Timeouts::response`](crate::Timeouts) of being awaited, each read waits
+//! at most [`Timeouts::idle`](crate::Timeouts), and the reply to a message
+//! gets extra time for its size at
+//! [`Timeouts::min_body_rate`](crate::Timeouts). A message is streamed from
+//! any reader in 64 KiB pieces, so memory stays bounded.
+//!
+//! [`transport`]: crate::transport
+
+mod client;
+
+use std::fmt::Write as _;
+
+use thiserror::Error;
+
+use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
+use crate::error::ErrorKind;
+
+pub use client::SmtpClient;
+pub use smtp_auth::{Capabilities, Envelope, RecipientOutcome, Refusal, RefusalKind};
+
+/// The usual submission port for a security mode: 465 for implicit TLS
+/// (RFC 8314), 587 for STARTTLS and plaintext (RFC 6409).
+pub fn smtp_default_port(security: Security) -> u16 {
+    match security {
+        Security::Tls => 465,
+        Security::StartTls | Security::Plain => 587,
+    }
+}
+
+/// Everything needed to reach an SMTP submission server.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// Server host name (checked against its certificate) or IP address.
+    pub host: String,
+    /// Port; `None` for [`smtp_default_port`].
+    pub port: Option<u16>,
+    /// How the connection is secured (never falls back to plaintext).
+    pub security: Security,
+    /// Which authorities to trust.
+    pub roots: TlsRoots,
+    /// Certificate pins (SHA-256), as for POP3: alone with
+    /// [`TlsRoots::PinsOnly`], or beside `roots` (both must hold).
+    pub pins: Vec<crate::CertPin>,
+    /// TLS set up by the caller, replacing `roots` and `pins`.
+    pub custom_tls: Option<crate::CustomTls>,
+    /// How to log in: `Auto` takes SASL PLAIN, then LOGIN; `Plain`, `Login`,
+    /// `CramMd5`, `XOAuth2` and `OAuthBearer` ask for one mechanism. `User`
+    /// and `Apop` are POP3's and refused.
+    pub auth: AuthMethod,
+    /// Send credentials over a connection without TLS. Off by default:
+    /// anyone on the path could read them. CRAM-MD5 needs no permission.
+    pub allow_plaintext_auth: bool,
+    /// Limits on every wait.
+    pub timeouts: Timeouts,
+    /// The name sent with EHLO (default `localhost`).
+    pub ehlo_name: String,
+}
+
+impl SmtpConfig {
+    /// The rustls configuration these settings ask for: the same trust
+    /// rules as POP3 (one implementation, in `transport`).
+    pub fn tls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, crate::Error> {
+        crate::transport::tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
+
+    /// Settings for `host` with implicit TLS on port 465, certificates
+    /// checked against Mozilla's roots, automatic login.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            port: None,
+            security: Security::Tls,
+            roots: TlsRoots::WebPki,
+            pins: Vec::new(),
+            custom_tls: None,
+            auth: AuthMethod::Auto,
+            allow_plaintext_auth: false,
+            timeouts: Timeouts::default(),
+            ehlo_name: "localhost".into(),
+        }
+    }
+
+    /// Settings for an account's outgoing server
+    /// ([`Account::outgoing_settings`](crate::account::Account::outgoing_settings)),
+    /// with the credentials to log in with.
+    pub fn from_settings(
+        settings: &crate::account::ServerSettings,
+    ) -> (Self, crate::config::Credentials) {
+        let mut config = Self::new(settings.host.clone());
+        config.port = Some(settings.port);
+        config.security = settings.security;
+        config.allow_plaintext_auth = settings.allow_plaintext_auth;
+        if matches!(
+            settings.credential,
+            crate::account::Credential::OAuth2Token(_)
+        ) {
+            config.auth = AuthMethod::XOAuth2;
+        }
+        let credentials = crate::config::Credentials::new(
+            settings.user.clone(),
+            settings.credential.secret().clone(),
+        );
+        (config, credentials)
+    }
+
+    /// The port to use.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(smtp_default_port(self.security))
+    }
+}
+
+/// What happened to a message the server accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// Every recipient, in the order given: accepted (`refusal` is `None`)
+    /// or refused with the server's reply.
+    pub recipients: Vec<RecipientOutcome>,
+    /// The server's final reply code (250).
+    pub code: u16,
+    /// The server's final reply text, escaped (often a queue id).
+    pub text: String,
+    /// Bytes of the message read from the reader.
+    pub bytes: u64,
+}
+
+impl SendReport {
+    /// The recipients the server accepted.
+    pub fn accepted(&self) -> impl Iterator<Item = &str> {
+        self.recipients
+            .iter()
+            .filter(|r| r.refusal.is_none())
+            .map(|r| r.address.as_str())
+    }
+
+    /// The recipients the server refused, with its reply.
+    pub fn refused(&self) -> impl Iterator<Item = (&str, &Refusal)> {
+        self.recipients
+            .iter()
+            .filter_map(|r| r.refusal.as_ref().map(|f| (r.address.as_str(), f)))
+    }
+
+    /// Whether every recipient was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.recipients.iter().all(|r| r.refusal.is_none())
+    }
+}
+
+/// What stops sending, worded for the person who typed the settings;
+/// [`SmtpError::kind`] names it for scripts.
+#[derive(Debug, Error)]
+pub enum SmtpError {
+    /// Connecting, TLS, timeouts, local I/O, settings: the same failures as
+    /// the POP3 client's.
+    #[error(transparent)]
+    Client(#[from] crate::Error),
+    /// The SMTP exchange failed: the server refused, or broke the protocol.
+    #[error("{}", describe(.0))]
+    Smtp(#[from] smtp_auth::Error),
+}
+
+impl SmtpError {
+    /// A stable short name: connect, tls, auth, app-password, too-big,
+    /// limit, recipient, server, protocol, timeout, io, config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            // TLS was asked for and the server would not start it.
+            Self::Smtp(smtp_auth::Error::Refused(r)) if r.step == smtp_auth::Step::StartTls => {
+                "tls"
+            }
+            Self::Smtp(e) => e.kind(),
+            Self::Client(e) => match e.kind() {
+                ErrorKind::Connect => "connect",
+                ErrorKind::Tls => "tls",
+                ErrorKind::Auth | ErrorKind::AuthMethod => "auth",
+                ErrorKind::InUse | ErrorKind::LoginDelay | ErrorKind::Server => "server",
+                ErrorKind::Protocol => "protocol",
+                ErrorKind::Timeout => "timeout",
+                ErrorKind::ConnectionLost | ErrorKind::Io | ErrorKind::Unusable => "io",
+                ErrorKind::Config => "config",
+            },
+        }
+    }
+
+    /// Whether trying again later may work: 4xx replies, timeouts, network
+    /// trouble.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Smtp(e) => e.is_transient(),
+            Self::Client(e) => e.is_transient(),
+        }
+    }
+
+    /// The server's refusal, when it refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Self::Smtp(e) => e.refusal(),
+            Self::Client(_) => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for SmtpError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Client(e.into())
+    }
+}
+
+/// The server's reply as quoted in messages: code, enhanced code, text
+/// (already escaped by smtp-auth).
+fn quoted(r: &Refusal) -> String {
+    let mut s = r.code.to_string();
+    if let Some(e) = r.enhanced {
+        let _ = write!(s, " {e}");
+    }
+    if !r.text.is_empty() {
+        let _ = write!(s, " {}", r.text);
+    }
+    s
+}
+
+/// A refusal in words that say what to do.
+fn describe(error: &smtp_auth::Error) -> String {
+    let Some(r) = error.refusal() else {
+        return match error {
+            smtp_auth::Error::StartTlsNotOffered => "the server does not offer STARTTLS, and TLS was required; nothing was sent (use implicit TLS on port 465 if the server supports it)".into(),
+            smtp_auth::Error::StartTlsInjection { bytes } => format!("the server sent data after accepting STARTTLS, before TLS began (\"{bytes}\"): a possible attack; the connection was closed and nothing more was sent"),
+            other => other.to_string(),
+        };
+    };
+    let reply = quoted(r);
+    if r.step == smtp_auth::Step::StartTls {
+        return format!(
+            "the server refused STARTTLS (\"{reply}\"), and TLS was required; nothing more was sent{}",
+            transient_hint(r)
+        );
+    }
+    match r.kind {
+        RefusalKind::CredentialsRejected => format!(
+            "the server rejected the password (\"{reply}\"); check the user name and password; if two-factor authentication is on, use an app-specific password"
+        ),
+        RefusalKind::AppPasswordRequired => format!(
+            "the server requires an app-specific password, or a sign-in through the provider's web page (\"{reply}\"); create an app password in the account's security settings"
+        ),
+        RefusalKind::EncryptionRequired => format!(
+            "the server requires an encrypted connection (\"{reply}\"); use implicit TLS or STARTTLS"
+        ),
+        RefusalKind::AuthRequired => format!(
+            "the server requires logging in before sending (\"{reply}\"); give a user name and password"
+        ),
+        RefusalKind::TooBig { limit } => format!(
+            "the message is too big for the server{} (\"{reply}\")",
+            limit.map(|l| format!(", which takes at most {l} bytes")).unwrap_or_default()
+        ),
+        RefusalKind::Limit => format!(
+            "the server refused {}: a sending limit (rate or quota) was reached (\"{reply}\"); try again later",
+            r.step
+        ),
+        RefusalKind::Unavailable => format!(
+            "the server is not accepting mail now (\"{reply}\"){}",
+            transient_hint(r)
+        ),
+        RefusalKind::Recipient | RefusalKind::Other => {
+            format!("the server refused {} (\"{reply}\"){}", r.step, transient_hint(r))
+        }
+    }
+}
+
+fn transient_hint(r: &Refusal) -> &'static str {
+    if r.is_transient() {
+        "; this is temporary, try again later"
+    } else {
+        ""
+    }
+}
