@@ -338,6 +338,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.engine.set_progress(progress);
     }
 
+    /// Takes back the progress callback (to hand it to the next session).
+    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
+        self.engine.take_progress()
+    }
+
     async fn single(&mut self, command: Command<'static>) -> Result<Answer, Error> {
         let mut batch = ops::one(command);
         self.run(&mut batch, &mut NoBody).await?;

@@ -366,3 +366,31 @@ fn a_listing_that_never_ends_is_refused_within_the_cap() {
     // The rest of that answer is still coming: the connection is done.
     assert_eq!(client.stat().unwrap_err().kind(), ErrorKind::Unusable);
 }
+
+#[tokio::test]
+async fn the_async_driver_follows_the_same_plan() {
+    use pop3_client::async_client::Client;
+    use pop3_client::sync::sync_async;
+
+    let messages = corpus(520);
+    let server = gmail(messages.clone(), "me@gmail.com");
+    let config = server.client_config();
+    let credentials = pop3_client::Credentials::new("me@gmail.com", "password");
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let report = sync_async(
+        || Client::connect_tokio(&config, &credentials),
+        &config.host,
+        &credentials.user,
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.new, report.sessions), (520, 4));
+    assert!(server.messages().is_empty());
+    exactly_once(dir.path(), &messages);
+}

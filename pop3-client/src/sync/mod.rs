@@ -39,6 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pop3_proto::{MsgNum, Uid};
 
+use crate::async_client::{AsyncMessageSink, Client as AsyncClient};
 use crate::blocking::Client;
 use crate::config::{ClientConfig, Credentials};
 use crate::engine::ProgressFn;
@@ -149,19 +150,215 @@ struct GroupSink<'a> {
     names: &'a [String],
 }
 
-impl MessageSink for GroupSink<'_> {
-    fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
+impl GroupSink<'_> {
+    fn begin_named(&mut self, index: usize) -> io::Result<()> {
         let name = self
             .names
             .get(index)
             .ok_or_else(|| io::Error::other("a message outside the group"))?;
         self.sink.begin(name)
     }
+}
+
+impl MessageSink for GroupSink<'_> {
+    fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
+        self.begin_named(index)
+    }
     fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
         self.sink.write(chunk)
     }
     fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
         self.sink.end()
+    }
+}
+
+impl AsyncMessageSink for GroupSink<'_> {
+    async fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
+        self.begin_named(index)
+    }
+    async fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
+        self.sink.write(chunk)
+    }
+    async fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
+        self.sink.end()
+    }
+}
+
+/// Everything a sync does between two I/O calls, shared by the blocking
+/// and async drivers: they only connect, list, fetch, delete and quit as
+/// this tells them.
+struct Steps<'a> {
+    run: SyncRun,
+    store: &'a mut dyn StateStore,
+    sink: &'a mut dyn DeliverySink,
+    known: state::SyncState,
+    with_uids: bool,
+    fetched: Vec<Listed>,
+}
+
+/// One group about to be fetched: its message numbers and reserved names.
+struct Group {
+    msgs: Vec<MsgNum>,
+    names: Vec<String>,
+}
+
+impl<'a> Steps<'a> {
+    /// Refuses what cannot work, then reconciles an earlier run's
+    /// interrupted deliveries.
+    fn start(
+        options: SyncOptions,
+        user: &str,
+        store: &'a mut dyn StateStore,
+        sink: &'a mut dyn DeliverySink,
+    ) -> Result<Self, Error> {
+        let now = now_of(&options);
+        let mut run = SyncRun::new(options, now, user)?;
+        let known = reconcile(&mut run, store, sink)?;
+        Ok(Self {
+            run,
+            store,
+            sink,
+            known,
+            with_uids: true,
+            fetched: Vec::new(),
+        })
+    }
+
+    /// A follow-up login refused for coming too soon ends the sync well.
+    fn login_refused(&mut self, e: Error) -> Result<(), Error> {
+        match e {
+            Error::LoginDelay { seconds, .. } if self.run.report().sessions > 0 => {
+                self.run.login_delayed(seconds);
+                Ok(())
+            }
+            e => Err(e),
+        }
+    }
+
+    /// A session logged in and listed its messages: plans it.
+    fn listed(
+        &mut self,
+        login_delay: Option<u32>,
+        sizes: &[crate::ListEntry],
+        uids: Result<Vec<crate::UidlItem>, Error>,
+        host: &str,
+    ) -> Result<SessionPlan, Error> {
+        self.run.session_started(login_delay);
+        self.fetched.clear();
+        let listing = match uids {
+            Ok(uids) => join_listing(uids, sizes),
+            Err(Error::Server { .. }) if self.run.options().allow_without_uidl => {
+                self.with_uids = false;
+                listing_without_uids(sizes)
+            }
+            Err(Error::Server { .. }) => return Err(no_uidl_error(host)),
+            Err(e) => return Err(e),
+        };
+        let empty = state::SyncState::default();
+        let known = if self.with_uids { &self.known } else { &empty };
+        let plan = self.run.plan(known, &listing);
+        self.record(&plan.housekeeping)?;
+        Ok(plan)
+    }
+
+    fn record(&mut self, changes: &[StateChange]) -> Result<(), Error> {
+        if self.with_uids {
+            self.store.apply(changes).map_err(state_error)?;
+        }
+        Ok(())
+    }
+
+    /// Before a group is fetched: names reserved, intents recorded.
+    fn begin_group(&mut self, group: &[Listed]) -> Result<Group, Error> {
+        let names = group
+            .iter()
+            .map(|l| self.sink.reserve(&l.uid))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(sink_error)?;
+        let intents: Vec<_> = group
+            .iter()
+            .zip(&names)
+            .map(|(l, name)| {
+                StateChange::Intent(state::Intent {
+                    uid: l.uid.clone(),
+                    delivery: name.clone(),
+                })
+            })
+            .collect();
+        self.record(&intents)?;
+        Ok(Group {
+            msgs: group.iter().map(|l| l.msg).collect(),
+            names,
+        })
+    }
+
+    fn group_sink<'s>(&'s mut self, group: &'s Group) -> GroupSink<'s> {
+        GroupSink {
+            sink: &mut *self.sink,
+            names: &group.names,
+        }
+    }
+
+    /// After a group was fetched: durable in the sink at once, then recorded.
+    fn end_group(
+        &mut self,
+        group: &[Listed],
+        outcomes: Result<Vec<Result<u64, crate::ServerRefusal>>, Error>,
+    ) -> Result<(), Error> {
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                self.sink.rollback();
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.sink.commit() {
+            self.sink.rollback();
+            return Err(sink_error(e));
+        }
+        let stored: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
+        let changes = self.run.stored(group, &stored);
+        self.record(&changes)?;
+        self.fetched.extend(
+            group
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| s.is_some())
+                .map(|(l, _)| l.clone()),
+        );
+        Ok(())
+    }
+
+    /// What to DELE before QUIT (everything recorded by now).
+    fn deletions(&self, plan: &SessionPlan) -> Vec<Listed> {
+        if self.with_uids {
+            self.run.deletions(plan)
+        } else {
+            // Fetch all, then delete: what was stored goes.
+            self.fetched.clone()
+        }
+    }
+
+    /// The messages whose DELE the server accepted.
+    fn accepted(
+        deletions: &[Listed],
+        outcomes: Vec<Result<(), crate::ServerRefusal>>,
+    ) -> Vec<Listed> {
+        deletions
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// QUIT committed `deleted`: records it; says whether to open another
+    /// session.
+    fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
+        let changes = self.run.deleted(deleted);
+        self.record(&changes)?;
+        self.known = self.store.load().map_err(state_error)?;
+        Ok(self.run.another_session(!deleted.is_empty()))
     }
 }
 
@@ -177,114 +374,93 @@ pub fn sync_blocking(
     options: SyncOptions,
     mut progress: Option<ProgressFn>,
 ) -> Result<SyncReport, Error> {
-    let now = now_of(&options);
-    let mut run = SyncRun::new(options, now, &credentials.user)?;
-    let mut known = reconcile(&mut run, store, sink)?;
+    let mut steps = Steps::start(options, &credentials.user, store, sink)?;
     loop {
         let mut client = match Client::connect(config, credentials) {
             Ok(client) => client,
-            // A follow-up session refused for logging in too soon: the sync
-            // ends with what it has and says when to come back.
-            Err(Error::LoginDelay { seconds, .. }) if run.report().sessions > 0 => {
-                run.login_delayed(seconds);
+            Err(e) => {
+                steps.login_refused(e)?;
                 break;
             }
-            Err(e) => return Err(e),
         };
-        run.session_started(client.capabilities().login_delay());
         client.on_progress(progress.take());
         let sizes = client.list()?;
-        let (listing, with_uids) = match client.uidl() {
-            Ok(uids) => (join_listing(uids, &sizes), true),
-            Err(Error::Server { .. }) if run.options().allow_without_uidl => {
-                (listing_without_uids(&sizes), false)
-            }
-            Err(Error::Server { .. }) => return Err(no_uidl_error(&config.host)),
-            Err(e) => return Err(e),
-        };
-        let empty = state::SyncState::default();
-        let plan = run.plan(if with_uids { &known } else { &empty }, &listing);
-        if with_uids {
-            store.apply(&plan.housekeeping).map_err(state_error)?;
-        }
-        let mut fetched = Vec::new();
+        let uids = client.uidl();
+        let login_delay = client.capabilities().login_delay();
+        let plan = steps.listed(login_delay, &sizes, uids, &config.host)?;
         for group in &plan.fetch {
-            let names = group
-                .iter()
-                .map(|l| sink.reserve(&l.uid))
-                .collect::<io::Result<Vec<_>>>()
-                .map_err(sink_error)?;
-            if with_uids {
-                let intents: Vec<_> = group
-                    .iter()
-                    .zip(&names)
-                    .map(|(l, name)| {
-                        StateChange::Intent(state::Intent {
-                            uid: l.uid.clone(),
-                            delivery: name.clone(),
-                        })
-                    })
-                    .collect();
-                store.apply(&intents).map_err(state_error)?;
-            }
-            let msgs: Vec<MsgNum> = group.iter().map(|l| l.msg).collect();
-            let outcomes = client.retr_many(
-                &msgs,
-                &mut GroupSink {
-                    sink: &mut *sink,
-                    names: &names,
-                },
-            );
-            let outcomes = match outcomes {
-                Ok(o) => o,
-                Err(e) => {
-                    sink.rollback();
-                    return Err(e);
-                }
-            };
-            if let Err(e) = sink.commit() {
-                sink.rollback();
-                return Err(sink_error(e));
-            }
-            let stored: Vec<Option<u64>> =
-                outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
-            let changes = run.stored(group, &stored);
-            if with_uids {
-                store.apply(&changes).map_err(state_error)?;
-            }
-            fetched.extend(
-                group
-                    .iter()
-                    .zip(&stored)
-                    .filter(|(_, s)| s.is_some())
-                    .map(|(l, _)| l.clone()),
-            );
+            let batch = steps.begin_group(group)?;
+            let outcomes = client.retr_many(&batch.msgs, &mut steps.group_sink(&batch));
+            steps.end_group(group, outcomes)?;
         }
-        let deletions = if with_uids {
-            run.deletions(&plan)
-        } else {
-            // Fetch all, then delete: what was stored goes.
-            fetched
-        };
+        let deletions = steps.deletions(&plan);
         let mut deleted = Vec::new();
         if !deletions.is_empty() {
             let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
-            for (item, outcome) in deletions.iter().zip(client.dele_many(&msgs)?) {
-                if outcome.is_ok() {
-                    deleted.push(item.clone());
-                }
-            }
+            deleted = Steps::accepted(&deletions, client.dele_many(&msgs)?);
         }
         progress = client.take_progress();
         client.quit()?;
-        let changes = run.deleted(&deleted);
-        if with_uids {
-            store.apply(&changes).map_err(state_error)?;
-        }
-        known = store.load().map_err(state_error)?;
-        if !run.another_session(!deleted.is_empty()) {
+        if !steps.quit_done(&deleted)? {
             break;
         }
     }
-    Ok(run.finish())
+    Ok(steps.run.finish())
+}
+
+/// Syncs a mailbox with the async client, exactly as [`sync_blocking`]
+/// does (the same plan and the same steps; only the I/O is awaited).
+/// `connect` opens and logs in one session each time it is called, so any
+/// runtime and any transport serve (with the `tokio` feature:
+/// `|| Client::connect_tokio(&config, &credentials)`). The state store and
+/// the sink are called synchronously between awaits: a Maildir write or an
+/// fsync blocks the task that long.
+pub async fn sync_async<S, F, Fut>(
+    mut connect: F,
+    host: &str,
+    user: &str,
+    store: &mut dyn StateStore,
+    sink: &mut dyn DeliverySink,
+    options: SyncOptions,
+    mut progress: Option<ProgressFn>,
+) -> Result<SyncReport, Error>
+where
+    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
+{
+    let mut steps = Steps::start(options, user, store, sink)?;
+    loop {
+        let mut client = match connect().await {
+            Ok(client) => client,
+            Err(e) => {
+                steps.login_refused(e)?;
+                break;
+            }
+        };
+        client.on_progress(progress.take());
+        let sizes = client.list().await?;
+        let uids = client.uidl().await;
+        let login_delay = client.capabilities().login_delay();
+        let plan = steps.listed(login_delay, &sizes, uids, host)?;
+        for group in &plan.fetch {
+            let batch = steps.begin_group(group)?;
+            let outcomes = client
+                .retr_many(&batch.msgs, &mut steps.group_sink(&batch))
+                .await;
+            steps.end_group(group, outcomes)?;
+        }
+        let deletions = steps.deletions(&plan);
+        let mut deleted = Vec::new();
+        if !deletions.is_empty() {
+            let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
+            deleted = Steps::accepted(&deletions, client.dele_many(&msgs).await?);
+        }
+        progress = client.take_progress();
+        client.quit().await?;
+        if !steps.quit_done(&deleted)? {
+            break;
+        }
+    }
+    Ok(steps.run.finish())
 }
