@@ -31,6 +31,7 @@ use crate::config::{ClientConfig, Credentials, Security};
 use crate::engine::{Engine, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, NoBody, UidlItem, VecSink};
+use crate::summary::MessageSummary;
 use crate::timer::within;
 use crate::transport::{tls_connect_async, AsyncTlsStream};
 
@@ -414,6 +415,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut sink = VecSink::default();
         let outcomes = self.retr_many(msgs, &mut sink).await?;
         Ok(ops::zip_bodies(outcomes, sink))
+    }
+
+    /// The headers of many messages (TOP n 0, pipelined when possible) as
+    /// summaries: From, To, Cc, Reply-To, Date, Subject, Message-ID.
+    pub async fn summaries(
+        &mut self,
+        msgs: &[MsgNum],
+    ) -> Result<Vec<Result<MessageSummary, ServerRefusal>>, Error> {
+        let mut sink = VecSink::default();
+        let mut batch = ops::headers_many(msgs);
+        self.run(&mut batch, &mut sink).await?;
+        Ok(ops::summaries_of(ops::outcomes(batch), sink))
     }
 
     /// DELE.

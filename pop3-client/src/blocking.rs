@@ -24,6 +24,7 @@ use crate::config::{ClientConfig, Credentials, Security};
 use crate::engine::{Engine, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
+use crate::summary::MessageSummary;
 use crate::transport::{connect_tcp, tls_connect_blocking, Connection, ReadTimeout};
 
 /// A POP3 client over a blocking stream.
@@ -294,6 +295,18 @@ impl<S: ReadTimeout> Client<S> {
         let mut sink = VecSink::default();
         let outcomes = self.retr_many(msgs, &mut sink)?;
         Ok(ops::zip_bodies(outcomes, sink))
+    }
+
+    /// The headers of many messages (TOP n 0, pipelined when possible) as
+    /// summaries: From, To, Cc, Reply-To, Date, Subject, Message-ID.
+    pub fn summaries(
+        &mut self,
+        msgs: &[MsgNum],
+    ) -> Result<Vec<Result<MessageSummary, ServerRefusal>>, Error> {
+        let mut sink = VecSink::default();
+        let mut batch = ops::headers_many(msgs);
+        self.run(&mut batch, &mut sink)?;
+        Ok(ops::summaries_of(ops::outcomes(batch), sink))
     }
 
     /// DELE: marks `msg` for deletion (done at [`Client::quit`]).

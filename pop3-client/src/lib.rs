@@ -26,6 +26,7 @@ mod error;
 mod ops;
 pub mod smtp;
 pub mod store;
+pub mod summary;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;

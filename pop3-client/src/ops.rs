@@ -122,6 +122,26 @@ pub(crate) fn retr_many(msgs: &[MsgNum]) -> Batch {
     Batch::lenient(msgs.iter().map(|&m| Cmd::Plain(Command::Retr(m))).collect())
 }
 
+/// A batch fetching the headers of `msgs` (TOP n 0), pipelined when allowed.
+pub(crate) fn headers_many(msgs: &[MsgNum]) -> Batch {
+    Batch::lenient(
+        msgs.iter()
+            .map(|&msg| Cmd::Plain(Command::Top { msg, lines: 0 }))
+            .collect(),
+    )
+}
+
+/// Headers collected by a [`headers_many`] batch, as summaries.
+pub(crate) fn summaries_of(
+    outcomes: Vec<Result<u64, ServerRefusal>>,
+    sink: VecSink,
+) -> Vec<Result<crate::summary::MessageSummary, ServerRefusal>> {
+    zip_bodies(outcomes, sink)
+        .into_iter()
+        .map(|o| o.map(|header| crate::summary::MessageSummary::parse(&header)))
+        .collect()
+}
+
 /// A batch deleting `msgs`.
 pub(crate) fn dele_many(msgs: &[MsgNum]) -> Batch {
     Batch::lenient(msgs.iter().map(|&m| Cmd::Plain(Command::Dele(m))).collect())

@@ -394,3 +394,34 @@ async fn the_async_driver_follows_the_same_plan() {
     assert!(server.messages().is_empty());
     exactly_once(dir.path(), &messages);
 }
+
+#[test]
+fn summaries_come_from_headers_alone() {
+    let messages = vec![
+        ServerMessage {
+            uid: "s1".into(),
+            content: b"From: Ann <Ann@Example.ORG>\r\nTo: bob@example.net\r\nCc: c@example.com\r\nSubject: =?utf-8?b?w6l0w6k=?=\r\nMessage-ID: <m1@example.org>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\nbody that TOP 0 does not send\r\n".to_vec(),
+        },
+        ServerMessage {
+            uid: "s2".into(),
+            content: b"Subject: no addresses\r\n\r\nx\r\n".to_vec(),
+        },
+    ];
+    let server = server(messages);
+    let credentials = pop3_client::Credentials::new("user", "password");
+    let mut client =
+        pop3_client::blocking::Client::connect(&server.client_config(), &credentials).unwrap();
+    let m = |n| pop3_client::MsgNum::new(n).unwrap();
+    let got = client.summaries(&[m(1), m(2), m(3)]).unwrap();
+    let first = got[0].as_ref().unwrap();
+    assert_eq!(first.from[0].email, "ann@example.org");
+    assert_eq!(first.from[0].name.as_deref(), Some("Ann"));
+    assert_eq!(first.to[0].email, "bob@example.net");
+    assert_eq!(first.cc[0].email, "c@example.com");
+    assert_eq!(first.subject.as_deref(), Some("\u{e9}t\u{e9}"));
+    assert_eq!(first.message_id.as_deref(), Some("m1@example.org"));
+    assert_eq!(first.date, Some(1_796_032_800));
+    assert!(got[1].as_ref().unwrap().from.is_empty());
+    assert!(got[2].is_err(), "no message 3: refused in its slot");
+    client.quit().unwrap();
+}
