@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pop3_client::account::{Account, Credential, DeletePolicy, Outgoing, ServerSettings};
 use pop3_client::blocking::Client;
+use pop3_client::smtp::{verify_outgoing, SmtpConfig, SmtpError};
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
 use pop3_client::sync::{sync_blocking, SyncOptions};
-use pop3_client::{Error, ErrorKind, Security};
+use pop3_client::{Error, Security};
 use serde::{Deserialize, Serialize};
 
 /// Manage POP3 mailbox accounts and sync them into Maildirs.
@@ -193,6 +194,55 @@ struct Settings {
     accounts: Vec<Account>,
 }
 
+/// A failure of either side, printed as `error: KIND: ...`.
+#[derive(Debug)]
+enum Failure {
+    Incoming(Error),
+    Outgoing(SmtpError),
+}
+
+impl Failure {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Incoming(e) => e.kind().as_str(),
+            Self::Outgoing(e) => e.kind(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Incoming(e) => e.fmt(f),
+            Self::Outgoing(e) => write!(f, "the outgoing server: {e}"),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Incoming(e)
+    }
+}
+
+impl From<SmtpError> for Failure {
+    fn from(e: SmtpError) -> Self {
+        Self::Outgoing(e)
+    }
+}
+
+impl From<pop3_client::account::AccountError> for Failure {
+    fn from(e: pop3_client::account::AccountError) -> Self {
+        Self::Incoming(e.into())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self::Incoming(e.into())
+    }
+}
+
 fn config_error(text: impl Into<String>) -> Error {
     Error::Config(text.into())
 }
@@ -282,7 +332,7 @@ fn verify_login(account: &Account) -> Result<(u32, u64), Error> {
     Ok((stat.count, stat.octets))
 }
 
-fn add(dir: &Path, cmd: Cmd) -> Result<(), Error> {
+fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     let Cmd::Add {
         name,
         email,
@@ -307,9 +357,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Error> {
     };
     let mut settings = load(dir)?;
     if settings.accounts.iter().any(|a| a.name == name) {
-        return Err(config_error(format!(
-            "an account named \"{name}\" exists already"
-        )));
+        return Err(config_error(format!("an account named \"{name}\" exists already")).into());
     }
     let secret = read_password(&password, "incoming password")?;
     let mut account = Account::for_email(&name, &email, Credential::password(secret))?;
@@ -400,12 +448,20 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Error> {
     account.metadata = metadata;
     account.validate()?;
     let (count, octets) = verify_login(&account)?;
+    let outgoing = if account.outgoing == Outgoing::None {
+        "no outgoing server"
+    } else {
+        verify_outgoing(&account)?;
+        "outgoing login verified"
+    };
     if settings.active.is_none() {
         settings.active = Some(name.clone());
     }
     settings.accounts.push(account);
     save(dir, &settings)?;
-    println!("added {name}: login verified, {count} messages ({octets} bytes) on the server");
+    println!(
+        "added {name}: login verified, {count} messages ({octets} bytes) on the server; {outgoing}"
+    );
     Ok(())
 }
 
@@ -435,7 +491,7 @@ fn list(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn verify(dir: &Path, name: &str) -> Result<(), Error> {
+fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
     let mut settings = load(dir)?;
     let account = find(&mut settings, name)?.clone();
     let config = account.client_config();
@@ -484,6 +540,17 @@ fn verify(dir: &Path, name: &str) -> Result<(), Error> {
         format!("{} messages, {} bytes", stat.count, stat.octets),
     );
     client.quit()?;
+    if let Some((smtp, credentials)) = SmtpConfig::for_account(&account) {
+        let target = format!("{}:{}", smtp.host, smtp.port());
+        let mut client = pop3_client::smtp::SmtpClient::connect(&smtp)?;
+        step("outgoing connect", target);
+        if client.is_tls() {
+            step("outgoing tls", "certificate verified".into());
+        }
+        client.login(&credentials)?;
+        step("outgoing login", credentials.user.clone());
+        client.quit()?;
+    }
     Ok(())
 }
 
@@ -492,7 +559,7 @@ fn set_password(
     name: &str,
     incoming: bool,
     source: &PasswordSource,
-) -> Result<(), Error> {
+) -> Result<(), Failure> {
     let mut settings = load(dir)?;
     let secret = read_password(source, "new password")?;
     let account = find(&mut settings, name)?;
@@ -500,30 +567,37 @@ fn set_password(
         let mut changed = account.clone();
         changed.incoming.credential = account.incoming.credential.with_secret(secret);
         changed.validate()?;
-        // The old password stays unless the new one logs in.
+        // The old password stays unless the new one logs in (on the
+        // outgoing server too when it uses the same credentials).
         verify_login(&changed)?;
+        if matches!(changed.outgoing, Outgoing::SameCredentials { .. }) {
+            verify_outgoing(&changed)?;
+        }
         *account = changed;
         println!("{name}: incoming password changed and verified");
     } else {
-        match &mut account.outgoing {
+        let mut changed = account.clone();
+        match &mut changed.outgoing {
             Outgoing::Separate(server) => {
                 server.credential = server.credential.with_secret(secret);
             }
             Outgoing::SameCredentials { .. } => {
                 return Err(config_error(format!(
                     "{name} uses the incoming credentials for the outgoing server; change the incoming password"
-                )))
+                ))
+                .into())
             }
             Outgoing::None => {
-                return Err(config_error(format!("{name} has no outgoing server")))
+                return Err(config_error(format!("{name} has no outgoing server")).into())
             }
         }
-        account.validate()?;
-        println!(
-            "{name}: outgoing password changed (not verified: the SMTP check is not built yet)"
-        );
+        changed.validate()?;
+        // The old password stays unless the new one logs in.
+        verify_outgoing(&changed)?;
+        *account = changed;
+        println!("{name}: outgoing password changed and verified");
     }
-    save(dir, &settings)
+    Ok(save(dir, &settings)?)
 }
 
 fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<(), Error> {
@@ -596,11 +670,11 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<(), Failure> {
     let dir = cli.config.as_path();
     match cli.command {
         cmd @ Cmd::Add { .. } => add(dir, cmd),
-        Cmd::List => list(dir),
+        Cmd::List => Ok(list(dir)?),
         Cmd::Activate { name } => {
             let mut settings = load(dir)?;
             find(&mut settings, &name)?;
@@ -616,7 +690,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             password,
             ..
         } => set_password(dir, &name, incoming, &password),
-        Cmd::Sync { name, maildir } => sync(dir, name, maildir),
+        Cmd::Sync { name, maildir } => Ok(sync(dir, name, maildir)?),
         Cmd::Remove { name } => {
             let mut settings = load(dir)?;
             find(&mut settings, &name)?;
@@ -648,8 +722,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}: {e}", e.kind().as_str());
-            if e.kind() == ErrorKind::Config {
+            eprintln!("error: {}: {e}", e.kind());
+            if e.kind() == "config" {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

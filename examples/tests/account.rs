@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_client::testing_smtp::{SmtpTestServer, SmtpTestServerConfig};
 
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -51,11 +52,15 @@ fn add_verify_change_password_sync_and_remove() {
         ..TestServerConfig::default()
     })
     .unwrap();
+    // The outgoing server takes the same user and password over STARTTLS.
+    let smtp = SmtpTestServer::start(SmtpTestServerConfig::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("settings");
     let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
+    // One trust file for both servers' self-signed certificates.
+    std::fs::write(&ca, format!("{}{}", server.ca_pem(), smtp.ca_pem())).unwrap();
     let port = server.addr().port().to_string();
+    let smtp_port = smtp.addr().port().to_string();
     let add = |name: &str, password: &str| {
         account(
             &dir,
@@ -80,6 +85,10 @@ fn add_verify_change_password_sync_and_remove() {
                 "same",
                 "--smtp-host",
                 "127.0.0.1",
+                "--smtp-port",
+                &smtp_port,
+                "--smtp-security",
+                "starttls",
                 "--meta",
                 "share=team",
             ],
@@ -150,6 +159,9 @@ fn add_verify_change_password_sync_and_remove() {
         "capabilities: ok",
         "login: ok",
         "mailbox: ok (5 messages",
+        "outgoing connect: ok",
+        "outgoing tls: ok",
+        "outgoing login: ok",
     ] {
         assert!(steps.contains(step), "{step} in {steps}");
     }
@@ -210,4 +222,84 @@ fn a_recent_user_with_a_deleting_policy_is_refused_before_connecting() {
         "pw",
     );
     assert!(last_line(&icloud).contains("no POP3 service"), "{icloud:?}");
+}
+
+#[test]
+fn the_outgoing_login_is_verified_before_it_is_saved() {
+    let server = TestServer::start(TestServerConfig {
+        implicit_tls: true,
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let smtp = SmtpTestServer::start(SmtpTestServerConfig {
+        implicit_tls: true,
+        ..SmtpTestServerConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("settings");
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", server.ca_pem(), smtp.ca_pem())).unwrap();
+    let (port, smtp_port) = (
+        server.addr().port().to_string(),
+        smtp.addr().port().to_string(),
+    );
+    let add = |smtp_password: &str| {
+        Command::new(binary())
+            .arg("--config")
+            .arg(&dir)
+            .args([
+                "add",
+                "out",
+                "--email",
+                "user@example.org",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args([
+                "--port",
+                &port,
+                "--user",
+                "user",
+                "--password-env",
+                "POP_PW",
+            ])
+            .args(["--ca-file", ca.to_str().unwrap(), "--outgoing", "separate"])
+            .args(["--smtp-host", "127.0.0.1", "--smtp-port", &smtp_port])
+            .args(["--smtp-security", "tls", "--smtp-user", "user"])
+            .args(["--smtp-password-env", "SMTP_PW"])
+            .env("POP_PW", "password")
+            .env("SMTP_PW", smtp_password)
+            .output()
+            .unwrap()
+    };
+    let wrong = add("wrong");
+    assert!(last_line(&wrong).starts_with("error: auth:"), "{wrong:?}");
+    assert!(!dir.join("accounts.json").exists(), "nothing saved");
+    let ok = add("password");
+    assert!(ok.status.success(), "{ok:?}");
+    let change = |password: &str| {
+        account(
+            &dir,
+            &[
+                "set-password",
+                "out",
+                "--outgoing",
+                "--password-env",
+                "ACCOUNT_TEST_PASSWORD",
+            ],
+            password,
+        )
+    };
+    let refused = change("not-it");
+    assert!(
+        last_line(&refused).starts_with("error: auth:"),
+        "{refused:?}"
+    );
+    let verify = account(&dir, &["verify", "out"], "");
+    assert!(
+        verify.status.success(),
+        "the old outgoing password kept: {verify:?}"
+    );
+    assert!(change("password").status.success());
 }

@@ -132,6 +132,34 @@ impl SmtpConfig {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(smtp_default_port(self.security))
     }
+
+    /// An account's outgoing server with its trust settings, and the
+    /// credentials ("same credentials": the incoming ones); `None` when the
+    /// account has no outgoing server.
+    pub fn for_account(
+        account: &crate::account::Account,
+    ) -> Option<(Self, crate::config::Credentials)> {
+        let settings = account.outgoing_settings()?;
+        let (mut config, credentials) = Self::from_settings(&settings);
+        if let Some(ca) = &account.trust.ca_file {
+            config.roots = TlsRoots::CaFile(ca.clone());
+        }
+        Some((config, credentials))
+    }
+}
+
+/// Proves that an account's outgoing server accepts its credentials:
+/// connects, secures the connection, logs in and quits, sending no mail.
+/// Call it when the account is added and whenever its outgoing password
+/// changes (before the new one is kept).
+pub fn verify_outgoing(account: &crate::account::Account) -> Result<(), SmtpError> {
+    let (config, credentials) = SmtpConfig::for_account(account).ok_or_else(|| {
+        SmtpError::Client(crate::Error::Config(format!(
+            "the account {} has no outgoing server",
+            account.name
+        )))
+    })?;
+    SmtpClient::verify(&config, &credentials)
 }
 
 /// What happened to a message the server accepted.
