@@ -14,9 +14,16 @@ use crate::batch::{Answer, Batch, Cmd};
 use crate::config::Timeouts;
 use crate::error::Error;
 
-/// Read buffer size. It must exceed the protocol line cap, since a whole
-/// line has to fit before it can be parsed.
-const MIN_BUFFER: usize = 64 * 1024;
+/// Largest read buffer: big reads for bulk transfers. It must also exceed
+/// the protocol line cap, since a whole line has to fit before it can be
+/// parsed (the cap is `max(MAX_BUFFER, 2 * max_line)`).
+const MAX_BUFFER: usize = 64 * 1024;
+
+/// The read buffer of an idle session. It doubles while reads fill it (a
+/// fetch in progress) and returns to this size once an exchange is
+/// complete, so a thousand idle sessions do not hold a thousand 64 KiB
+/// buffers.
+const IDLE_BUFFER: usize = 4 * 1024;
 
 /// Where a message fetch stands, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,10 @@ pub(crate) enum Step<'a> {
 pub(crate) struct Engine {
     pub(crate) session: ClientSession,
     buf: Vec<u8>,
+    /// How far `buf` may grow.
+    max_buf: usize,
+    /// The last read filled all the space it was given: more is waiting.
+    read_was_full: bool,
     start: usize,
     end: usize,
     timeouts: Timeouts,
@@ -67,10 +78,12 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub(crate) fn new(config: SessionConfig, timeouts: Timeouts, span: Span) -> Self {
-        let size = MIN_BUFFER.max(config.max_line * 2);
+        let max_buf = MAX_BUFFER.max(config.max_line.saturating_mul(2));
         Self {
             session: ClientSession::new(config),
-            buf: vec![0; size],
+            buf: vec![0; IDLE_BUFFER.min(max_buf)],
+            max_buf,
+            read_was_full: false,
             start: 0,
             end: 0,
             timeouts,
@@ -106,14 +119,31 @@ impl Engine {
         self.session.clear_output();
     }
 
-    /// Where to read into: free space after the buffered bytes.
+    /// Where to read into: free space after the buffered bytes. The buffer
+    /// doubles (up to its cap) when it is full of an incomplete line or
+    /// when the last read filled it.
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
+        let full = self.end == self.buf.len();
+        if (full || self.read_was_full) && self.buf.len() < self.max_buf {
+            let grown = (self.buf.len() * 2).min(self.max_buf);
+            self.buf.resize(grown, 0);
+        }
+        self.read_was_full = false;
         &mut self.buf[self.end..]
+    }
+
+    /// Back to the idle size once nothing is buffered.
+    fn shrink_when_idle(&mut self) {
+        if self.start == self.end && self.buf.len() > IDLE_BUFFER {
+            self.start = 0;
+            self.end = 0;
+            self.buf = vec![0; IDLE_BUFFER];
+        }
     }
 
     /// Whether the greeting is still awaited and not one byte has arrived
@@ -131,6 +161,7 @@ impl Engine {
             return Err(pop3_proto::SessionError::Disconnected.into());
         }
         trace!(parent: &self.batch_span, bytes = n, "read");
+        self.read_was_full = self.end + n == self.buf.len();
         self.end += n;
         Ok(())
     }
@@ -216,6 +247,7 @@ impl Engine {
         loop {
             if batch.is_done() {
                 self.deadline = None;
+                self.shrink_when_idle();
                 return Ok(Step::Done);
             }
             // The event borrows the session; the span is borrowed beside it.
@@ -348,5 +380,52 @@ impl Answer {
             Payload::UniqueId(entry) => answer.uids.push((entry.msg, entry.to_uid())),
         }
         answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use pop3_proto::Command;
+
+    /// Runs `batch` against canned server bytes, handing them over as fast
+    /// as the engine takes them; returns the largest buffer seen.
+    fn drive(engine: &mut Engine, batch: &mut Batch, mut input: &[u8]) -> usize {
+        let mut largest = engine.buf.len();
+        engine.begin(batch).unwrap();
+        loop {
+            match engine.step(batch).unwrap() {
+                Step::Done => return largest,
+                Step::Read => {
+                    engine.output_written();
+                    let spare = engine.spare();
+                    let n = spare.len().min(input.len());
+                    spare[..n].copy_from_slice(&input[..n]);
+                    input = &input[n..];
+                    engine.filled(n).unwrap();
+                    largest = largest.max(engine.buf.len());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_read_buffer_grows_for_a_fetch_and_shrinks_after() {
+        let span = tracing::Span::none();
+        let mut engine = Engine::new(SessionConfig::default(), Timeouts::default(), span);
+        assert_eq!(engine.buf.len(), IDLE_BUFFER);
+        drive(&mut engine, &mut Batch::greeting(), b"+OK hi\r\n");
+        let login = vec![Cmd::User("u".into()), Cmd::Pass(Secret::new("p"))];
+        drive(&mut engine, &mut Batch::strict(login), b"+OK\r\n+OK\r\n");
+        let msg = MsgNum::new(1).unwrap();
+        let mut answer = b"+OK\r\n".to_vec();
+        answer.extend(b"x".repeat(78).iter().chain(b"\r\n").cycle().take(300_000));
+        answer.extend_from_slice(b".\r\n");
+        let mut retr = Batch::strict(vec![Cmd::Plain(Command::Retr(msg))]);
+        let largest = drive(&mut engine, &mut retr, &answer);
+        assert_eq!(largest, MAX_BUFFER, "big reads while the body streams");
+        assert_eq!(engine.buf.len(), IDLE_BUFFER, "and back when it is done");
     }
 }
