@@ -318,6 +318,38 @@ impl Error {
         }
     }
 
+    /// How long to wait before trying again, when the server said
+    /// (`[LOGIN-DELAY]` with the advertised delay); `None` when it did not.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::LoginDelay {
+                seconds: Some(s), ..
+            } => Some(Duration::from_secs(u64::from(*s))),
+            _ => None,
+        }
+    }
+
+    /// Whether the server said the login needs an app-specific password (or
+    /// a login through the provider's web page first), as Gmail, Yahoo and
+    /// Outlook do when two-factor authentication is on.
+    pub fn needs_app_password(&self) -> bool {
+        let Self::Auth { server_text, .. } = self else {
+            return false;
+        };
+        let text = server_text.to_ascii_lowercase();
+        [
+            "application-specific password",
+            "app password",
+            "app-specific password",
+            "application specific password",
+            "web login",
+            "webloginrequired",
+            "sign in via your web browser",
+        ]
+        .iter()
+        .any(|hint| text.contains(hint))
+    }
+
     /// Maps a `-ERR` answer to the error the application acts on.
     pub(crate) fn from_reply(
         command: CommandKind,
@@ -410,6 +442,27 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("app-specific password"), "{text}");
         assert!(text.contains("[AUTH]"), "{text}");
+    }
+
+    #[test]
+    fn app_password_hints_and_retry_times_are_data() {
+        let gmail = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("AUTH")),
+            b"Application-specific password required: https://support.google.com/accounts/answer/185833",
+            None,
+        );
+        assert!(gmail.needs_app_password());
+        let plain = Error::from_reply(CommandKind::Pass, None, b"Login failed.", None);
+        assert!(!plain.needs_app_password());
+        let delay = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("LOGIN-DELAY")),
+            b"wait",
+            Some(300),
+        );
+        assert_eq!(delay.retry_after(), Some(Duration::from_secs(300)));
+        assert_eq!(plain.retry_after(), None);
     }
 
     #[test]
