@@ -38,6 +38,7 @@ use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
 use pop3_client::sync::{sync_blocking, SyncOptions};
 use pop3_client::{Error, Security};
+use pop3_examples::SecurityArg;
 use serde::{Deserialize, Serialize};
 
 /// Manage POP3 mailbox accounts and sync them into Maildirs.
@@ -49,23 +50,6 @@ struct Cli {
     config: PathBuf,
     #[command(subcommand)]
     command: Cmd,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum SecurityArg {
-    Tls,
-    Starttls,
-    Plain,
-}
-
-impl From<SecurityArg> for Security {
-    fn from(s: SecurityArg) -> Self {
-        match s {
-            SecurityArg::Tls => Security::Tls,
-            SecurityArg::Starttls => Security::StartTls,
-            SecurityArg::Plain => Security::Plain,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -288,23 +272,14 @@ fn save(dir: &Path, settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
+/// The environment or a file (as in `fetch` and `send`), else a prompt
+/// without echo on a terminal.
 fn read_password(source: &PasswordSource, what: &str) -> Result<String, Error> {
-    if let Some(var) = &source.password_env {
-        return std::env::var(var).map_err(|_| {
-            config_error(format!(
-                "the environment variable {var} is not set (or not UTF-8)"
-            ))
-        });
-    }
-    if let Some(path) = &source.password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            config_error(format!(
-                "cannot read the password file {}: {e}",
-                path.display()
-            ))
-        })?;
-        let line = text.strip_suffix('\n').unwrap_or(&text);
-        return Ok(line.strip_suffix('\r').unwrap_or(line).to_owned());
+    if source.password_env.is_some() || source.password_file.is_some() {
+        return pop3_examples::read_password(
+            source.password_env.as_deref(),
+            source.password_file.as_deref(),
+        );
     }
     if std::io::stdin().is_terminal() {
         return rpassword::prompt_password(format!("{what}: "))
@@ -707,27 +682,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     pop3_examples::init_tracing();
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match pop3_examples::parse_cli() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            eprintln!("error: config: invalid command line (see above)");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}: {e}", e.kind());
-            if e.kind() == "config" {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(e) => pop3_examples::fail(e.kind(), e),
     }
 }

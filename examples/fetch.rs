@@ -37,16 +37,10 @@ use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
 use pop3_client::sync::{sync_blocking, SyncOptions};
 use pop3_client::{
-    AuthMethod, CertPin, ClientConfig, Credentials, Error, ErrorKind, MsgNum, ProgressFn, Security,
-    Timeouts, TlsFailure, TlsRoots,
+    AuthMethod, CertPin, ClientConfig, Credentials, Error, MsgNum, ProgressFn, Timeouts,
+    TlsFailure, TlsRoots,
 };
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum SecurityArg {
-    Tls,
-    Starttls,
-    Plain,
-}
+use pop3_examples::SecurityArg;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum AuthArg {
@@ -130,11 +124,7 @@ fn password(cli: &Cli) -> Result<String, Error> {
 fn config(cli: &Cli) -> Result<ClientConfig, Error> {
     let mut config = ClientConfig::new(cli.host.clone());
     config.port = cli.port;
-    config.security = match cli.security {
-        SecurityArg::Tls => Security::Tls,
-        SecurityArg::Starttls => Security::StartTls,
-        SecurityArg::Plain => Security::Plain,
-    };
+    config.security = cli.security.into();
     config.auth = match cli.auth {
         AuthArg::Auto => AuthMethod::Auto,
         AuthArg::User => AuthMethod::User,
@@ -288,17 +278,9 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
 
 fn main() -> ExitCode {
     pop3_examples::init_tracing();
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match pop3_examples::parse_cli() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            eprintln!("error: config: invalid command line (see above)");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -322,12 +304,7 @@ fn main() -> ExitCode {
                 .suggested_security()
                 .map(|s| format!(" (--security {})", s.as_str()))
                 .unwrap_or_default();
-            eprintln!("error: {}: {e}{hint}", e.kind().as_str());
-            if e.kind() == ErrorKind::Config {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            pop3_examples::fail(e.kind().as_str(), format!("{e}{hint}"))
         }
     }
 }

@@ -40,3 +40,85 @@ pub fn read_password(
         .unwrap_or(&text)
         .to_owned())
 }
+
+/// `--security tls|starttls|plain`, as every program spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecurityArg {
+    /// TLS from the first byte.
+    Tls,
+    /// Plaintext, then STLS/STARTTLS (required).
+    Starttls,
+    /// No TLS.
+    Plain,
+}
+
+impl From<SecurityArg> for pop3_client::Security {
+    fn from(s: SecurityArg) -> Self {
+        match s {
+            SecurityArg::Tls => Self::Tls,
+            SecurityArg::Starttls => Self::StartTls,
+            SecurityArg::Plain => Self::Plain,
+        }
+    }
+}
+
+/// Parses the command line. `--help` and `--version` print and end the
+/// program with success; a bad line prints clap's message and a last line
+/// `error: config: ...`, and ends with status 2.
+pub fn parse_cli<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    match T::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = e.print();
+            eprintln!("error: config: invalid command line (see above)");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// Prints the last stderr line `error: KIND: message` and gives the exit
+/// status: 2 for a config error (the settings or the command line), 1
+/// otherwise.
+pub fn fail(kind: &str, message: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("error: {kind}: {message}");
+    if kind == "config" {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// For the tests of the programs: the path of example `name` as `cargo
+/// test` builds it (beside the test binary's `deps/`). `cargo test` on the
+/// workspace builds the examples; `cargo test --test X` alone does not, so
+/// a missing binary is an error that says so.
+pub fn example_binary(name: &str) -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or("the test binary has no parent folder")?;
+    let path = dir.join("examples").join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: run `cargo build --examples` (cargo test on the workspace builds it)",
+            path.display()
+        ))
+    }
+}
+
+/// For the tests of the programs: the last line a program wrote to stderr
+/// (where the `error: KIND: ...` line stands).
+pub fn last_stderr_line(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}

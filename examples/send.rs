@@ -26,14 +26,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use pop3_client::smtp::{SmtpClient, SmtpConfig, SmtpError};
-use pop3_client::{AuthMethod, Credentials, Security, Timeouts, TlsRoots};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum SecurityArg {
-    Tls,
-    Starttls,
-    Plain,
-}
+use pop3_client::{AuthMethod, Credentials, Timeouts, TlsRoots};
+use pop3_examples::SecurityArg;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum AuthArg {
@@ -97,11 +91,7 @@ struct Cli {
 fn config(cli: &Cli) -> SmtpConfig {
     let mut config = SmtpConfig::new(cli.host.clone());
     config.port = cli.port;
-    config.security = match cli.security {
-        SecurityArg::Tls => Security::Tls,
-        SecurityArg::Starttls => Security::StartTls,
-        SecurityArg::Plain => Security::Plain,
-    };
+    config.security = cli.security.into();
     config.auth = match cli.auth {
         AuthArg::Auto => AuthMethod::Auto,
         AuthArg::Plain => AuthMethod::Plain,
@@ -167,28 +157,13 @@ fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
 
 fn main() -> ExitCode {
     pop3_examples::init_tracing();
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match pop3_examples::parse_cli() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            eprintln!("error: config: invalid command line (see above)");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRefused) => ExitCode::from(3),
-        Err(e) => {
-            eprintln!("error: {}: {e}", e.kind());
-            if e.kind() == "config" {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(e) => pop3_examples::fail(e.kind(), e),
     }
 }

@@ -12,9 +12,7 @@ use pop3_client::testing::{TestServer, TestServerConfig};
 use pop3_client::testing_smtp::{SmtpTestServer, SmtpTestServerConfig};
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    dir.join("examples").join("account")
+    pop3_examples::example_binary("account").unwrap()
 }
 
 fn account(dir: &Path, args: &[&str], password: &str) -> Output {
@@ -28,11 +26,7 @@ fn account(dir: &Path, args: &[&str], password: &str) -> Output {
 }
 
 fn last_line(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_owned()
+    pop3_examples::last_stderr_line(output)
 }
 
 #[test]

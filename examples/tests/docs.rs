@@ -14,11 +14,7 @@ const FETCH_SOURCE: &str = include_str!("../fetch.rs");
 const README: &str = include_str!("../../README.md");
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing", path.display());
-    path
+    pop3_examples::example_binary(name).unwrap()
 }
 
 /// The `--flag` words of `text`.

@@ -12,15 +12,7 @@ use pop3_client::testing::{Fault, TestServer, TestServerConfig};
 
 /// The example binary, built by `cargo test` next to this test's directory.
 fn fetch_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("fetch");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` (cargo test builds it)",
-        path.display()
-    );
-    path
+    pop3_examples::example_binary("fetch").unwrap()
 }
 
 fn corpus() -> Vec<ServerMessage> {

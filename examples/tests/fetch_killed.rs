@@ -16,9 +16,7 @@ use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::testing::{Fault, TestServer, TestServerConfig};
 
 fn fetch_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    dir.join("examples").join("fetch")
+    pop3_examples::example_binary("fetch").unwrap()
 }
 
 fn fetch(server: &TestServer, dir: &Path) -> Command {

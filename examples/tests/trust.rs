@@ -13,11 +13,7 @@ use pop3_client::testing::{Fault, TestCertificate, TestServer, TestServerConfig}
 
 /// The example binary, built by `cargo test` next to this test's directory.
 fn fetch_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("fetch");
-    assert!(path.exists(), "{} is missing", path.display());
-    path
+    pop3_examples::example_binary("fetch").unwrap()
 }
 
 fn server(implicit_tls: bool) -> TestServer {
@@ -83,8 +79,7 @@ fn fingerprint(server: &TestServer) -> String {
 }
 
 fn last_line(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    stderr.lines().last().unwrap_or("").to_owned()
+    pop3_examples::last_stderr_line(output)
 }
 
 #[test]
