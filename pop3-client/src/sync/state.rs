@@ -368,6 +368,19 @@ impl StateStore for StateFile {
         if changes.is_empty() {
             return Ok(());
         }
+        for change in changes {
+            if let StateChange::Intent(i) = change {
+                if i.delivery.is_empty() || i.delivery.contains(char::is_whitespace) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "the sink's name \"{}\" cannot be recorded: it must be non-empty with no white space",
+                            i.delivery.escape_debug()
+                        ),
+                    ));
+                }
+            }
+        }
         let lines: Vec<String> = changes.iter().map(format_change).collect();
         self.write_lines(&lines)?;
         for c in changes {
@@ -522,6 +535,25 @@ mod tests {
         drop(f);
         let e = StateFile::open(&path, "other:110:u").unwrap_err();
         assert!(e.to_string().contains("not the sync state"), "{e}");
+        let mut f = StateFile::open(&path, "h:995:u").unwrap();
+        let bad = StateChange::Intent(Intent {
+            uid: uid("d"),
+            delivery: "two words".into(),
+        });
+        assert_eq!(
+            f.apply(&[bad]).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput,
+            "refused before anything is written"
+        );
+        drop(f);
+        assert_eq!(
+            StateFile::open(&path, "h:995:u")
+                .unwrap()
+                .state()
+                .pending
+                .len(),
+            1
+        );
     }
 
     fn change() -> impl Strategy<Value = StateChange> {
