@@ -321,7 +321,6 @@ impl SyncRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::state::{StateStore, UidRecord};
 
     fn listed(n: u32, uid: &str, octets: u64) -> Listed {
         Listed {
@@ -418,8 +417,6 @@ mod tests {
             due(DeletePolicy::WhenDeletedLocally, &state),
             Vec::<u32>::new()
         );
-        let mut store = crate::sync::state::MemoryState::new();
-        store.apply(&[]).unwrap();
         state.apply(&StateChange::DeletedLocally {
             uid: Uid::new(b"young").unwrap(),
         });
@@ -456,12 +453,6 @@ mod tests {
             plan.housekeeping[..],
             [StateChange::Forget { .. }]
         ));
-        let _ = UidRecord {
-            first_seen: 0,
-            status: UidStatus::Fetched,
-            vanished_at: None,
-            deleted_locally: false,
-        };
     }
 
     #[test]
