@@ -141,24 +141,19 @@ pub struct Client<S> {
     engine: Engine,
     greeting: Greeting,
     config: ClientConfig,
+    /// TLS set up by this client, or a stream the caller said is secure.
+    is_tls: bool,
 }
 
 #[cfg(feature = "tokio")]
 impl Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
     /// Connects with tokio's TCP, secures the connection as `config` says,
-    /// and logs in.
+    /// and logs in: the old name of [`crate::tokio::Client::connect`].
     pub async fn connect_tokio(
         config: &ClientConfig,
         credentials: &Credentials,
     ) -> Result<Self, Error> {
-        config.validate()?;
-        let tcp = crate::transport::connect_tcp_tokio(
-            &config.host,
-            config.port(),
-            config.timeouts.connect,
-        )
-        .await?;
-        Self::connect_over(tcp, config, credentials).await
+        Self::connect(config, credentials).await
     }
 }
 
@@ -188,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
             Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
         };
-        let mut client = Self::start(stream, config).await?;
+        let mut client = Self::start(stream, config, false).await?;
         if config.security == Security::StartTls {
             ops::require_stls(client.capabilities(), &config.host)?;
             client.starttls().await?;
@@ -196,19 +191,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(client)
     }
 
-    /// Starts a session over a stream with no TLS set-up by this client
-    /// (plaintext as far as credential checks go).
-    pub async fn from_stream(stream: S, config: &ClientConfig) -> Result<Self, Error> {
-        Self::start(AsyncStream::Plain(stream), config).await
+    /// Starts a session over an already connected stream: reads the
+    /// greeting and the capabilities. `is_tls` says whether the stream is
+    /// already secure (the caller's own TLS): it decides whether
+    /// credentials may be sent, and STLS is refused on it. Nothing is set
+    /// up by this client: `config.security` is not acted on.
+    pub async fn from_stream(
+        stream: S,
+        config: &ClientConfig,
+        is_tls: bool,
+    ) -> Result<Self, Error> {
+        Self::start(AsyncStream::Plain(stream), config, is_tls).await
     }
 
-    async fn start(mut stream: AsyncStream<S>, config: &ClientConfig) -> Result<Self, Error> {
+    async fn start(
+        mut stream: AsyncStream<S>,
+        config: &ClientConfig,
+        is_tls: bool,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
         let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
             .with_max_listing(config.max_listing_entries);
         let mut batch = Batch::greeting();
-        let is_tls = matches!(stream, AsyncStream::Tls(_));
+        let is_tls = is_tls || matches!(stream, AsyncStream::Tls(_));
         run(
             &mut stream,
             &mut engine,
@@ -224,6 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             engine,
             greeting,
             config: config.clone(),
+            is_tls,
         };
         client.refresh_capabilities().await?;
         Ok(client)
@@ -269,6 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         .await
         .map_err(|e| ops::stls_handshake_failed(e, &self.config.host))?;
         self.stream = AsyncStream::Tls(Box::new(tls));
+        self.is_tls = true;
         self.engine.session.tls_established();
         self.refresh_capabilities().await
     }
@@ -326,7 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, AsyncStream::Tls(_))
+        self.is_tls
     }
 
     /// Whether the login asked for Gmail's `recent:` mode.
@@ -360,9 +368,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(ops::listing_of(self.single(Command::List(None)).await?))
     }
 
+    /// `LIST n`: one message's size.
+    pub async fn list_one(&mut self, msg: MsgNum) -> Result<ListEntry, Error> {
+        ops::listing_one(self.single(Command::List(Some(msg))).await?)
+    }
+
     /// UIDL.
     pub async fn uidl(&mut self) -> Result<Vec<UidlItem>, Error> {
         Ok(ops::uids_of(self.single(Command::Uidl(None)).await?))
+    }
+
+    /// `UIDL n`: one message's unique-id.
+    pub async fn uidl_one(&mut self, msg: MsgNum) -> Result<UidlItem, Error> {
+        ops::uid_one(self.single(Command::Uidl(Some(msg))).await?)
     }
 
     /// TOP into `out`.
@@ -457,11 +475,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.single(Command::Noop).await.map(drop)
     }
 
-    /// QUIT: commits deletions and ends the session.
+    /// QUIT: commits deletions and ends the session; then closes the
+    /// stream, which over TLS sends close_notify, so the server sees a
+    /// clean end.
     pub async fn quit(mut self) -> Result<(), Error> {
-        self.single(Command::Quit).await.map(drop)?;
-        let _ = self.stream.close().await;
+        self.single(Command::Quit).await?;
+        // The session is over and committed; a server that already closed
+        // its side cannot make that an error.
+        let _ = within(self.config.timeouts.idle, self.stream.close()).await;
         Ok(())
+    }
+
+    /// The stream, for callers that manage it themselves: with the TLS
+    /// this client set up, if any.
+    pub fn into_inner(self) -> AsyncStream<S> {
+        self.stream
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```
 
 use std::io::{self, Write};
+use std::net::TcpStream;
 
 use pop3_proto::{Capabilities, Command, Greeting, ListEntry, MsgNum, Stat};
 use tracing::info_span;
@@ -49,8 +50,27 @@ impl Client<Connection> {
     /// Connects and secures the connection, without logging in.
     pub fn open(config: &ClientConfig) -> Result<Self, Error> {
         config.validate()?;
+        let tcp = connect_tcp(&config.host, config.port(), config.timeouts.connect)?;
+        Self::open_over(tcp, config)
+    }
+
+    /// Over a TCP connection the caller made (through a proxy, a socket
+    /// of its own): TLS as `config.security` says (implicit, or STLS),
+    /// capabilities, login.
+    pub fn connect_over(
+        tcp: TcpStream,
+        config: &ClientConfig,
+        credentials: &Credentials,
+    ) -> Result<Self, Error> {
+        let mut client = Self::open_over(tcp, config)?;
+        client.login(credentials)?;
+        Ok(client)
+    }
+
+    /// Like [`Client::connect_over`] without the login.
+    pub fn open_over(tcp: TcpStream, config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
         let timeouts = config.timeouts;
-        let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
         // A server that stops reading cannot block a write for longer.
         tcp.set_write_timeout(Some(timeouts.response))?;
         let stream = match config.security {
@@ -99,8 +119,10 @@ impl Client<Connection> {
 
 impl<S: ReadTimeout> Client<S> {
     /// Starts a session over an already connected stream: reads the greeting
-    /// and the capabilities. `is_tls` says whether the stream is encrypted
-    /// (it decides whether credentials may be sent).
+    /// and the capabilities. `is_tls` says whether the stream is already
+    /// secure (the caller's own TLS): it decides whether credentials may be
+    /// sent, and STLS is refused on it. Nothing is set up by this client:
+    /// `config.security` is not acted on.
     pub fn from_stream(stream: S, config: &ClientConfig, is_tls: bool) -> Result<Self, Error> {
         config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
@@ -231,11 +253,7 @@ impl<S: ReadTimeout> Client<S> {
 
     /// `LIST n`: one message's size.
     pub fn list_one(&mut self, msg: MsgNum) -> Result<ListEntry, Error> {
-        let entries = ops::listing_of(self.single(Command::List(Some(msg)))?);
-        entries
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Config("empty LIST answer".into()))
+        ops::listing_one(self.single(Command::List(Some(msg)))?)
     }
 
     /// UIDL: every message's unique-id.
@@ -245,11 +263,7 @@ impl<S: ReadTimeout> Client<S> {
 
     /// `UIDL n`: one message's unique-id.
     pub fn uidl_one(&mut self, msg: MsgNum) -> Result<UidlItem, Error> {
-        let items = ops::uids_of(self.single(Command::Uidl(Some(msg)))?);
-        items
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Config("empty UIDL answer".into()))
+        ops::uid_one(self.single(Command::Uidl(Some(msg)))?)
     }
 
     /// TOP: the header and the first `lines` body lines, into `out`.
@@ -334,9 +348,14 @@ impl<S: ReadTimeout> Client<S> {
         self.single(Command::Noop).map(drop)
     }
 
-    /// QUIT: commits deletions and ends the session.
+    /// QUIT: commits deletions and ends the session; over TLS, then sends
+    /// close_notify ([`ReadTimeout::close`]), so the server sees a clean end.
     pub fn quit(mut self) -> Result<(), Error> {
-        self.single(Command::Quit).map(drop)
+        self.single(Command::Quit)?;
+        // The session is over and committed; a server that already closed
+        // its side cannot make that an error.
+        let _ = self.stream.close();
+        Ok(())
     }
 
     /// The stream, for callers that manage it themselves.

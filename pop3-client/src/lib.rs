@@ -33,6 +33,8 @@ pub mod testing;
 #[cfg(feature = "testing")]
 pub mod testing_smtp;
 mod timer;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod transport;
 
 pub use batch::ServerRefusal;
