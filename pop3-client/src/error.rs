@@ -318,6 +318,16 @@ impl Error {
         }
     }
 
+    /// Whether the server refused the credentials (kind `auth`): a wrong
+    /// or changed password, or an app-specific password needed. Retrying
+    /// with the same credentials will not help; an application stops
+    /// retrieving for this account until the user updates them. (No
+    /// usable login method, [`ErrorKind::AuthMethod`], is a settings
+    /// problem, not this.)
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, Self::Auth { .. })
+    }
+
     /// Maps a `-ERR` answer to the error the application acts on.
     pub(crate) fn from_reply(
         command: CommandKind,
@@ -407,6 +417,7 @@ mod tests {
             None,
         );
         assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(e.is_auth_failure() && !e.is_transient());
         let text = e.to_string();
         assert!(text.contains("app-specific password"), "{text}");
         assert!(text.contains("[AUTH]"), "{text}");
@@ -426,7 +437,7 @@ mod tests {
             b"x",
             None,
         );
-        assert!(e.is_transient());
+        assert!(e.is_transient() && !e.is_auth_failure());
         assert!(e.to_string().contains("try again later"));
         let e = Error::from_reply(CommandKind::Dele, None, b"\x1b[31mevil", None);
         assert!(e.to_string().contains("\\x1b[31mevil"), "{e}");

@@ -243,6 +243,16 @@ impl SmtpError {
         }
     }
 
+    /// Whether the server refused the credentials (wrong password, or an
+    /// app-specific password needed): retrying will not help until the
+    /// user updates them.
+    pub fn is_auth_failure(&self) -> bool {
+        match self {
+            Self::Smtp(e) => e.is_auth_failure(),
+            Self::Client(e) => e.is_auth_failure(),
+        }
+    }
+
     /// The server's refusal, when it refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
