@@ -624,7 +624,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     };
     let interactive = std::io::stderr().is_terminal();
     let mut last = Instant::now();
-    let progress: pop3_client::ProgressFn = Box::new(move |p| {
+    let mut progress = move |p: &pop3_client::FetchProgress| {
         if interactive {
             if p.done || last.elapsed() > Duration::from_millis(100) {
                 last = Instant::now();
@@ -643,14 +643,14 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
         } else if p.done {
             eprintln!("stored message {} ({} bytes)", p.msg, p.bytes);
         }
-    });
+    };
     let report = sync_blocking(
         &account.client_config(),
         &account.credentials(),
         &mut state,
         &mut sink,
         options,
-        Some(progress),
+        Some(&mut progress),
     )?;
     if interactive {
         eprintln!();

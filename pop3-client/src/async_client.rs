@@ -28,7 +28,7 @@ use tracing::info_span;
 
 use crate::batch::{Answer, Batch, ServerRefusal};
 use crate::config::{ClientConfig, Credentials, Security};
-use crate::engine::{Engine, ProgressFn, Step};
+use crate::engine::{Engine, FetchProgress, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, NoBody, UidlItem, VecSink};
 use crate::summary::MessageSummary;
@@ -220,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &mut engine,
             &mut batch,
             &mut NoBody,
+            &mut |_| {},
             "the greeting",
         )
         .await
@@ -246,6 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &mut self.engine,
             batch,
             sink,
+            &mut |_| {},
             "the server's answer",
         )
         .await
@@ -347,11 +349,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.engine.set_progress(progress);
     }
 
-    /// Takes back the progress callback (to hand it to the next session).
-    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
-        self.engine.take_progress()
-    }
-
     async fn single(&mut self, command: Command<'static>) -> Result<Answer, Error> {
         let mut batch = ops::one(command);
         self.run(&mut batch, &mut NoBody).await?;
@@ -422,6 +419,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
         let mut batch = ops::retr_many(msgs);
         self.run(&mut batch, sink).await?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Like [`Client::retr_many`], telling `progress` of every chunk of
+    /// every message (beside the session's [`Client::on_progress`]). The
+    /// callback may borrow from the caller; it is `Send` so that the
+    /// fetch can run on another thread (`tokio::spawn`).
+    pub async fn retr_many_with_progress<K: AsyncMessageSink>(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut K,
+        progress: &mut (dyn FnMut(&FetchProgress) + Send),
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            &mut batch,
+            sink,
+            progress,
+            "the server's answer",
+        )
+        .await?;
         Ok(ops::outcomes(batch))
     }
 
@@ -499,6 +519,7 @@ async fn run<S, K>(
     engine: &mut Engine,
     batch: &mut Batch,
     sink: &mut K,
+    progress: &mut (dyn FnMut(&FetchProgress) + Send),
     what: &str,
 ) -> Result<(), Error>
 where
@@ -507,7 +528,7 @@ where
 {
     engine.begin(batch)?;
     loop {
-        match engine.step(batch)? {
+        match engine.step(batch, progress)? {
             Step::Done => return Ok(()),
             Step::BodyStart { index, msg } => sink.begin(index, msg).await?,
             Step::Body { index, chunk } => sink.write(index, chunk).await?,
@@ -516,8 +537,11 @@ where
                 // Everything queued goes out before waiting for answers.
                 if !engine.output().is_empty() {
                     let limit = engine.read_timeout(what)?;
+                    // Only the bytes are held across the await, not the
+                    // engine (its progress callback is Send, not Sync).
+                    let output = engine.output();
                     let write = async {
-                        stream.write_all(engine.output()).await?;
+                        stream.write_all(output).await?;
                         stream.flush().await
                     };
                     match within(limit, write).await {

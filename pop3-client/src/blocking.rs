@@ -22,7 +22,7 @@ use tracing::info_span;
 
 use crate::batch::{Batch, ServerRefusal};
 use crate::config::{ClientConfig, Credentials, Security};
-use crate::engine::{Engine, ProgressFn, Step};
+use crate::engine::{Engine, FetchProgress, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
 use crate::summary::MessageSummary;
@@ -135,6 +135,7 @@ impl<S: ReadTimeout> Client<S> {
             &mut engine,
             &mut batch,
             &mut NoBody,
+            &mut |_| {},
             "the greeting",
         )
         .map_err(|e| ops::greeting_failed(e, engine.nothing_received(), config, is_tls))?;
@@ -156,6 +157,7 @@ impl<S: ReadTimeout> Client<S> {
             &mut self.engine,
             batch,
             sink,
+            &mut |_| {},
             "the server's answer",
         )
     }
@@ -230,11 +232,6 @@ impl<S: ReadTimeout> Client<S> {
         self.engine.set_progress(progress);
     }
 
-    /// Takes back the progress callback (to hand it to the next session).
-    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
-        self.engine.take_progress()
-    }
-
     fn single(&mut self, command: Command<'static>) -> Result<crate::batch::Answer, Error> {
         let mut batch = ops::one(command);
         self.run(&mut batch, &mut NoBody)?;
@@ -298,6 +295,41 @@ impl<S: ReadTimeout> Client<S> {
     ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
         let mut batch = ops::retr_many(msgs);
         self.run(&mut batch, sink)?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Like [`Client::retr_many`], telling `progress` of every chunk of
+    /// every message (beside the session's [`Client::on_progress`]). The
+    /// callback may borrow from the caller: a progress bar, a counter.
+    ///
+    /// ```no_run
+    /// # fn f(client: &mut pop3_client::blocking::Client<pop3_client::transport::Connection>,
+    /// #      msgs: &[pop3_client::MsgNum]) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut maildir = pop3_client::store::MaildirSink::create("Maildir")?;
+    /// let mut bytes = 0;
+    /// client.retr_many_with_progress(msgs, &mut maildir, &mut |p| {
+    ///     if p.done {
+    ///         bytes += p.bytes;
+    ///     }
+    /// })?;
+    /// println!("{bytes} bytes stored");
+    /// # Ok(()) }
+    /// ```
+    pub fn retr_many_with_progress(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut dyn MessageSink,
+        progress: &mut dyn FnMut(&FetchProgress),
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            &mut batch,
+            sink,
+            progress,
+            "the server's answer",
+        )?;
         Ok(ops::outcomes(batch))
     }
 
@@ -370,11 +402,12 @@ fn run<S: ReadTimeout>(
     engine: &mut Engine,
     batch: &mut Batch,
     sink: &mut dyn MessageSink,
+    progress: &mut dyn FnMut(&FetchProgress),
     what: &str,
 ) -> Result<(), Error> {
     engine.begin(batch)?;
     loop {
-        match engine.step(batch)? {
+        match engine.step(batch, progress)? {
             Step::Done => return Ok(()),
             Step::BodyStart { index, msg } => sink.begin(index, msg)?,
             Step::Body { index, chunk } => sink.write(index, chunk)?,

@@ -13,10 +13,11 @@
 //! let config = ClientConfig::new("pop.example.com");
 //! let credentials = Credentials::new("me@example.com", "app password");
 //! let mut client = Client::connect(&config, &credentials).await?;
-//! let mut file = tokio::fs::File::create("message.eml").await?;
 //! for item in client.uidl().await? {
-//!     client.retr_tokio(item.msg, &mut file).await?; // tokio's AsyncWrite
-//!     break;
+//!     // Any tokio AsyncWrite: a tokio::fs::File, a socket, a Vec.
+//!     let mut message = Vec::new();
+//!     client.retr_tokio(item.msg, &mut message).await?;
+//!     println!("{}: {} bytes", item.uid, message.len());
 //! }
 //! client.quit().await
 //! # }
