@@ -468,11 +468,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
 fn list(dir: &Path) -> Result<(), Error> {
     let settings = load(dir)?;
     for a in &settings.accounts {
-        let security = match a.incoming.security {
-            Security::Tls => "tls",
-            Security::StartTls => "starttls",
-            Security::Plain => "plain",
-        };
+        let security = a.incoming.security.as_str();
         let active = if settings.active.as_deref() == Some(a.name.as_str()) {
             " active"
         } else {
@@ -589,6 +585,12 @@ fn set_password(
             }
             Outgoing::None => {
                 return Err(config_error(format!("{name} has no outgoing server")).into())
+            }
+            _ => {
+                return Err(config_error(format!(
+                    "{name}: this kind of outgoing server has no password to change here"
+                ))
+                .into())
             }
         }
         changed.validate()?;

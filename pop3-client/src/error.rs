@@ -13,6 +13,7 @@ use crate::transport::TlsFailure;
 
 /// The failure classes, as short stable names (`fetch` prints them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Could not reach the server.
     Connect,
@@ -69,6 +70,7 @@ impl ErrorKind {
 /// What suggested that the chosen security does not match what the port
 /// speaks (see [`Error::SecurityMismatch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MismatchSign {
     /// Over plaintext, not one byte of the greeting arrived in time: the
     /// server may be waiting for a TLS handshake. (A slow but healthy server
@@ -139,6 +141,7 @@ fn security_words(security: Security) -> &'static str {
 
 /// What went wrong, worded for the person who typed the settings.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No address of the server accepted a connection.
     #[error("could not connect to {server}: {source}")]

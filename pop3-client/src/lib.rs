@@ -39,8 +39,8 @@ pub mod transport;
 
 pub use batch::ServerRefusal;
 pub use config::{
-    AuthMethod, ClientConfig, Credentials, CustomTls, Secret, Security, Timeouts, TlsRoots,
-    DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
+    AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, CustomTls, Secret, Security,
+    Timeouts, TlsRoots, DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
 pub use engine::{FetchProgress, ProgressFn};
 pub use error::{Error, ErrorKind, MismatchSign};

@@ -12,6 +12,7 @@ use crate::reply::{EnhancedCode, Reply, ReplyError};
 
 /// Which command (or the greeting) a reply answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Step {
     /// The server's greeting.
     Greeting,
@@ -65,6 +66,7 @@ impl fmt::Display for Step {
 
 /// What a refusal means for the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RefusalKind {
     /// The server turned the connection away in its greeting (554, 421).
     Unavailable,
@@ -207,6 +209,7 @@ fn classify(
 
 /// An argument the caller gave that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ArgumentError {
     /// CR, LF or NUL: they would end the command early and smuggle in
     /// another (command injection).
@@ -231,6 +234,7 @@ pub enum ArgumentError {
 /// [`crate::SmtpSession::is_closed`] says otherwise (refusals of AUTH or of
 /// a transaction, the caller's own mistakes).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The server refused a command.
     #[error(transparent)]
