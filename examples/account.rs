@@ -443,11 +443,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
 fn list(dir: &Path) -> Result<(), Error> {
     let settings = load(dir)?;
     for a in &settings.accounts {
-        let security = match a.incoming.security {
-            Security::Tls => "tls",
-            Security::StartTls => "starttls",
-            Security::Plain => "plain",
-        };
+        let security = a.incoming.security.as_str();
         let active = if settings.active.as_deref() == Some(a.name.as_str()) {
             " active"
         } else {
@@ -565,6 +561,12 @@ fn set_password(
             Outgoing::None => {
                 return Err(config_error(format!("{name} has no outgoing server")).into())
             }
+            _ => {
+                return Err(config_error(format!(
+                    "{name}: this kind of outgoing server has no password to change here"
+                ))
+                .into())
+            }
         }
         changed.validate()?;
         // The old password stays unless the new one logs in.
@@ -599,7 +601,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     };
     let interactive = std::io::stderr().is_terminal();
     let mut last = Instant::now();
-    let progress: pop3_client::ProgressFn = Box::new(move |p| {
+    let mut progress = move |p: &pop3_client::FetchProgress| {
         if interactive {
             if p.done || last.elapsed() > Duration::from_millis(100) {
                 last = Instant::now();
@@ -618,14 +620,14 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
         } else if p.done {
             eprintln!("stored message {} ({} bytes)", p.msg, p.bytes);
         }
-    });
+    };
     let report = sync_blocking(
         &account.client_config(),
         &account.credentials(),
         &mut state,
         &mut sink,
         options,
-        Some(progress),
+        Some(&mut progress),
     )?;
     if interactive {
         eprintln!();

@@ -258,7 +258,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         store,
         &mut sink,
         options,
-        Some(progress_printer()),
+        Some(&mut progress_printer()),
     )?;
     println!(
         "fetched {} new messages ({} bytes), deleted {}, skipped {}, left {} from {} into {} in {} session(s), {:.1} s{}",

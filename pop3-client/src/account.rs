@@ -53,6 +53,7 @@ impl From<AccountError> for crate::Error {
     feature = "serde",
     serde(tag = "kind", content = "secret", rename_all = "kebab-case")
 )]
+#[non_exhaustive]
 pub enum Credential {
     /// The account's password.
     Password(Secret),
@@ -141,6 +142,7 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "mode", rename_all = "kebab-case"))]
+#[non_exhaustive]
 pub enum Outgoing {
     /// No outgoing server.
     None,
@@ -162,6 +164,7 @@ pub enum Outgoing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
 pub enum DeletePolicy {
     /// Leave every message on the server (the default).
     #[default]

@@ -28,7 +28,7 @@ use tracing::info_span;
 
 use crate::batch::{Answer, Batch, ServerRefusal};
 use crate::config::{ClientConfig, Credentials, Security};
-use crate::engine::{Engine, ProgressFn, Step};
+use crate::engine::{Engine, FetchProgress, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, NoBody, UidlItem, VecSink};
 use crate::summary::MessageSummary;
@@ -141,24 +141,19 @@ pub struct Client<S> {
     engine: Engine,
     greeting: Greeting,
     config: ClientConfig,
+    /// TLS set up by this client, or a stream the caller said is secure.
+    is_tls: bool,
 }
 
 #[cfg(feature = "tokio")]
 impl Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
     /// Connects with tokio's TCP, secures the connection as `config` says,
-    /// and logs in.
+    /// and logs in: the old name of [`crate::tokio::Client::connect`].
     pub async fn connect_tokio(
         config: &ClientConfig,
         credentials: &Credentials,
     ) -> Result<Self, Error> {
-        config.validate()?;
-        let tcp = crate::transport::connect_tcp_tokio(
-            &config.host,
-            config.port(),
-            config.timeouts.connect,
-        )
-        .await?;
-        Self::connect_over(tcp, config, credentials).await
+        Self::connect(config, credentials).await
     }
 }
 
@@ -188,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
             Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
         };
-        let mut client = Self::start(stream, config).await?;
+        let mut client = Self::start(stream, config, false).await?;
         if config.security == Security::StartTls {
             ops::require_stls(client.capabilities(), &config.host)?;
             client.starttls().await?;
@@ -196,24 +191,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(client)
     }
 
-    /// Starts a session over a stream with no TLS set-up by this client
-    /// (plaintext as far as credential checks go).
-    pub async fn from_stream(stream: S, config: &ClientConfig) -> Result<Self, Error> {
-        Self::start(AsyncStream::Plain(stream), config).await
+    /// Starts a session over an already connected stream: reads the
+    /// greeting and the capabilities. `is_tls` says whether the stream is
+    /// already secure (the caller's own TLS): it decides whether
+    /// credentials may be sent, and STLS is refused on it. Nothing is set
+    /// up by this client: `config.security` is not acted on.
+    pub async fn from_stream(
+        stream: S,
+        config: &ClientConfig,
+        is_tls: bool,
+    ) -> Result<Self, Error> {
+        Self::start(AsyncStream::Plain(stream), config, is_tls).await
     }
 
-    async fn start(mut stream: AsyncStream<S>, config: &ClientConfig) -> Result<Self, Error> {
+    async fn start(
+        mut stream: AsyncStream<S>,
+        config: &ClientConfig,
+        is_tls: bool,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
         let mut engine = Engine::new(config.session.clone(), config.timeouts, span)
             .with_max_listing(config.max_listing_entries);
         let mut batch = Batch::greeting();
-        let is_tls = matches!(stream, AsyncStream::Tls(_));
+        let is_tls = is_tls || matches!(stream, AsyncStream::Tls(_));
         run(
             &mut stream,
             &mut engine,
             &mut batch,
             &mut NoBody,
+            &mut |_| {},
             "the greeting",
         )
         .await
@@ -224,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             engine,
             greeting,
             config: config.clone(),
+            is_tls,
         };
         client.refresh_capabilities().await?;
         Ok(client)
@@ -239,6 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &mut self.engine,
             batch,
             sink,
+            &mut |_| {},
             "the server's answer",
         )
         .await
@@ -269,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         .await
         .map_err(|e| ops::stls_handshake_failed(e, &self.config.host))?;
         self.stream = AsyncStream::Tls(Box::new(tls));
+        self.is_tls = true;
         self.engine.session.tls_established();
         self.refresh_capabilities().await
     }
@@ -326,7 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, AsyncStream::Tls(_))
+        self.is_tls
     }
 
     /// Whether the login asked for Gmail's `recent:` mode.
@@ -337,11 +347,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Calls `progress` for every chunk of every message fetched.
     pub fn on_progress(&mut self, progress: Option<ProgressFn>) {
         self.engine.set_progress(progress);
-    }
-
-    /// Takes back the progress callback (to hand it to the next session).
-    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
-        self.engine.take_progress()
     }
 
     async fn single(&mut self, command: Command<'static>) -> Result<Answer, Error> {
@@ -360,9 +365,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(ops::listing_of(self.single(Command::List(None)).await?))
     }
 
+    /// `LIST n`: one message's size.
+    pub async fn list_one(&mut self, msg: MsgNum) -> Result<ListEntry, Error> {
+        ops::listing_one(self.single(Command::List(Some(msg))).await?)
+    }
+
     /// UIDL.
     pub async fn uidl(&mut self) -> Result<Vec<UidlItem>, Error> {
         Ok(ops::uids_of(self.single(Command::Uidl(None)).await?))
+    }
+
+    /// `UIDL n`: one message's unique-id.
+    pub async fn uidl_one(&mut self, msg: MsgNum) -> Result<UidlItem, Error> {
+        ops::uid_one(self.single(Command::Uidl(Some(msg))).await?)
     }
 
     /// TOP into `out`.
@@ -404,6 +419,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
         let mut batch = ops::retr_many(msgs);
         self.run(&mut batch, sink).await?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Like [`Client::retr_many`], telling `progress` of every chunk of
+    /// every message (beside the session's [`Client::on_progress`]). The
+    /// callback may borrow from the caller; it is `Send` so that the
+    /// fetch can run on another thread (`tokio::spawn`).
+    pub async fn retr_many_with_progress<K: AsyncMessageSink>(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut K,
+        progress: &mut (dyn FnMut(&FetchProgress) + Send),
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            &mut batch,
+            sink,
+            progress,
+            "the server's answer",
+        )
+        .await?;
         Ok(ops::outcomes(batch))
     }
 
@@ -457,11 +495,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.single(Command::Noop).await.map(drop)
     }
 
-    /// QUIT: commits deletions and ends the session.
+    /// QUIT: commits deletions and ends the session; then closes the
+    /// stream, which over TLS sends close_notify, so the server sees a
+    /// clean end.
     pub async fn quit(mut self) -> Result<(), Error> {
-        self.single(Command::Quit).await.map(drop)?;
-        let _ = self.stream.close().await;
+        self.single(Command::Quit).await?;
+        // The session is over and committed; a server that already closed
+        // its side cannot make that an error.
+        let _ = within(self.config.timeouts.idle, self.stream.close()).await;
         Ok(())
+    }
+
+    /// The stream, for callers that manage it themselves: with the TLS
+    /// this client set up, if any.
+    pub fn into_inner(self) -> AsyncStream<S> {
+        self.stream
     }
 }
 
@@ -471,6 +519,7 @@ async fn run<S, K>(
     engine: &mut Engine,
     batch: &mut Batch,
     sink: &mut K,
+    progress: &mut (dyn FnMut(&FetchProgress) + Send),
     what: &str,
 ) -> Result<(), Error>
 where
@@ -479,7 +528,7 @@ where
 {
     engine.begin(batch)?;
     loop {
-        match engine.step(batch)? {
+        match engine.step(batch, progress)? {
             Step::Done => return Ok(()),
             Step::BodyStart { index, msg } => sink.begin(index, msg).await?,
             Step::Body { index, chunk } => sink.write(index, chunk).await?,
@@ -488,8 +537,11 @@ where
                 // Everything queued goes out before waiting for answers.
                 if !engine.output().is_empty() {
                     let limit = engine.read_timeout(what)?;
+                    // Only the bytes are held across the await, not the
+                    // engine (its progress callback is Send, not Sync).
+                    let output = engine.output();
                     let write = async {
-                        stream.write_all(engine.output()).await?;
+                        stream.write_all(output).await?;
                         stream.flush().await
                     };
                     match within(limit, write).await {

@@ -15,13 +15,14 @@
 //! ```
 
 use std::io::{self, Write};
+use std::net::TcpStream;
 
 use pop3_proto::{Capabilities, Command, Greeting, ListEntry, MsgNum, Stat};
 use tracing::info_span;
 
 use crate::batch::{Batch, ServerRefusal};
 use crate::config::{ClientConfig, Credentials, Security};
-use crate::engine::{Engine, ProgressFn, Step};
+use crate::engine::{Engine, FetchProgress, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
 use crate::summary::MessageSummary;
@@ -49,8 +50,27 @@ impl Client<Connection> {
     /// Connects and secures the connection, without logging in.
     pub fn open(config: &ClientConfig) -> Result<Self, Error> {
         config.validate()?;
+        let tcp = connect_tcp(&config.host, config.port(), config.timeouts.connect)?;
+        Self::open_over(tcp, config)
+    }
+
+    /// Over a TCP connection the caller made (through a proxy, a socket
+    /// of its own): TLS as `config.security` says (implicit, or STLS),
+    /// capabilities, login.
+    pub fn connect_over(
+        tcp: TcpStream,
+        config: &ClientConfig,
+        credentials: &Credentials,
+    ) -> Result<Self, Error> {
+        let mut client = Self::open_over(tcp, config)?;
+        client.login(credentials)?;
+        Ok(client)
+    }
+
+    /// Like [`Client::connect_over`] without the login.
+    pub fn open_over(tcp: TcpStream, config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
         let timeouts = config.timeouts;
-        let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
         // A server that stops reading cannot block a write for longer.
         tcp.set_write_timeout(Some(timeouts.response))?;
         let stream = match config.security {
@@ -99,8 +119,10 @@ impl Client<Connection> {
 
 impl<S: ReadTimeout> Client<S> {
     /// Starts a session over an already connected stream: reads the greeting
-    /// and the capabilities. `is_tls` says whether the stream is encrypted
-    /// (it decides whether credentials may be sent).
+    /// and the capabilities. `is_tls` says whether the stream is already
+    /// secure (the caller's own TLS): it decides whether credentials may be
+    /// sent, and STLS is refused on it. Nothing is set up by this client:
+    /// `config.security` is not acted on.
     pub fn from_stream(stream: S, config: &ClientConfig, is_tls: bool) -> Result<Self, Error> {
         config.validate()?;
         let span = info_span!("pop3", host = %config.host, port = config.port());
@@ -113,6 +135,7 @@ impl<S: ReadTimeout> Client<S> {
             &mut engine,
             &mut batch,
             &mut NoBody,
+            &mut |_| {},
             "the greeting",
         )
         .map_err(|e| ops::greeting_failed(e, engine.nothing_received(), config, is_tls))?;
@@ -134,6 +157,7 @@ impl<S: ReadTimeout> Client<S> {
             &mut self.engine,
             batch,
             sink,
+            &mut |_| {},
             "the server's answer",
         )
     }
@@ -208,11 +232,6 @@ impl<S: ReadTimeout> Client<S> {
         self.engine.set_progress(progress);
     }
 
-    /// Takes back the progress callback (to hand it to the next session).
-    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
-        self.engine.take_progress()
-    }
-
     fn single(&mut self, command: Command<'static>) -> Result<crate::batch::Answer, Error> {
         let mut batch = ops::one(command);
         self.run(&mut batch, &mut NoBody)?;
@@ -231,11 +250,7 @@ impl<S: ReadTimeout> Client<S> {
 
     /// `LIST n`: one message's size.
     pub fn list_one(&mut self, msg: MsgNum) -> Result<ListEntry, Error> {
-        let entries = ops::listing_of(self.single(Command::List(Some(msg)))?);
-        entries
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Config("empty LIST answer".into()))
+        ops::listing_one(self.single(Command::List(Some(msg)))?)
     }
 
     /// UIDL: every message's unique-id.
@@ -245,11 +260,7 @@ impl<S: ReadTimeout> Client<S> {
 
     /// `UIDL n`: one message's unique-id.
     pub fn uidl_one(&mut self, msg: MsgNum) -> Result<UidlItem, Error> {
-        let items = ops::uids_of(self.single(Command::Uidl(Some(msg)))?);
-        items
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Config("empty UIDL answer".into()))
+        ops::uid_one(self.single(Command::Uidl(Some(msg)))?)
     }
 
     /// TOP: the header and the first `lines` body lines, into `out`.
@@ -284,6 +295,41 @@ impl<S: ReadTimeout> Client<S> {
     ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
         let mut batch = ops::retr_many(msgs);
         self.run(&mut batch, sink)?;
+        Ok(ops::outcomes(batch))
+    }
+
+    /// Like [`Client::retr_many`], telling `progress` of every chunk of
+    /// every message (beside the session's [`Client::on_progress`]). The
+    /// callback may borrow from the caller: a progress bar, a counter.
+    ///
+    /// ```no_run
+    /// # fn f(client: &mut pop3_client::blocking::Client<pop3_client::transport::Connection>,
+    /// #      msgs: &[pop3_client::MsgNum]) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut maildir = pop3_client::store::MaildirSink::create("Maildir")?;
+    /// let mut bytes = 0;
+    /// client.retr_many_with_progress(msgs, &mut maildir, &mut |p| {
+    ///     if p.done {
+    ///         bytes += p.bytes;
+    ///     }
+    /// })?;
+    /// println!("{bytes} bytes stored");
+    /// # Ok(()) }
+    /// ```
+    pub fn retr_many_with_progress(
+        &mut self,
+        msgs: &[MsgNum],
+        sink: &mut dyn MessageSink,
+        progress: &mut dyn FnMut(&FetchProgress),
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::retr_many(msgs);
+        run(
+            &mut self.stream,
+            &mut self.engine,
+            &mut batch,
+            sink,
+            progress,
+            "the server's answer",
+        )?;
         Ok(ops::outcomes(batch))
     }
 
@@ -334,9 +380,14 @@ impl<S: ReadTimeout> Client<S> {
         self.single(Command::Noop).map(drop)
     }
 
-    /// QUIT: commits deletions and ends the session.
+    /// QUIT: commits deletions and ends the session; over TLS, then sends
+    /// close_notify ([`ReadTimeout::close`]), so the server sees a clean end.
     pub fn quit(mut self) -> Result<(), Error> {
-        self.single(Command::Quit).map(drop)
+        self.single(Command::Quit)?;
+        // The session is over and committed; a server that already closed
+        // its side cannot make that an error.
+        let _ = self.stream.close();
+        Ok(())
     }
 
     /// The stream, for callers that manage it themselves.
@@ -351,11 +402,12 @@ fn run<S: ReadTimeout>(
     engine: &mut Engine,
     batch: &mut Batch,
     sink: &mut dyn MessageSink,
+    progress: &mut dyn FnMut(&FetchProgress),
     what: &str,
 ) -> Result<(), Error> {
     engine.begin(batch)?;
     loop {
-        match engine.step(batch)? {
+        match engine.step(batch, progress)? {
             Step::Done => return Ok(()),
             Step::BodyStart { index, msg } => sink.begin(index, msg)?,
             Step::Body { index, chunk } => sink.write(index, chunk)?,

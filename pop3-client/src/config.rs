@@ -14,6 +14,7 @@ use crate::transport::CertPin;
 /// How the connection is secured. There is no "TLS if available": a client
 /// asked for TLS never falls back to plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Security {
     /// TLS from the first byte (POP3S, port 995).
     Tls,
@@ -51,6 +52,7 @@ impl Security {
 /// `openssl req -x509` makes such certificates); its validity and host name
 /// are still checked. See also [`ClientConfig::pins`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TlsRoots {
     /// Mozilla's roots, built in (webpki-roots). The default.
     WebPki,
@@ -69,6 +71,7 @@ pub enum TlsRoots {
 /// TLS set up by the caller instead of by [`ClientConfig::roots`] and
 /// [`ClientConfig::pins`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CustomTls {
     /// A certificate verifier of the caller's (MailKit's validation
     /// callback): it decides alone which certificates are trusted.
@@ -79,6 +82,7 @@ pub enum CustomTls {
 
 /// How to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AuthMethod {
     /// The most secure method the server offers among SASL PLAIN and
     /// USER/PASS (both only over TLS unless plaintext is explicitly allowed).
@@ -233,8 +237,12 @@ impl Credentials {
 /// accept, yet a bound on a server that never ends a body.
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
 
-/// Everything needed to reach and log in to a POP3 server.
+/// Everything needed to reach and log in to a POP3 server: start from
+/// [`ClientConfig::new`] and set fields, or use [`ClientConfig::builder`].
+/// (Not built with a struct literal outside this crate, so that a setting
+/// can be added without breaking callers.)
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Server host name (checked against its certificate) or IP address.
     pub host: String,
@@ -322,20 +330,7 @@ impl ClientConfig {
         if self.port == Some(0) {
             return refuse("port", "cannot be 0");
         }
-        let t = &self.timeouts;
-        for (setting, value) in [
-            ("timeouts.connect", t.connect),
-            ("timeouts.tls_handshake", t.tls_handshake),
-            ("timeouts.response", t.response),
-            ("timeouts.idle", t.idle),
-        ] {
-            if value.is_zero() {
-                return refuse(
-                    setting,
-                    "is 0, so every wait would fail at once (Duration::MAX means no limit)",
-                );
-            }
-        }
+        check_timeouts(&self.timeouts)?;
         let s = &self.session;
         if s.pipeline_max == 0 {
             return refuse(
@@ -358,23 +353,176 @@ impl ClientConfig {
         if s.max_uid == 0 || s.max_uid > s.max_line {
             return refuse("session.max_uid", "must be between 1 and session.max_line");
         }
-        match (&self.roots, self.pins.is_empty(), &self.custom_tls) {
-            (_, false, Some(_)) => refuse(
-                "pins",
-                "cannot be used with custom_tls (the custom set-up decides alone)",
-            ),
-            (TlsRoots::PinsOnly, true, None) => refuse(
-                "roots",
-                "is PinsOnly but no pin is given, so no certificate would be trusted",
-            ),
-            _ => Ok(()),
-        }
+        check_trust(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
+
+    /// A builder for settings for `host`, starting from
+    /// [`ClientConfig::new`]'s defaults; [`ClientConfigBuilder::build`]
+    /// validates.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pop3_client::{AuthMethod, ClientConfig, Security};
+    ///
+    /// let config = ClientConfig::builder("pop.example.com")
+    ///     .security(Security::StartTls) // port 110
+    ///     .auth(AuthMethod::Plain)
+    ///     .timeout(Duration::from_secs(20))
+    ///     .build()?;
+    /// assert_eq!(config.port(), 110);
+    ///
+    /// let err = ClientConfig::builder("pop.example.com").port(0).build().unwrap_err();
+    /// assert!(err.to_string().contains("port"));
+    /// # Ok::<(), pop3_client::Error>(())
+    /// ```
+    pub fn builder(host: impl Into<String>) -> ClientConfigBuilder {
+        ClientConfigBuilder(Self::new(host))
     }
 
     /// The rustls configuration these settings ask for (see
     /// [`crate::transport::tls_client_config`]).
     pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
         crate::transport::tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
+}
+
+/// Every wait must be able to succeed: zero is refused, naming the limit.
+pub(crate) fn check_timeouts(t: &Timeouts) -> Result<(), Error> {
+    for (setting, value) in [
+        ("timeouts.connect", t.connect),
+        ("timeouts.tls_handshake", t.tls_handshake),
+        ("timeouts.response", t.response),
+        ("timeouts.idle", t.idle),
+    ] {
+        if value.is_zero() {
+            return Err(Error::Config(format!(
+                "{setting} is 0, so every wait would fail at once (Duration::MAX means no limit)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Trust settings that can trust something, and do not contradict.
+pub(crate) fn check_trust(
+    roots: &TlsRoots,
+    pins: &[CertPin],
+    custom_tls: Option<&CustomTls>,
+) -> Result<(), Error> {
+    let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
+    match (roots, pins.is_empty(), custom_tls) {
+        (_, false, Some(_)) => refuse(
+            "pins",
+            "cannot be used with custom_tls (the custom set-up decides alone)",
+        ),
+        (TlsRoots::PinsOnly, true, None) => refuse(
+            "roots",
+            "is PinsOnly but no pin is given, so no certificate would be trusted",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Builds a [`ClientConfig`] step by step ([`ClientConfig::builder`]);
+/// [`ClientConfigBuilder::build`] refuses settings that cannot work, as
+/// [`ClientConfig::validate`] does.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ClientConfigBuilder(ClientConfig);
+
+impl ClientConfigBuilder {
+    /// The port (default: [`Security::default_port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.0.port = Some(port);
+        self
+    }
+
+    /// How the connection is secured (default: [`Security::Tls`]).
+    pub fn security(mut self, security: Security) -> Self {
+        self.0.security = security;
+        self
+    }
+
+    /// Which authorities to trust (default: [`TlsRoots::WebPki`]).
+    pub fn roots(mut self, roots: TlsRoots) -> Self {
+        self.0.roots = roots;
+        self
+    }
+
+    /// Trusts the authorities (or the self-signed certificate) in a PEM
+    /// file: [`TlsRoots::CaFile`].
+    pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
+        self.roots(TlsRoots::CaFile(path.into()))
+    }
+
+    /// Adds a certificate pin ([`ClientConfig::pins`]).
+    pub fn pin(mut self, pin: CertPin) -> Self {
+        self.0.pins.push(pin);
+        self
+    }
+
+    /// TLS set up by the caller, replacing roots and pins.
+    pub fn custom_tls(mut self, custom: CustomTls) -> Self {
+        self.0.custom_tls = Some(custom);
+        self
+    }
+
+    /// How to log in (default: [`AuthMethod::Auto`]).
+    pub fn auth(mut self, auth: AuthMethod) -> Self {
+        self.0.auth = auth;
+        self
+    }
+
+    /// Allows credentials over a connection without TLS
+    /// ([`ClientConfig::allow_plaintext_auth`]; off by default).
+    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
+        self.0.allow_plaintext_auth = allow;
+        self
+    }
+
+    /// Sends `UTF8` when advertised ([`ClientConfig::utf8`]; on by default).
+    pub fn utf8(mut self, utf8: bool) -> Self {
+        self.0.utf8 = utf8;
+        self
+    }
+
+    /// Every limit on waiting.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.0.timeouts = timeouts;
+        self
+    }
+
+    /// The connect, handshake, response and idle limits all set to `limit`
+    /// ([`Timeouts::all`]).
+    pub fn timeout(self, limit: Duration) -> Self {
+        self.timeouts(Timeouts::all(limit))
+    }
+
+    /// Protocol limits: line cap, body cap, pipelining window.
+    pub fn session(mut self, session: SessionConfig) -> Self {
+        self.0.session = session;
+        self
+    }
+
+    /// The largest message accepted (`None`: no cap; default
+    /// [`DEFAULT_MAX_MESSAGE`]).
+    pub fn max_message(mut self, max: Option<u64>) -> Self {
+        self.0.session.max_body = max;
+        self
+    }
+
+    /// Most entries accepted in one LIST or UIDL answer (default
+    /// [`DEFAULT_MAX_LISTING`]).
+    pub fn max_listing_entries(mut self, max: usize) -> Self {
+        self.0.max_listing_entries = max;
+        self
+    }
+
+    /// The settings, validated ([`ClientConfig::validate`]): an error
+    /// names the setting that cannot work.
+    pub fn build(self) -> Result<ClientConfig, Error> {
+        self.0.validate()?;
+        Ok(self.0)
     }
 }
 

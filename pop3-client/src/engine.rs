@@ -40,7 +40,9 @@ pub struct FetchProgress {
     pub done: bool,
 }
 
-/// A progress callback.
+/// A progress callback kept by a client for the whole session
+/// (`on_progress`). A callback that borrows from the caller goes to one
+/// call instead: `retr_many_with_progress`, or the sync functions.
 pub type ProgressFn = Box<dyn FnMut(&FetchProgress) + Send>;
 
 /// What a driver must do next.
@@ -104,10 +106,6 @@ impl Engine {
 
     pub(crate) fn set_progress(&mut self, progress: Option<ProgressFn>) {
         self.progress = progress;
-    }
-
-    pub(crate) fn take_progress(&mut self) -> Option<ProgressFn> {
-        self.progress.take()
     }
 
     /// Bytes the driver must write before reading.
@@ -243,7 +241,13 @@ impl Engine {
     }
 
     /// Processes buffered input for `batch` until the driver must act.
-    pub(crate) fn step(&mut self, batch: &mut Batch) -> Result<Step<'_>, Error> {
+    /// `progress` (the call's own callback) is told of every body chunk,
+    /// after the session's ([`Engine::set_progress`]).
+    pub(crate) fn step(
+        &mut self,
+        batch: &mut Batch,
+        progress: &mut dyn FnMut(&FetchProgress),
+    ) -> Result<Step<'_>, Error> {
         loop {
             if batch.is_done() {
                 self.deadline = None;
@@ -301,7 +305,14 @@ impl Engine {
                     let offset = at.wrapping_sub(start);
                     self.body_bytes += len as u64;
                     batch.current().octets = self.body_bytes;
-                    report(&mut self.progress, batch, index, self.body_bytes, false);
+                    report(
+                        &mut self.progress,
+                        progress,
+                        batch,
+                        index,
+                        self.body_bytes,
+                        false,
+                    );
                     // Bodies earn time at the minimum rate (see Timeouts).
                     if let Some(deadline) = self.deadline {
                         let rate = self.timeouts.min_body_rate.max(1) as f64;
@@ -322,7 +333,7 @@ impl Engine {
                     let is_body = answer_is_body(kind) && batch.message_of(index).is_some();
                     let octets = self.body_bytes;
                     if is_body {
-                        report(&mut self.progress, batch, index, octets, true);
+                        report(&mut self.progress, progress, batch, index, octets, true);
                     }
                     batch.end_collect(self.session.capabilities().login_delay())?;
                     self.restart_deadline();
@@ -336,16 +347,28 @@ impl Engine {
     }
 }
 
-fn report(progress: &mut Option<ProgressFn>, batch: &Batch, index: usize, bytes: u64, done: bool) {
-    if let (Some(progress), Some(msg)) = (progress.as_mut(), batch.message_of(index)) {
-        progress(&FetchProgress {
-            index,
-            count: batch.len(),
-            msg,
-            bytes,
-            done,
-        });
+fn report(
+    session: &mut Option<ProgressFn>,
+    call: &mut dyn FnMut(&FetchProgress),
+    batch: &Batch,
+    index: usize,
+    bytes: u64,
+    done: bool,
+) {
+    let Some(msg) = batch.message_of(index) else {
+        return;
+    };
+    let progress = FetchProgress {
+        index,
+        count: batch.len(),
+        msg,
+        bytes,
+        done,
+    };
+    if let Some(session) = session.as_mut() {
+        session(&progress);
     }
+    call(&progress);
 }
 
 /// A listing past the cap ends the session: the server would otherwise
@@ -395,7 +418,7 @@ mod tests {
         let mut largest = engine.buf.len();
         engine.begin(batch).unwrap();
         loop {
-            match engine.step(batch).unwrap() {
+            match engine.step(batch, &mut |_| {}).unwrap() {
                 Step::Done => return largest,
                 Step::Read => {
                     engine.output_written();

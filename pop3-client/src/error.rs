@@ -13,6 +13,7 @@ use crate::transport::TlsFailure;
 
 /// The failure classes, as short stable names (`fetch` prints them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Could not reach the server.
     Connect,
@@ -69,6 +70,7 @@ impl ErrorKind {
 /// What suggested that the chosen security does not match what the port
 /// speaks (see [`Error::SecurityMismatch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MismatchSign {
     /// Over plaintext, not one byte of the greeting arrived in time: the
     /// server may be waiting for a TLS handshake. (A slow but healthy server
@@ -139,6 +141,7 @@ fn security_words(security: Security) -> &'static str {
 
 /// What went wrong, worded for the person who typed the settings.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No address of the server accepted a connection.
     #[error("could not connect to {server}: {source}")]
@@ -350,6 +353,16 @@ impl Error {
         .any(|hint| text.contains(hint))
     }
 
+    /// Whether the server refused the credentials (kind `auth`): a wrong
+    /// or changed password, or an app-specific password needed. Retrying
+    /// with the same credentials will not help; an application stops
+    /// retrieving for this account until the user updates them. (No
+    /// usable login method, [`ErrorKind::AuthMethod`], is a settings
+    /// problem, not this.)
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, Self::Auth { .. })
+    }
+
     /// Maps a `-ERR` answer to the error the application acts on.
     pub(crate) fn from_reply(
         command: CommandKind,
@@ -439,6 +452,7 @@ mod tests {
             None,
         );
         assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(e.is_auth_failure() && !e.is_transient());
         let text = e.to_string();
         assert!(text.contains("app-specific password"), "{text}");
         assert!(text.contains("[AUTH]"), "{text}");
@@ -479,7 +493,7 @@ mod tests {
             b"x",
             None,
         );
-        assert!(e.is_transient());
+        assert!(e.is_transient() && !e.is_auth_failure());
         assert!(e.to_string().contains("try again later"));
         let e = Error::from_reply(CommandKind::Dele, None, b"\x1b[31mevil", None);
         assert!(e.to_string().contains("\\x1b[31mevil"), "{e}");

@@ -109,6 +109,23 @@ pub(crate) fn listing_of(answer: Answer) -> Vec<ListEntry> {
     answer.listing
 }
 
+/// The one entry of a `LIST n` answer.
+pub(crate) fn listing_one(answer: Answer) -> Result<ListEntry, Error> {
+    answer
+        .listing
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config("empty LIST answer".into()))
+}
+
+/// The one entry of a `UIDL n` answer.
+pub(crate) fn uid_one(answer: Answer) -> Result<UidlItem, Error> {
+    uids_of(answer)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Config("empty UIDL answer".into()))
+}
+
 pub(crate) fn uids_of(answer: Answer) -> Vec<UidlItem> {
     answer
         .uids

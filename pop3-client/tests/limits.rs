@@ -157,9 +157,10 @@ fn nonsensical_settings_are_refused_naming_the_setting() {
             setting,
         );
         let stream = futures_util::io::Cursor::new(b"+OK ready\r\n".to_vec());
-        let err = futures_executor::block_on(async_client::Client::from_stream(stream, &config))
-            .err()
-            .unwrap();
+        let err =
+            futures_executor::block_on(async_client::Client::from_stream(stream, &config, true))
+                .err()
+                .unwrap();
         assert_names(err, setting);
     }
     assert!(server.client_config().validate().is_ok());

@@ -6,6 +6,7 @@ use thiserror::Error;
 /// A server response (or, in the server role, a client command) that does not
 /// follow the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// The status line starts with neither `+OK` nor `-ERR` (nor `+` where a
     /// SASL continuation is allowed).
@@ -55,6 +56,7 @@ pub enum ParseError {
 /// A command that cannot be sent as asked. Nothing is written when the
 /// encoder returns one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// An argument holds CR, LF or NUL, which would let it end the command
     /// early and smuggle in another (command injection).
@@ -85,6 +87,7 @@ pub enum EncodeError {
 
 /// A SASL exchange that cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SaslError {
     /// The server kept challenging beyond the configured number of rounds.
     #[error("the server sent more than {limit} SASL challenges; giving up")]
@@ -118,6 +121,7 @@ pub enum SaslError {
 /// What went wrong driving a client session. Protocol violations by the server
 /// end the session; misuse by the caller leaves it as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The server violated the protocol.
     #[error("protocol violation in the answer to {during}: {error}")]

@@ -12,6 +12,7 @@ use crate::reply::{EnhancedCode, Reply, ReplyError};
 
 /// Which command (or the greeting) a reply answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Step {
     /// The server's greeting.
     Greeting,
@@ -65,6 +66,7 @@ impl fmt::Display for Step {
 
 /// What a refusal means for the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RefusalKind {
     /// The server turned the connection away in its greeting (554, 421).
     Unavailable,
@@ -207,6 +209,7 @@ fn classify(
 
 /// An argument the caller gave that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ArgumentError {
     /// CR, LF or NUL: they would end the command early and smuggle in
     /// another (command injection).
@@ -231,6 +234,7 @@ pub enum ArgumentError {
 /// [`crate::SmtpSession::is_closed`] says otherwise (refusals of AUTH or of
 /// a transaction, the caller's own mistakes).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The server refused a command.
     #[error(transparent)]
@@ -372,6 +376,19 @@ impl Error {
         }
     }
 
+    /// Whether the server refused the credentials: wrong user name or
+    /// password (535, 5.7.8), or an app-specific password needed (534,
+    /// 5.7.9, 5.7.14). Retrying with the same credentials will not help.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(Refusal {
+                kind: RefusalKind::CredentialsRejected | RefusalKind::AppPasswordRequired,
+                ..
+            })
+        )
+    }
+
     /// The refusal, when the server refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
@@ -389,6 +406,24 @@ mod tests {
     fn refusal(step: Step, wire: &[u8]) -> Refusal {
         let reply = ReplyParser::new().parse(wire).unwrap().1.unwrap();
         Refusal::classify(step, &reply, Some(1000))
+    }
+
+    #[test]
+    fn auth_failures_are_told_apart() {
+        let e = |step, wire: &[u8]| Error::Refused(refusal(step, wire));
+        assert!(e(Step::Auth, b"535 5.7.8 Authentication failed\r\n").is_auth_failure());
+        assert!(e(
+            Step::Auth,
+            b"534 5.7.9 Application-specific password required\r\n"
+        )
+        .is_auth_failure());
+        assert!(!e(
+            Step::Auth,
+            b"454 4.7.0 Temporary authentication failure\r\n"
+        )
+        .is_auth_failure());
+        assert!(!e(Step::Mail, b"530 5.7.0 Authentication required\r\n").is_auth_failure());
+        assert!(!Error::Disconnected.is_auth_failure());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub const MAX_LINES: usize = 256;
 
 /// A reply that breaks the reply grammar or the limits.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ReplyError {
     /// A line longer than the cap, whether or not its end had arrived.
     #[error("the server sent a reply line longer than {limit} bytes (starting \"{start}\")")]

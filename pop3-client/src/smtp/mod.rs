@@ -31,6 +31,7 @@
 //!
 //! [`transport`]: crate::transport
 
+mod builder;
 mod client;
 
 use std::fmt::Write as _;
@@ -40,6 +41,7 @@ use thiserror::Error;
 use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
 use crate::error::ErrorKind;
 
+pub use builder::SmtpConfigBuilder;
 pub use client::SmtpClient;
 pub use smtp_auth::{Capabilities, Envelope, RecipientOutcome, Refusal, RefusalKind};
 
@@ -52,8 +54,10 @@ pub fn smtp_default_port(security: Security) -> u16 {
     }
 }
 
-/// Everything needed to reach an SMTP submission server.
+/// Everything needed to reach an SMTP submission server: start from
+/// [`SmtpConfig::new`] and set fields, or use [`SmtpConfig::builder`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SmtpConfig {
     /// Server host name (checked against its certificate) or IP address.
     pub host: String,
@@ -201,6 +205,7 @@ impl SendReport {
 /// What stops sending, worded for the person who typed the settings;
 /// [`SmtpError::kind`] names it for scripts.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum SmtpError {
     /// Connecting, TLS, timeouts, local I/O, settings: the same failures as
     /// the POP3 client's.
@@ -240,6 +245,16 @@ impl SmtpError {
         match self {
             Self::Smtp(e) => e.is_transient(),
             Self::Client(e) => e.is_transient(),
+        }
+    }
+
+    /// Whether the server refused the credentials (wrong password, or an
+    /// app-specific password needed): retrying will not help until the
+    /// user updates them.
+    pub fn is_auth_failure(&self) -> bool {
+        match self {
+            Self::Smtp(e) => e.is_auth_failure(),
+            Self::Client(e) => e.is_auth_failure(),
         }
     }
 
@@ -312,7 +327,8 @@ fn describe(error: &smtp_auth::Error) -> String {
             "the server is not accepting mail now (\"{reply}\"){}",
             transient_hint(r)
         ),
-        RefusalKind::Recipient | RefusalKind::Other => {
+        // Recipient, Other, and kinds smtp-auth may add.
+        _ => {
             format!("the server refused {} (\"{reply}\"){}", r.step, transient_hint(r))
         }
     }

@@ -42,7 +42,7 @@ use pop3_proto::{MsgNum, Uid};
 use crate::async_client::{AsyncMessageSink, Client as AsyncClient};
 use crate::blocking::Client;
 use crate::config::{ClientConfig, Credentials};
-use crate::engine::ProgressFn;
+use crate::engine::FetchProgress;
 use crate::error::Error;
 use crate::ops::MessageSink;
 use crate::store::DeliverySink;
@@ -84,10 +84,10 @@ fn now_of(options: &SyncOptions) -> u64 {
 
 /// Step 1 of every sync: deliveries begun by an earlier run are recorded if
 /// the sink has them and dropped if it does not.
-fn reconcile(
+fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
     run: &mut SyncRun,
-    store: &mut dyn StateStore,
-    sink: &mut dyn DeliverySink,
+    store: &mut St,
+    sink: &mut Sk,
 ) -> Result<state::SyncState, Error> {
     let loaded = store.load().map_err(state_error)?;
     let mut changes = Vec::new();
@@ -145,12 +145,12 @@ fn no_uidl_error(host: &str) -> Error {
 }
 
 /// Passes a group's messages to the sink under their reserved names.
-struct GroupSink<'a> {
-    sink: &'a mut dyn DeliverySink,
+struct GroupSink<'a, Sk: ?Sized> {
+    sink: &'a mut Sk,
     names: &'a [String],
 }
 
-impl GroupSink<'_> {
+impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
     fn begin_named(&mut self, index: usize) -> io::Result<()> {
         let name = self
             .names
@@ -160,7 +160,7 @@ impl GroupSink<'_> {
     }
 }
 
-impl MessageSink for GroupSink<'_> {
+impl<Sk: DeliverySink + ?Sized> MessageSink for GroupSink<'_, Sk> {
     fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
         self.begin_named(index)
     }
@@ -172,7 +172,7 @@ impl MessageSink for GroupSink<'_> {
     }
 }
 
-impl AsyncMessageSink for GroupSink<'_> {
+impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
     async fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
         self.begin_named(index)
     }
@@ -186,11 +186,12 @@ impl AsyncMessageSink for GroupSink<'_> {
 
 /// Everything a sync does between two I/O calls, shared by the blocking
 /// and async drivers: they only connect, list, fetch, delete and quit as
-/// this tells them.
-struct Steps<'a> {
+/// this tells them. Generic over the store and the sink (rather than
+/// `dyn`) so that the async sync's future is `Send` when they are.
+struct Steps<'a, St: ?Sized, Sk: ?Sized> {
     run: SyncRun,
-    store: &'a mut dyn StateStore,
-    sink: &'a mut dyn DeliverySink,
+    store: &'a mut St,
+    sink: &'a mut Sk,
     known: state::SyncState,
     with_uids: bool,
     fetched: Vec<Listed>,
@@ -202,14 +203,14 @@ struct Group {
     names: Vec<String>,
 }
 
-impl<'a> Steps<'a> {
+impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
     /// Refuses what cannot work, then reconciles an earlier run's
     /// interrupted deliveries.
     fn start(
         options: SyncOptions,
         user: &str,
-        store: &'a mut dyn StateStore,
-        sink: &'a mut dyn DeliverySink,
+        store: &'a mut St,
+        sink: &'a mut Sk,
     ) -> Result<Self, Error> {
         let now = now_of(&options);
         let mut run = SyncRun::new(options, now, user)?;
@@ -292,7 +293,7 @@ impl<'a> Steps<'a> {
         })
     }
 
-    fn group_sink<'s>(&'s mut self, group: &'s Group) -> GroupSink<'s> {
+    fn group_sink<'s>(&'s mut self, group: &'s Group) -> GroupSink<'s, Sk> {
         GroupSink {
             sink: &mut *self.sink,
             names: &group.names,
@@ -339,19 +340,6 @@ impl<'a> Steps<'a> {
         }
     }
 
-    /// The messages whose DELE the server accepted.
-    fn accepted(
-        deletions: &[Listed],
-        outcomes: Vec<Result<(), crate::ServerRefusal>>,
-    ) -> Vec<Listed> {
-        deletions
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| o.is_ok())
-            .map(|(l, _)| l.clone())
-            .collect()
-    }
-
     /// QUIT committed `deleted`: records it; says whether to open another
     /// session.
     fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
@@ -362,17 +350,28 @@ impl<'a> Steps<'a> {
     }
 }
 
+/// The messages whose DELE the server accepted.
+fn accepted(deletions: &[Listed], outcomes: Vec<Result<(), crate::ServerRefusal>>) -> Vec<Listed> {
+    deletions
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| o.is_ok())
+        .map(|(l, _)| l.clone())
+        .collect()
+}
+
 /// Syncs a mailbox with the blocking client: connects (as often as the
 /// server needs, see [`SyncRun::another_session`]), fetches what `store`
 /// does not know into `sink`, applies the delete policy, and reports.
-/// `progress` is called for every chunk of every message.
+/// `progress` is called for every chunk of every message; it may borrow
+/// from the caller.
 pub fn sync_blocking(
     config: &ClientConfig,
     credentials: &Credentials,
     store: &mut dyn StateStore,
     sink: &mut dyn DeliverySink,
     options: SyncOptions,
-    mut progress: Option<ProgressFn>,
+    mut progress: Option<&mut dyn FnMut(&FetchProgress)>,
 ) -> Result<SyncReport, Error> {
     let mut steps = Steps::start(options, &credentials.user, store, sink)?;
     loop {
@@ -383,23 +382,25 @@ pub fn sync_blocking(
                 break;
             }
         };
-        client.on_progress(progress.take());
         let sizes = client.list()?;
         let uids = client.uidl();
         let login_delay = client.capabilities().login_delay();
         let plan = steps.listed(login_delay, &sizes, uids, &config.host)?;
         for group in &plan.fetch {
             let batch = steps.begin_group(group)?;
-            let outcomes = client.retr_many(&batch.msgs, &mut steps.group_sink(&batch));
+            let mut sink = steps.group_sink(&batch);
+            let outcomes = match progress.as_deref_mut() {
+                Some(progress) => client.retr_many_with_progress(&batch.msgs, &mut sink, progress),
+                None => client.retr_many(&batch.msgs, &mut sink),
+            };
             steps.end_group(group, outcomes)?;
         }
         let deletions = steps.deletions(&plan);
         let mut deleted = Vec::new();
         if !deletions.is_empty() {
             let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
-            deleted = Steps::accepted(&deletions, client.dele_many(&msgs)?);
+            deleted = accepted(&deletions, client.dele_many(&msgs)?);
         }
-        progress = client.take_progress();
         client.quit()?;
         if !steps.quit_done(&deleted)? {
             break;
@@ -414,17 +415,22 @@ pub fn sync_blocking(
 /// runtime and any transport serve (with the `tokio` feature:
 /// `|| Client::connect_tokio(&config, &credentials)`). The state store and
 /// the sink are called synchronously between awaits: a Maildir write or an
-/// fsync blocks the task that long.
-pub async fn sync_async<S, F, Fut>(
+/// fsync blocks the task that long. The future is `Send` when the store,
+/// the sink, the stream and `connect`'s future are (`MemoryState`,
+/// `StateFile`, `MaildirSink` and `pop3_client::tokio::Client` all are),
+/// so a sync can run in `tokio::spawn`.
+pub async fn sync_async<S, F, Fut, St, Sk>(
     mut connect: F,
     host: &str,
     user: &str,
-    store: &mut dyn StateStore,
-    sink: &mut dyn DeliverySink,
+    store: &mut St,
+    sink: &mut Sk,
     options: SyncOptions,
-    mut progress: Option<ProgressFn>,
+    mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
 ) -> Result<SyncReport, Error>
 where
+    St: StateStore + ?Sized,
+    Sk: DeliverySink + ?Sized,
     S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
@@ -438,25 +444,29 @@ where
                 break;
             }
         };
-        client.on_progress(progress.take());
         let sizes = client.list().await?;
         let uids = client.uidl().await;
         let login_delay = client.capabilities().login_delay();
         let plan = steps.listed(login_delay, &sizes, uids, host)?;
         for group in &plan.fetch {
             let batch = steps.begin_group(group)?;
-            let outcomes = client
-                .retr_many(&batch.msgs, &mut steps.group_sink(&batch))
-                .await;
+            let mut sink = steps.group_sink(&batch);
+            let outcomes = match progress.as_deref_mut() {
+                Some(progress) => {
+                    client
+                        .retr_many_with_progress(&batch.msgs, &mut sink, progress)
+                        .await
+                }
+                None => client.retr_many(&batch.msgs, &mut sink).await,
+            };
             steps.end_group(group, outcomes)?;
         }
         let deletions = steps.deletions(&plan);
         let mut deleted = Vec::new();
         if !deletions.is_empty() {
             let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
-            deleted = Steps::accepted(&deletions, client.dele_many(&msgs).await?);
+            deleted = accepted(&deletions, client.dele_many(&msgs).await?);
         }
-        progress = client.take_progress();
         client.quit().await?;
         if !steps.quit_done(&deleted)? {
             break;

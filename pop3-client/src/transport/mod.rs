@@ -28,6 +28,29 @@ use std::time::Duration;
 pub trait ReadTimeout: Read + Write {
     /// Bounds the next reads (`None`: wait forever).
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Ends the stream cleanly once the session is over (after QUIT): a
+    /// TLS stream sends its close_notify alert, so the server can tell a
+    /// finished session from a cut one. The default flushes.
+    fn close(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+/// A caller's own rustls stream over any bounded stream (the socket's read
+/// timeout applies); [`ReadTimeout::close`] sends close_notify.
+impl<S: ReadTimeout> ReadTimeout for rustls::StreamOwned<rustls::ClientConnection, S> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.sock)?;
+        }
+        self.sock.flush()
+    }
 }
 
 impl ReadTimeout for TcpStream {
@@ -120,6 +143,14 @@ impl ReadTimeout for Connection {
             Self::Plain(s) => s.set_read_timeout(timeout),
             Self::Tls(s) => s.sock.set_read_timeout(timeout),
             Self::Detached => Err(Self::detached()),
+        }
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.close(),
+            Self::Detached => Ok(()),
         }
     }
 }

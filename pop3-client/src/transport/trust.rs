@@ -25,6 +25,7 @@ use crate::error::Error;
 
 /// A certificate pin: the SHA-256 digest of what the server must present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CertPin {
     /// The digest of the whole certificate (DER), as shown by
     /// `openssl x509 -noout -fingerprint -sha256` and used by mpop's

@@ -1,0 +1,146 @@
+//! [`SmtpConfig::builder`] and [`SmtpConfig::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::SmtpConfig;
+use crate::config::{
+    check_timeouts, check_trust, AuthMethod, CustomTls, Security, Timeouts, TlsRoots,
+};
+use crate::error::Error;
+use crate::transport::CertPin;
+
+impl SmtpConfig {
+    /// A builder for settings for `host`, starting from
+    /// [`SmtpConfig::new`]'s defaults; [`SmtpConfigBuilder::build`]
+    /// validates.
+    ///
+    /// ```
+    /// use pop3_client::smtp::SmtpConfig;
+    /// use pop3_client::Security;
+    ///
+    /// let config = SmtpConfig::builder("smtp.example.com")
+    ///     .security(Security::StartTls) // port 587
+    ///     .ehlo_name("client.example.com")
+    ///     .build()?;
+    /// assert_eq!(config.port(), 587);
+    /// assert!(SmtpConfig::builder("smtp.example.com").ehlo_name("").build().is_err());
+    /// # Ok::<(), pop3_client::Error>(())
+    /// ```
+    pub fn builder(host: impl Into<String>) -> SmtpConfigBuilder {
+        SmtpConfigBuilder(Self::new(host))
+    }
+
+    /// Refuses settings that cannot work, naming the setting: an empty
+    /// host, port 0, a zero timeout, a POP3-only login method (`User`,
+    /// `Apop`), contradictory trust settings, an EHLO name that is empty
+    /// or holds spaces or control characters.
+    pub fn validate(&self) -> Result<(), Error> {
+        let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
+        if self.host.is_empty() {
+            return refuse("host", "is empty");
+        }
+        if self.port == Some(0) {
+            return refuse("port", "cannot be 0");
+        }
+        check_timeouts(&self.timeouts)?;
+        if matches!(self.auth, AuthMethod::User | AuthMethod::Apop) {
+            return refuse(
+                "auth",
+                "is a POP3 login method (SMTP logs in with SASL: auto, plain, login, cram-md5, xoauth2, oauthbearer)",
+            );
+        }
+        if self.ehlo_name.is_empty()
+            || self
+                .ehlo_name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return refuse(
+                "ehlo_name",
+                "must be a host name or address literal, without spaces or control characters",
+            );
+        }
+        check_trust(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
+}
+
+/// Builds an [`SmtpConfig`] step by step ([`SmtpConfig::builder`]);
+/// [`SmtpConfigBuilder::build`] refuses settings that cannot work
+/// ([`SmtpConfig::validate`]).
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct SmtpConfigBuilder(SmtpConfig);
+
+impl SmtpConfigBuilder {
+    /// The port (default: [`super::smtp_default_port`]: 465 or 587).
+    pub fn port(mut self, port: u16) -> Self {
+        self.0.port = Some(port);
+        self
+    }
+
+    /// How the connection is secured (default: [`Security::Tls`]).
+    pub fn security(mut self, security: Security) -> Self {
+        self.0.security = security;
+        self
+    }
+
+    /// Which authorities to trust (default: [`TlsRoots::WebPki`]).
+    pub fn roots(mut self, roots: TlsRoots) -> Self {
+        self.0.roots = roots;
+        self
+    }
+
+    /// Trusts the authorities (or the self-signed certificate) in a PEM
+    /// file: [`TlsRoots::CaFile`].
+    pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
+        self.roots(TlsRoots::CaFile(path.into()))
+    }
+
+    /// Adds a certificate pin.
+    pub fn pin(mut self, pin: CertPin) -> Self {
+        self.0.pins.push(pin);
+        self
+    }
+
+    /// TLS set up by the caller, replacing roots and pins.
+    pub fn custom_tls(mut self, custom: CustomTls) -> Self {
+        self.0.custom_tls = Some(custom);
+        self
+    }
+
+    /// How to log in (default: [`AuthMethod::Auto`]).
+    pub fn auth(mut self, auth: AuthMethod) -> Self {
+        self.0.auth = auth;
+        self
+    }
+
+    /// Allows credentials over a connection without TLS (off by default).
+    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
+        self.0.allow_plaintext_auth = allow;
+        self
+    }
+
+    /// Every limit on waiting.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.0.timeouts = timeouts;
+        self
+    }
+
+    /// All limits set to `limit` ([`Timeouts::all`]).
+    pub fn timeout(self, limit: Duration) -> Self {
+        self.timeouts(Timeouts::all(limit))
+    }
+
+    /// The name sent with EHLO (default `localhost`).
+    pub fn ehlo_name(mut self, name: impl Into<String>) -> Self {
+        self.0.ehlo_name = name.into();
+        self
+    }
+
+    /// The settings, validated: an error names the setting that cannot work.
+    pub fn build(self) -> Result<SmtpConfig, Error> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
