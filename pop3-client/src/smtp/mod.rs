@@ -32,6 +32,7 @@
 //! [`transport`]: crate::transport
 
 mod client;
+mod core;
 
 use std::fmt::Write as _;
 
