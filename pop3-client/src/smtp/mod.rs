@@ -31,6 +31,7 @@
 //!
 //! [`transport`]: crate::transport
 
+mod async_client;
 mod client;
 mod core;
 
@@ -41,6 +42,7 @@ use thiserror::Error;
 use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
 use crate::error::ErrorKind;
 
+pub use async_client::AsyncSmtpClient;
 pub use client::SmtpClient;
 pub use smtp_auth::{Capabilities, Envelope, RecipientOutcome, Refusal, RefusalKind};
 
