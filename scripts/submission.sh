@@ -152,6 +152,8 @@ CONF
     fi
     # Stop by itself, whatever happens to the caller (the sink has --ttl).
     nohup setsid bash -c "sleep $TTL; rm -f '$DIR/env'; kill \$(cat '$DIR/run/master.pid') 2>/dev/null" >/dev/null 2>&1 &
+    # Its own process group (setsid), so that stop ends its sleep too.
+    echo $! > "$DIR/watchdog.pid"
     cat > "$DIR/env" <<ENV
 host=127.0.0.1
 starttls_port=$STARTTLS_PORT
@@ -178,6 +180,10 @@ stop() {
     if [ -s "$DIR/sink.pid" ]; then
         kill "$(cat "$DIR/sink.pid")" 2>/dev/null || true
         rm -f "$DIR/sink.pid"
+    fi
+    if [ -s "$DIR/watchdog.pid" ]; then
+        kill -- -"$(cat "$DIR/watchdog.pid")" 2>/dev/null || true
+        rm -f "$DIR/watchdog.pid"
     fi
     rm -f "$DIR/env"
 }
