@@ -1,21 +1,18 @@
 //! The blocking SMTP driver: it writes the session's output, reads replies
 //! within their deadlines, does the TLS handshakes, and streams messages.
-//! Every protocol decision is in [`smtp_auth::SmtpSession`].
+//! Every protocol decision is in [`smtp_auth::SmtpSession`], and what both
+//! drivers decide around it in [`Core`].
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pop3_proto::sasl::SaslClient;
-use smtp_auth::{Capabilities, Envelope, Event, SmtpSession};
-use tracing::{debug, info_span, Span};
+use smtp_auth::{Capabilities, Envelope, Event};
 
+use super::core::{Core, MidMessage, CHUNK, READ_BUFFER};
 use super::{SendReport, SmtpConfig, SmtpError};
-use crate::config::{AuthMethod, Credentials, Security};
+use crate::config::{Credentials, Security};
 use crate::error::Error;
 use crate::transport::{connect_tcp, tls_connect_blocking, Connection, ReadTimeout};
-
-/// Size of the pieces a message is read and sent in.
-const CHUNK: usize = 64 * 1024;
 
 /// A blocking SMTP submission client over a [`Connection`].
 ///
@@ -26,25 +23,12 @@ const CHUNK: usize = 64 * 1024;
 /// usable.
 pub struct SmtpClient {
     stream: Connection,
-    session: SmtpSession,
-    config: SmtpConfig,
-    /// Bytes read and not yet used by the session.
-    input: Vec<u8>,
-    /// The current reply's deadline.
-    deadline: Option<Instant>,
-    /// How long the current deadline was set for (for the message).
-    allowed: Duration,
-    broken: bool,
-    span: Span,
+    core: Core,
 }
 
 impl std::fmt::Debug for SmtpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpClient")
-            .field("host", &self.config.host)
-            .field("session", &self.session)
-            .field("broken", &self.broken)
-            .finish_non_exhaustive()
+        self.core.fmt(f)
     }
 }
 
@@ -55,17 +39,11 @@ impl SmtpClient {
     /// refused, or followed by injected data.
     pub fn connect(config: &SmtpConfig) -> Result<Self, SmtpError> {
         let timeouts = config.timeouts;
-        let session_config = smtp_auth::Config {
-            client_name: config.ehlo_name.clone(),
-        };
-        // Check the EHLO name before connecting.
-        let session = match config.security {
-            Security::Tls => SmtpSession::new_tls(session_config)?,
-            Security::StartTls | Security::Plain => SmtpSession::new(session_config)?,
-        };
+        // Checks the EHLO name before connecting.
+        let core = Core::new(config)?;
         let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
         // A server that stops reading cannot block a write for longer.
-        tcp.set_write_timeout(Some(timeouts.response))?;
+        tcp.set_write_timeout(Some(core.write_timeout()))?;
         let stream = match config.security {
             Security::Tls => {
                 let tls = config.tls_config()?;
@@ -74,18 +52,9 @@ impl SmtpClient {
             }
             Security::StartTls | Security::Plain => Connection::Plain(tcp),
         };
-        let span = info_span!("smtp", host = %config.host, port = config.port());
-        let mut client = Self {
-            stream,
-            session,
-            config: config.clone(),
-            input: Vec::new(),
-            deadline: None,
-            allowed: timeouts.response,
-            broken: false,
-            span,
-        };
-        client.expect_ready("the greeting")?;
+        let mut client = Self { stream, core };
+        let event = client.next_event("the greeting")?;
+        client.core.ready(event)?;
         if config.security == Security::StartTls {
             client.starttls()?;
         }
@@ -94,19 +63,9 @@ impl SmtpClient {
 
     /// STARTTLS, the handshake, and EHLO again.
     fn starttls(&mut self) -> Result<(), SmtpError> {
-        self.session.starttls()?;
-        match self.next_event("the answer to STARTTLS")? {
-            Event::StartTls => {}
-            other => return Err(self.unexpected(other)),
-        }
-        // The session refused any byte that came with or after the 220; a
-        // byte arriving later is read by the handshake as TLS and fails it.
-        if !self.input.is_empty() {
-            self.broken = true;
-            let input = std::mem::take(&mut self.input);
-            self.session.advance(&input)?;
-            return Err(Error::Config("data after STARTTLS's answer".into()).into());
-        }
+        self.core.start_starttls()?;
+        let event = self.next_event("the answer to STARTTLS")?;
+        self.core.starttls_answered(event)?;
         let tcp = match std::mem::replace(&mut self.stream, Connection::Detached) {
             Connection::Plain(tcp) => tcp,
             other => {
@@ -116,46 +75,23 @@ impl SmtpClient {
                 );
             }
         };
-        self.broken = true;
-        let tls = self.config.tls_config()?;
-        let stream = tls_connect_blocking(
-            tcp,
-            &self.config.host,
-            tls,
-            self.config.timeouts.tls_handshake,
-        )?;
+        let config = &self.core.config;
+        let tls = config.tls_config()?;
+        let stream = tls_connect_blocking(tcp, &config.host, tls, config.timeouts.tls_handshake)?;
         self.stream = Connection::Tls(Box::new(stream));
-        self.broken = false;
-        self.session.tls_established()?;
-        self.expect_ready("the answer to EHLO")
-    }
-
-    fn expect_ready(&mut self, what: &str) -> Result<(), SmtpError> {
-        match self.next_event(what)? {
-            Event::Ready => Ok(()),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    /// An event the session should not have produced here: the client
-    /// cannot go on.
-    fn unexpected(&mut self, event: Event) -> SmtpError {
-        self.broken = true;
-        match event {
-            Event::Failed(e) => e.into(),
-            Event::Closed => smtp_auth::Error::Disconnected.into(),
-            other => Error::Config(format!("unexpected SMTP event {other:?}")).into(),
-        }
+        self.core.tls_established()?;
+        let event = self.next_event("the answer to EHLO")?;
+        self.core.ready(event)
     }
 
     /// What EHLO offered (after STARTTLS, the second EHLO's answer).
     pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.session.capabilities()
+        self.core.session.capabilities()
     }
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.session.is_tls()
+        self.core.session.is_tls()
     }
 
     /// Logs in with the method the settings ask for: `Auto` takes SASL PLAIN,
@@ -163,69 +99,9 @@ impl SmtpClient {
     /// TLS unless plaintext is allowed (CRAM-MD5 needs no permission). A
     /// refused login leaves the client usable.
     pub fn login(&mut self, credentials: &Credentials) -> Result<(), SmtpError> {
-        self.check_usable()?;
-        let method = self.config.auth;
-        if !self.session.is_tls() && !self.config.allow_plaintext_auth && !method.hides_secret() {
-            return Err(Error::Config(
-                "refusing to send the password over a connection without TLS; use implicit TLS or STARTTLS, or explicitly allow plaintext authentication".into(),
-            )
-            .into());
-        }
-        let sasl = self.choose_sasl(credentials)?;
-        debug!(parent: &self.span, mechanism = sasl.mechanism().name(), "AUTH");
-        self.session.authenticate(sasl)?;
-        match self.next_event("the answer to AUTH")? {
-            Event::Authenticated => Ok(()),
-            Event::Failed(e) => Err(e.into()),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn choose_sasl(&self, credentials: &Credentials) -> Result<SaslClient, SmtpError> {
-        let user = credentials.user.as_str();
-        let secret = credentials.secret.expose();
-        let sasl_error = |e: pop3_proto::SaslError| Error::Config(e.to_string());
-        let offered: Vec<String> = self
-            .session
-            .capabilities()
-            .map(|c| c.auth.clone())
-            .unwrap_or_default();
-        let offers = |name: &str| offered.iter().any(|m| m == name);
-        Ok(match self.config.auth {
-            AuthMethod::Auto if offers("PLAIN") => {
-                SaslClient::plain(user, secret).map_err(sasl_error)?
-            }
-            AuthMethod::Auto if offers("LOGIN") => SaslClient::login(user, secret),
-            AuthMethod::Auto => {
-                return Err(Error::NoLoginMethod {
-                    reason: format!(
-                        "the server offers neither AUTH PLAIN nor AUTH LOGIN (it offers: {})",
-                        if offered.is_empty() {
-                            "no AUTH at all".to_owned()
-                        } else {
-                            offered.join(" ")
-                        }
-                    ),
-                }
-                .into())
-            }
-            AuthMethod::Plain => SaslClient::plain(user, secret).map_err(sasl_error)?,
-            AuthMethod::Login => SaslClient::login(user, secret),
-            AuthMethod::CramMd5 => SaslClient::cram_md5(user, secret),
-            AuthMethod::XOAuth2 => SaslClient::xoauth2(user, secret).map_err(sasl_error)?,
-            AuthMethod::OAuthBearer => SaslClient::oauthbearer(
-                user,
-                secret,
-                Some((&self.config.host, self.config.port())),
-            )
-            .map_err(sasl_error)?,
-            AuthMethod::User | AuthMethod::Apop => {
-                return Err(Error::Config(
-                    "USER/PASS and APOP are POP3 login methods; SMTP logs in with SASL (auto, plain, login, cram-md5, xoauth2, oauthbearer)".into(),
-                )
-                .into())
-            }
-        })
+        self.core.start_login(credentials)?;
+        let event = self.next_event("the answer to AUTH")?;
+        self.core.login_answered(event)
     }
 
     /// Sends one message read from `message` (any reader, streamed in 64 KiB
@@ -251,20 +127,9 @@ impl SmtpClient {
         envelope: &Envelope,
         mut message: impl Read,
     ) -> Result<SendReport, SmtpError> {
-        self.check_usable()?;
-        self.session.send_mail(envelope)?;
-        // MAIL, each RCPT and DATA: each reply gets its own allowance, even
-        // when they are awaited together (pipelined).
-        let replies = u32::try_from(envelope.to.len()).unwrap_or(u32::MAX);
-        let extra = self.config.timeouts.response.saturating_mul(replies);
-        match self.next_event_within("the answer to MAIL FROM, RCPT TO and DATA", extra)? {
-            Event::SendData => {}
-            Event::Failed(e) => return Err(e.into()),
-            other => return Err(self.unexpected(other)),
-        }
-        // From here until the final reply, an error leaves the server in
-        // the middle of the message.
-        self.broken = true;
+        let extra = self.core.start_send(envelope)?;
+        let event = self.next_event_within("the answer to MAIL FROM, RCPT TO and DATA", extra)?;
+        self.core.envelope_answered(event)?;
         let mut chunk = vec![0u8; CHUNK];
         let mut bytes: u64 = 0;
         loop {
@@ -272,46 +137,24 @@ impl SmtpClient {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("reading the message to send: {e}"),
-                    ))
-                    .into())
-                }
+                Err(e) => return Err(Core::message_read_failed(&e)),
             };
             bytes += n as u64;
-            self.session.write_data(&chunk[..n])?;
+            self.core.data(&chunk[..n])?;
             if let Err(e) = self.write_output("the server to accept the message") {
                 return Err(self.refusal_mid_message().unwrap_or(e));
             }
         }
-        self.session.finish_data()?;
-        // The reply to a large message may take longer: it earns time at
-        // the minimum rate.
-        let rate = self.config.timeouts.min_body_rate.max(1) as f64;
-        let extra = Duration::from_secs_f64(bytes as f64 / rate);
-        self.broken = false;
-        match self.next_event_within("the answer to the message", extra)? {
-            Event::Sent(delivery) => Ok(SendReport {
-                recipients: delivery.recipients,
-                code: delivery.code,
-                text: delivery.text,
-                bytes,
-            }),
-            Event::Failed(e) => Err(e.into()),
-            other => Err(self.unexpected(other)),
-        }
+        let extra = self.core.finish_data(bytes)?;
+        let event = self.next_event_within("the answer to the message", extra)?;
+        self.core.message_answered(event, bytes)
     }
 
     /// Sends QUIT and waits for its answer (or the server closing).
     pub fn quit(mut self) -> Result<(), SmtpError> {
-        self.check_usable()?;
-        self.session.quit()?;
-        match self.next_event("the answer to QUIT")? {
-            Event::Closed => Ok(()),
-            other => Err(self.unexpected(other)),
-        }
+        self.core.start_quit()?;
+        let event = self.next_event("the answer to QUIT")?;
+        self.core.quit_answered(event)
     }
 
     /// Checks settings and credentials without sending mail: connects,
@@ -322,42 +165,20 @@ impl SmtpClient {
         client.quit()
     }
 
-    fn check_usable(&self) -> Result<(), SmtpError> {
-        if self.broken {
-            return Err(Error::Unusable {
-                reason: "an earlier operation stopped part-way through an exchange with the SMTP server (its error was returned then)",
-            }
-            .into());
-        }
-        Ok(())
-    }
-
     fn write_output(&mut self, what: &str) -> Result<(), SmtpError> {
-        if self.session.output().is_empty() {
+        if self.core.output().is_empty() {
             return Ok(());
         }
         let written = self
             .stream
-            .write_all(self.session.output())
+            .write_all(self.core.output())
             .and_then(|()| self.stream.flush());
         match written {
             Ok(()) => {
-                self.session.clear_output();
+                self.core.output_written();
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(Error::Timeout {
-                    what: what.to_owned(),
-                    after: self.config.timeouts.response,
-                }
-                .into())
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.core.write_failed(e, what)),
         }
     }
 
@@ -366,30 +187,21 @@ impl SmtpClient {
     /// reply already sent is read (briefly) and reported instead of the
     /// write's error.
     fn refusal_mid_message(&mut self) -> Option<SmtpError> {
-        let mut parser = smtp_auth::ReplyParser::new();
-        let mut input = std::mem::take(&mut self.input);
+        let mut search = self.core.refusal_search();
         let mut buf = [0u8; 4096];
-        let until = Instant::now() + Duration::from_secs(2).min(self.config.timeouts.response);
         loop {
-            match parser.parse(&input) {
-                Ok((_, Some(reply))) if reply.code() >= 400 => {
-                    let limit = self.session.capabilities().and_then(|c| c.size_limit);
-                    let refusal =
-                        smtp_auth::Refusal::classify(smtp_auth::Step::Message, &reply, limit);
-                    return Some(smtp_auth::Error::Refused(refusal).into());
+            match search.next(&self.core) {
+                MidMessage::Refused(e) => return Some(e),
+                MidMessage::GiveUp => return None,
+                MidMessage::Read(left) => {
+                    if self.stream.set_read_timeout(Some(left)).is_err() {
+                        return None;
+                    }
                 }
-                Ok((used, None)) => {
-                    input.drain(..used);
-                }
-                _ => return None,
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
-                return None;
             }
             match read_without_writing(&mut self.stream, &mut buf) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => input.extend_from_slice(&buf[..n]),
+                Ok(n) => search.received(&buf[..n]),
             }
         }
     }
@@ -402,89 +214,40 @@ impl SmtpClient {
     /// the response timeout plus `extra`. An error marks the client unusable
     /// unless the session stayed usable.
     fn next_event_within(&mut self, what: &str, extra: Duration) -> Result<Event, SmtpError> {
-        self.allowed = self.config.timeouts.response + extra;
-        self.deadline = Some(Instant::now() + self.allowed);
+        self.core.begin_wait(extra);
         let result = self.pump(what);
-        self.deadline = None;
-        if result.is_err() {
-            self.broken = true;
-        }
-        result
+        self.core.end_wait(result)
     }
 
     fn pump(&mut self, what: &str) -> Result<Event, SmtpError> {
-        let span = self.span.clone();
-        let _entered = span.enter();
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let (used, event) = self.session.advance(&self.input)?;
-            self.input.drain(..used);
-            match event {
-                Event::NeedInput => {}
-                Event::Ready => {
-                    debug!("ready");
-                    return Ok(Event::Ready);
-                }
-                other => {
-                    debug!(event = ?other, "event");
-                    // Output queued by the session (QUIT after a failure, RSET)
-                    // goes out now.
-                    self.write_output("the server to accept our commands")?;
-                    return Ok(other);
-                }
-            }
-            // Everything queued goes out before waiting for replies.
+            let event = self.core.advance()?;
+            // Everything queued goes out before waiting for replies (and
+            // with an event: QUIT after a failure, RSET).
             self.write_output("the server to accept our commands")?;
-            let timeout = self.read_timeout(what)?;
+            if let Some(event) = event {
+                return Ok(event);
+            }
+            let timeout = self.core.read_timeout(what)?;
             self.stream.set_read_timeout(Some(timeout))?;
             match self.stream.read(&mut buf) {
-                Ok(0) => return self.eof(),
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Ok(0) => return self.core.eof(),
+                Ok(n) => self.core.received(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A TLS peer that vanishes without close_notify.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.eof(),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.core.eof(),
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(self.timeout(what));
+                    return Err(self.core.timeout(what));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn eof(&mut self) -> Result<Event, SmtpError> {
-        self.session.handle_eof()?;
-        Ok(Event::Closed)
-    }
-
-    fn read_timeout(&self, what: &str) -> Result<Duration, SmtpError> {
-        let idle = self.config.timeouts.idle;
-        let Some(deadline) = self.deadline else {
-            return Ok(idle);
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(self.timeout(what));
-        }
-        Ok(left.min(idle))
-    }
-
-    fn timeout(&self, what: &str) -> SmtpError {
-        // Before the deadline, it was the idle limit that passed.
-        let idle = self.deadline.is_some_and(|d| Instant::now() < d);
-        Error::Timeout {
-            what: what.to_owned(),
-            after: if idle {
-                self.config.timeouts.idle
-            } else {
-                self.allowed
-            },
-        }
-        .into()
     }
 }
 

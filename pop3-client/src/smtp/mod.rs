@@ -1,6 +1,9 @@
-//! Sending mail: a blocking SMTP submission client (RFC 6409) over the
-//! sans-IO core in [`smtp_auth`] and the protocol-neutral [`transport`]
-//! (the same TCP connect, rustls set-up and bounded handshakes as POP3).
+//! Sending mail: a blocking SMTP submission client (RFC 6409),
+//! [`SmtpClient`], and an async one over any futures-io stream,
+//! [`AsyncSmtpClient`], over the sans-IO core in [`smtp_auth`] and the
+//! protocol-neutral [`transport`] (the same TCP connect, rustls set-up and
+//! bounded handshakes as POP3). Both drive one shared core, so their
+//! behaviour, errors and deadlines are the same.
 //!
 //! ```no_run
 //! use pop3_client::smtp::{SmtpClient, SmtpConfig};
@@ -31,8 +34,10 @@
 //!
 //! [`transport`]: crate::transport
 
+mod async_client;
 mod builder;
 mod client;
+mod core;
 
 use std::fmt::Write as _;
 
@@ -41,6 +46,7 @@ use thiserror::Error;
 use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
 use crate::error::ErrorKind;
 
+pub use async_client::AsyncSmtpClient;
 pub use builder::SmtpConfigBuilder;
 pub use client::SmtpClient;
 pub use smtp_auth::{Capabilities, Envelope, RecipientOutcome, Refusal, RefusalKind};
