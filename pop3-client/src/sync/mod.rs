@@ -8,7 +8,9 @@
 //!    reconciled against the sink (found: recorded; not found: dropped);
 //! 2. per group of messages: the intent (UID and the sink's name for it) is
 //!    recorded, the messages are fetched and written, the group is made
-//!    durable in the sink at once (group commit), then the UIDs are recorded;
+//!    durable in the sink at once (group commit), then the UIDs are recorded
+//!    (in the same journal write as the next group's intents: one flush for
+//!    both, since both come after this commit and before the next delivery);
 //! 3. only then DELE (as the policy says), then QUIT, then the deletions are
 //!    recorded.
 //!
@@ -208,24 +210,32 @@ pub fn sync_blocking(
             store.apply(&plan.housekeeping).map_err(state_error)?;
         }
         let mut fetched = Vec::new();
+        // The records of the group last made durable, written together with
+        // the next group's intents (one journal flush for both; both follow
+        // that group's commit and precede the next group's delivery), or
+        // alone after the last group, before any DELE.
+        let mut recorded: Vec<StateChange> = Vec::new();
         for group in &plan.fetch {
-            let names = group
+            let names = match group
                 .iter()
                 .map(|l| sink.reserve(&l.uid))
                 .collect::<io::Result<Vec<_>>>()
-                .map_err(sink_error)?;
+            {
+                Ok(names) => names,
+                Err(e) => {
+                    store.apply(&recorded).map_err(state_error)?;
+                    return Err(sink_error(e));
+                }
+            };
             if with_uids {
-                let intents: Vec<_> = group
-                    .iter()
-                    .zip(&names)
-                    .map(|(l, name)| {
-                        StateChange::Intent(state::Intent {
-                            uid: l.uid.clone(),
-                            delivery: name.clone(),
-                        })
+                let mut batch = std::mem::take(&mut recorded);
+                batch.extend(group.iter().zip(&names).map(|(l, name)| {
+                    StateChange::Intent(state::Intent {
+                        uid: l.uid.clone(),
+                        delivery: name.clone(),
                     })
-                    .collect();
-                store.apply(&intents).map_err(state_error)?;
+                }));
+                store.apply(&batch).map_err(state_error)?;
             }
             let msgs: Vec<MsgNum> = group.iter().map(|l| l.msg).collect();
             let outcomes = client.retr_many(
@@ -250,7 +260,7 @@ pub fn sync_blocking(
                 outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
             let changes = run.stored(group, &stored);
             if with_uids {
-                store.apply(&changes).map_err(state_error)?;
+                recorded = changes;
             }
             fetched.extend(
                 group
@@ -260,6 +270,7 @@ pub fn sync_blocking(
                     .map(|(l, _)| l.clone()),
             );
         }
+        store.apply(&recorded).map_err(state_error)?;
         let deletions = if with_uids {
             run.deletions(&plan)
         } else {
