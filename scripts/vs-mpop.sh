@@ -23,7 +23,8 @@
 #
 # Environment: POP3_DOVECOT_DIR (default /tmp/pop3-dovecot), ROUNDS (5),
 # COUNT (2000), SIZE (20480), VS_MPOP_DIR (default target/vs-mpop in the
-# repository: a disk here).
+# repository: a disk here), OTHER_FETCH (another `fetch` binary, e.g. one
+# built before a change, timed in the same rounds: "other").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${POP3_DOVECOT_DIR:-/tmp/pop3-dovecot}
@@ -94,7 +95,7 @@ run_one() {
         mpop) sed "s|@OUT@|$out|" "$WORK/mpoprc" > "$out/mpoprc"
               chmod 600 "$out/mpoprc"
               "$@" mpop -q -C "$out/mpoprc" bench ;;
-        fetch) "$@" "$FETCH" --host "$host" --port "$tls_port" --security tls --user "$bench_user" \
+        fetch|other) "$@" "$([ "$name" = other ] && echo "$OTHER_FETCH" || echo "$FETCH")" --host "$host" --port "$tls_port" --security tls --user "$bench_user" \
                 --password-env VS_MPOP_PASSWORD --ca-file "$ca_file" \
                 --maildir "$out/Maildir" --state "$out/state" >/dev/null 2>"$out/stderr" ;;
     esac
@@ -113,25 +114,41 @@ timed() {
 
 echo "vs-mpop: $COUNT messages of $SIZE bytes from $host:$tls_port (TLS) into $WORK ($fstype on $(df --output=source "$WORK" | tail -1))"
 echo "vs-mpop: $(mpop --version | head -1); fetch: $FETCH"
+OTHER_FETCH=${OTHER_FETCH:-}
 ratios=()
 mpops=()
 fetches=()
+others=()
+other_ratios=()
 for round in $(seq "$ROUNDS"); do
+    o=
     if [ $((round % 2)) = 1 ]; then
         m=$(timed mpop); f=$(timed fetch)
+        if [ -n "$OTHER_FETCH" ]; then o=$(timed other); fi
     else
+        if [ -n "$OTHER_FETCH" ]; then o=$(timed other); fi
         f=$(timed fetch); m=$(timed mpop)
     fi
     r=$(awk -v f="$f" -v m="$m" 'BEGIN { printf "%.3f", f / m }')
-    echo "round $round: mpop $m s, fetch $f s, fetch/mpop $r"
+    line="round $round: mpop $m s, fetch $f s, fetch/mpop $r"
     mpops+=("$m"); fetches+=("$f"); ratios+=("$r")
+    if [ -n "$o" ]; then
+        ro=$(awk -v f="$f" -v o="$o" 'BEGIN { printf "%.3f", f / o }')
+        line="$line; other $o s, fetch/other $ro"
+        others+=("$o"); other_ratios+=("$ro")
+    fi
+    echo "$line"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "MEDIAN mpop $(median "${mpops[@]}") s"
 echo "MEDIAN fetch $(median "${fetches[@]}") s"
 echo "RATIO fetch_vs_mpop $(median "${ratios[@]}")"
+if [ -n "$OTHER_FETCH" ]; then
+    echo "MEDIAN other $(median "${others[@]}") s"
+    echo "RATIO fetch_vs_other $(median "${other_ratios[@]}")"
+fi
 
-for name in mpop fetch; do
+for name in mpop fetch ${OTHER_FETCH:+other}; do
     run_one "$name" strace -f -c -e trace=fsync,fdatasync,syncfs -o "$WORK/$name.strace"
     calls=$(awk '$NF ~ /^(fsync|fdatasync|syncfs)$/ { printf "%s %s  ", $NF, $4 }' "$WORK/$name.strace")
     echo "SYNCS $name ${calls:-none}"
