@@ -159,7 +159,9 @@ fn progress_printer() -> ProgressFn {
         if p.done || (interactive && last_shown.elapsed() > Duration::from_millis(100)) {
             last_shown = Instant::now();
             let end = if interactive && !p.done { "\r" } else { "\n" };
-            eprint!(
+            // One write per line (eprint! writes each piece on its own, a
+            // dozen system calls per message).
+            let line = format!(
                 "fetching {}/{}: message {} {} bytes{}{end}",
                 p.index + 1,
                 p.count,
@@ -167,7 +169,7 @@ fn progress_printer() -> ProgressFn {
                 p.bytes,
                 if p.done { " done" } else { "" }
             );
-            let _ = std::io::stderr().flush();
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     })
 }

@@ -5,18 +5,30 @@
 #   scripts/dovecot.sh install   apt-get install dovecot-core dovecot-pop3d (no service started)
 #   scripts/dovecot.sh start     configure and start it under $POP3_DOVECOT_DIR (default /tmp/pop3-dovecot)
 #   scripts/dovecot.sh stop      stop it (by the PID in its base_dir, never by name)
+#   scripts/dovecot.sh fill USER N [SIZE]
+#                                replace what USER's Maildir holds by N new messages
+#                                (sizes varied up to ~50 KB, or SIZE bytes each), so
+#                                tests that empty a mailbox can restore it
 #
 # `start` writes $POP3_DOVECOT_DIR/env, which the tests read: ports, users,
-# CA file. Ports: 1110 (plain + STLS) and 1995 (implicit TLS). Users:
-#   pop3test / "s3cret-pass"  a corpus of 8-bit, dot-led, long-line, empty and 10 MB messages
-#   pop3big  / "s3cret-pass"  one 100 MB message (the memory check)
-# The server stops by itself after $POP3_DOVECOT_TTL seconds (default 5400).
+# CA file, Maildirs. Ports: $POP3_DOVECOT_PLAIN_PORT (default 1110, plain +
+# STLS) and $POP3_DOVECOT_TLS_PORT (default 1995, implicit TLS), so a second
+# instance under another POP3_DOVECOT_DIR can run beside the first. Users:
+#   pop3test  / "s3cret-pass"  a corpus of 8-bit, dot-led, long-line, empty and 10 MB messages
+#   pop3big   / "s3cret-pass"  one 100 MB message (the memory check)
+#   pop3sync  / "s3cret-pass"  300 messages (8-bit, dot-led lines, up to ~50 KB), refilled
+#                              by the sync tests with `fill`
+#   pop3bench / "s3cret-pass"  empty; scripts/vs-mpop.sh fills it
+# Messages are written in CRLF form with a final CRLF, so Dovecot serves each
+# file byte for byte. The server stops by itself after $POP3_DOVECOT_TTL
+# seconds (default 5400).
 set -euo pipefail
 
 DIR=${POP3_DOVECOT_DIR:-/tmp/pop3-dovecot}
 TTL=${POP3_DOVECOT_TTL:-5400}
-PLAIN_PORT=1110
-TLS_PORT=1995
+PLAIN_PORT=${POP3_DOVECOT_PLAIN_PORT:-1110}
+TLS_PORT=${POP3_DOVECOT_TLS_PORT:-1995}
+SYNC_COUNT=${POP3_DOVECOT_SYNC_COUNT:-300}
 PASSWORD=s3cret-pass
 
 install() {
@@ -77,11 +89,79 @@ else:
 PY
 }
 
+# fill MAILDIR N [SIZE]: the Maildir's messages (new/ and cur/) are replaced
+# by N new ones, each written in tmp/ and renamed into new/, so Dovecot never
+# sees half a file. Dovecot's own index files (dovecot-uidlist...) stay, so the
+# UIDs of new messages never repeat those of removed ones.
+fill_maildir() {
+    python3 - "$1" "$2" "${3:-0}" <<'PY'
+import os, sys, time
+maildir, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for sub in ("new", "cur", "tmp"):
+    os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+for sub in ("new", "cur", "tmp"):
+    for name in os.listdir(os.path.join(maildir, sub)):
+        os.remove(os.path.join(maildir, sub, name))
+stamp = time.time_ns()
+state = stamp & 0xFFFFFFFF or 1
+def rand():
+    # xorshift32: varied but reproducible within one fill
+    global state
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    state ^= (state << 5) & 0xFFFFFFFF
+    return state
+texts = [
+    b"The quick brown fox jumps over the lazy dog.",
+    "Gr\u00fc\u00dfe aus K\u00f6ln, na\u00efve caf\u00e9, \u65e5\u672c\u8a9e \U0001F600".encode(),
+    bytes(range(0x80, 0xC0)),
+    b".a line that starts with a dot",
+    b"..two dots",
+    b".",
+    b"From the start of a line",
+    b"",
+]
+for i in range(count):
+    head = (
+        f"From: sender{i}@example.com\r\nTo: sync@localhost\r\n"
+        f"Message-ID: <{stamp}.{i}@pop3.test>\r\nSubject: sync {i} of {count}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode()
+    target = size if size > 0 else 200 + rand() % 50000
+    body = bytearray()
+    while len(head) + len(body) < target:
+        line = texts[rand() % len(texts)]
+        body += line[: max(0, target - len(head) - len(body) - 2)] + b"\r\n"
+    data = head + bytes(body)
+    name = f"{stamp // 10**9}.M{i}P{os.getpid()}Q{stamp % 10**9}.fill"
+    tmp = os.path.join(maildir, "tmp", name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(maildir, "new", name))
+PY
+}
+
+fill() {
+    local user=${1:-} count=${2:-} size=${3:-0}
+    if [ -z "$user" ] || [ -z "$count" ]; then
+        echo "usage: $0 fill USER N [SIZE]" >&2
+        exit 2
+    fi
+    if ! grep -q "^$user:" "$DIR/users" 2>/dev/null; then
+        echo "dovecot: no user $user under $DIR (scripts/dovecot.sh start first)" >&2
+        exit 1
+    fi
+    local home="$DIR/home/$user"
+    fill_maildir "$home/Maildir" "$count" "$size"
+    chown -R dovecot:dovecot "$home"
+}
+
 start() {
     install
     stop >/dev/null 2>&1 || true
     rm -rf "$DIR"
-    mkdir -p "$DIR/run" "$DIR/state" "$DIR/home/pop3test" "$DIR/home/pop3big"
+    mkdir -p "$DIR/run" "$DIR/state" "$DIR/home/pop3test" "$DIR/home/pop3big" \
+        "$DIR/home/pop3sync" "$DIR/home/pop3bench"
     local uid gid
     uid=$(id -u dovecot)
     gid=$(id -g dovecot)
@@ -91,9 +171,13 @@ start() {
         -keyout "$DIR/key.pem" -out "$DIR/cert.pem" >/dev/null 2>&1
     corpus "$DIR/home/pop3test/Maildir" corpus
     if [ "${POP3_DOVECOT_BIG:-1}" = 1 ]; then corpus "$DIR/home/pop3big/Maildir" big; fi
+    fill_maildir "$DIR/home/pop3sync/Maildir" "$SYNC_COUNT"
+    fill_maildir "$DIR/home/pop3bench/Maildir" 0
     cat > "$DIR/users" <<USERS
 pop3test:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3test
 pop3big:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3big
+pop3sync:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3sync
+pop3bench:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3bench
 USERS
     cat > "$DIR/dovecot.conf" <<CONF
 base_dir = $DIR/run
@@ -169,6 +253,12 @@ big_user=pop3big
 password=$PASSWORD
 ca_file=$DIR/cert.pem
 maildir=$DIR/home/pop3test/Maildir
+sync_user=pop3sync
+sync_maildir=$DIR/home/pop3sync/Maildir
+sync_count=$SYNC_COUNT
+bench_user=pop3bench
+bench_maildir=$DIR/home/pop3bench/Maildir
+fill_script=$(cd "$(dirname "$0")" && pwd)/dovecot.sh
 ENV
     echo "dovecot: listening on 127.0.0.1:$PLAIN_PORT (plain+STLS) and :$TLS_PORT (TLS); env in $DIR/env"
 }
@@ -190,5 +280,6 @@ case "${1:-}" in
     install) install ;;
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+    fill) shift; fill "$@" ;;
+    *) echo "usage: $0 install|start|stop|fill USER N [SIZE]" >&2; exit 2 ;;
 esac

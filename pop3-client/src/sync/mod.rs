@@ -8,7 +8,9 @@
 //!    reconciled against the sink (found: recorded; not found: dropped);
 //! 2. per group of messages: the intent (UID and the sink's name for it) is
 //!    recorded, the messages are fetched and written, the group is made
-//!    durable in the sink at once (group commit), then the UIDs are recorded;
+//!    durable in the sink at once (group commit), then the UIDs are recorded
+//!    (in the same journal write as the next group's intents: one flush for
+//!    both, since both come after this commit and before the next delivery);
 //! 3. only then DELE (as the policy says), then QUIT, then the deletions are
 //!    recorded.
 //!
@@ -195,6 +197,11 @@ struct Steps<'a, St: ?Sized, Sk: ?Sized> {
     known: state::SyncState,
     with_uids: bool,
     fetched: Vec<Listed>,
+    /// The records of the group last made durable, written together with
+    /// the next group's intents (one journal flush for both: both follow
+    /// that group's commit and precede the next group's delivery), or alone
+    /// after the last group, before any DELE.
+    unwritten: Vec<StateChange>,
 }
 
 /// One group about to be fetched: its message numbers and reserved names.
@@ -222,6 +229,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             known,
             with_uids: true,
             fetched: Vec::new(),
+            unwritten: Vec::new(),
         })
     }
 
@@ -269,24 +277,35 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         Ok(())
     }
 
-    /// Before a group is fetched: names reserved, intents recorded.
+    /// Writes the records still held back (before any DELE, and when a
+    /// sync stops).
+    fn flush_records(&mut self) -> Result<(), Error> {
+        let records = std::mem::take(&mut self.unwritten);
+        self.record(&records)
+    }
+
+    /// Before a group is fetched: names reserved, intents recorded (with
+    /// the previous group's records, in one write).
     fn begin_group(&mut self, group: &[Listed]) -> Result<Group, Error> {
-        let names = group
+        let names = match group
             .iter()
             .map(|l| self.sink.reserve(&l.uid))
             .collect::<io::Result<Vec<_>>>()
-            .map_err(sink_error)?;
-        let intents: Vec<_> = group
-            .iter()
-            .zip(&names)
-            .map(|(l, name)| {
-                StateChange::Intent(state::Intent {
-                    uid: l.uid.clone(),
-                    delivery: name.clone(),
-                })
+        {
+            Ok(names) => names,
+            Err(e) => {
+                self.flush_records()?;
+                return Err(sink_error(e));
+            }
+        };
+        let mut changes = std::mem::take(&mut self.unwritten);
+        changes.extend(group.iter().zip(&names).map(|(l, name)| {
+            StateChange::Intent(state::Intent {
+                uid: l.uid.clone(),
+                delivery: name.clone(),
             })
-            .collect();
-        self.record(&intents)?;
+        }));
+        self.record(&changes)?;
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
             names,
@@ -318,8 +337,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             return Err(sink_error(e));
         }
         let stored: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
-        let changes = self.run.stored(group, &stored);
-        self.record(&changes)?;
+        // Recorded with the next group's intents, or before any DELE.
+        self.unwritten = self.run.stored(group, &stored);
         self.fetched.extend(
             group
                 .iter()
@@ -330,14 +349,15 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         Ok(())
     }
 
-    /// What to DELE before QUIT (everything recorded by now).
-    fn deletions(&self, plan: &SessionPlan) -> Vec<Listed> {
-        if self.with_uids {
+    /// What to DELE before QUIT, once everything stored is recorded.
+    fn deletions(&mut self, plan: &SessionPlan) -> Result<Vec<Listed>, Error> {
+        self.flush_records()?;
+        Ok(if self.with_uids {
             self.run.deletions(plan)
         } else {
             // Fetch all, then delete: what was stored goes.
             self.fetched.clone()
-        }
+        })
     }
 
     /// QUIT committed `deleted`: records it; says whether to open another
@@ -395,7 +415,7 @@ pub fn sync_blocking(
             };
             steps.end_group(group, outcomes)?;
         }
-        let deletions = steps.deletions(&plan);
+        let deletions = steps.deletions(&plan)?;
         let mut deleted = Vec::new();
         if !deletions.is_empty() {
             let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
@@ -461,7 +481,7 @@ where
             };
             steps.end_group(group, outcomes)?;
         }
-        let deletions = steps.deletions(&plan);
+        let deletions = steps.deletions(&plan)?;
         let mut deleted = Vec::new();
         if !deletions.is_empty() {
             let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
