@@ -425,3 +425,44 @@ fn summaries_come_from_headers_alone() {
     assert!(got[2].is_err(), "no message 3: refused in its slot");
     client.quit().unwrap();
 }
+
+#[test]
+fn a_server_without_uidl_is_refused_unless_fetch_all_then_delete_is_chosen() {
+    let messages = corpus(6);
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            uidl: false,
+            ..ServerOptions::default()
+        },
+        messages: messages.clone(),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let e = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("does not support UIDL"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("new")).unwrap().count(),
+        0
+    );
+    let fetch_all = SyncOptions {
+        allow_without_uidl: true,
+        ..SyncOptions::default()
+    };
+    let r = sync(&server, "user", &mut state, &mut maildir, fetch_all).unwrap();
+    assert_eq!((r.new, r.deleted), (6, 6));
+    assert!(server.messages().is_empty(), "fetched, then deleted");
+    assert!(state.state().records.is_empty(), "nothing to remember");
+    exactly_once(dir.path(), &messages);
+}

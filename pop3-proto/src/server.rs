@@ -289,6 +289,9 @@ pub struct ServerOptions {
     /// message/global, a new boundary each time), whose size differs from
     /// LIST's.
     pub utf8: bool,
+    /// Offer UIDL (on by default); off, UIDL is refused as an old server
+    /// without it would.
+    pub uidl: bool,
 }
 
 impl Default for ServerOptions {
@@ -306,6 +309,7 @@ impl Default for ServerOptions {
             pipelining_only_after_login: false,
             login_delay: None,
             utf8: false,
+            uidl: true,
         }
     }
 }
@@ -420,7 +424,10 @@ impl ServerSession {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        let mut caps = vec![Capability::Top, Capability::Uidl, Capability::RespCodes];
+        let mut caps = vec![Capability::Top, Capability::RespCodes];
+        if self.options.uidl {
+            caps.push(Capability::Uidl);
+        }
         let logged_in = self.state != ServerState::Authorization;
         if self.options.pipelining && (logged_in || !self.options.pipelining_only_after_login) {
             caps.push(Capability::Pipelining);
@@ -577,6 +584,9 @@ impl ServerSession {
                     );
                 }
                 encode_end(out);
+            }
+            (Transaction, Command::Uidl(_)) if !self.options.uidl => {
+                Self::err(out, None, "Unknown command.");
             }
             (Transaction, Command::Uidl(None)) => {
                 Self::ok(out, "unique-id listing follows");
