@@ -41,11 +41,12 @@ fn run_send(server: &SmtpTestServer, password: &str, extra: &[&str], stdin: &[u8
         "SEND_TEST_PASSWORD",
         "--ca-file",
         ca.to_str().unwrap(),
-        "--timeout",
-        "10",
         "--from",
         "me@example.org",
     ];
+    if !extra.contains(&"--timeout") {
+        args.extend_from_slice(&["--timeout", "10"]);
+    }
     args.extend_from_slice(extra);
     let mut child = Command::new(send_binary())
         .args(&args)
@@ -163,4 +164,46 @@ fn failures_name_their_kind() {
     );
     assert_eq!(output.status.code(), Some(2));
     assert!(last_stderr_line(&output).starts_with("error: config: "));
+}
+
+#[test]
+fn each_fault_ends_with_its_kind_and_nothing_goes_out_in_the_clear() {
+    let message = vec![b'x'; 5000];
+    let cases = [
+        (SmtpFault::InjectAfterStartTls, "tls"),
+        (SmtpFault::RefuseStartTls, "tls"),
+        (SmtpFault::NoStartTls, "tls"),
+        (SmtpFault::AppPasswordRequired, "app-password"),
+        (SmtpFault::SizeLimit(1000), "too-big"),
+        (SmtpFault::ShutdownAfterMail, "server"),
+        (SmtpFault::EndlessReplyLine, "protocol"),
+        (SmtpFault::StopAnsweringAtMail, "timeout"),
+    ];
+    for (fault, kind) in cases {
+        let server = server(fault.clone());
+        let output = run_send(
+            &server,
+            "password",
+            &["--to", "a@example.net", "--timeout", "2"],
+            &message,
+        );
+        let last = last_stderr_line(&output);
+        assert_eq!(output.status.code(), Some(1), "{fault:?}: {last}");
+        assert!(
+            last.starts_with(&format!("error: {kind}: ")),
+            "{fault:?}: {last}"
+        );
+        assert!(server.messages().is_empty(), "{fault:?}: nothing delivered");
+        // Before TLS only EHLO and STARTTLS may pass: never AUTH or MAIL.
+        let in_clear: Vec<String> = server
+            .lines()
+            .into_iter()
+            .filter(|l| !l.tls)
+            .map(|l| l.line.split(' ').next().unwrap_or("").to_ascii_uppercase())
+            .collect();
+        assert!(
+            in_clear.iter().all(|c| c == "EHLO" || c == "STARTTLS"),
+            "{fault:?}: sent in the clear: {in_clear:?}"
+        );
+    }
 }
