@@ -430,72 +430,82 @@ pub(crate) fn check_trust(
 #[must_use = "a builder does nothing until build() is called"]
 pub struct ClientConfigBuilder(ClientConfig);
 
+/// The setters both configuration builders share: [`ClientConfig`] and
+/// `smtp::SmtpConfig` name their connection settings alike, so one text
+/// serves both (each builder is a tuple struct around its config).
+macro_rules! connection_setters {
+    () => {
+        /// The port (default: the usual one for the security chosen).
+        pub fn port(mut self, port: u16) -> Self {
+            self.0.port = Some(port);
+            self
+        }
+
+        /// How the connection is secured (default: [`Security::Tls`]).
+        pub fn security(mut self, security: Security) -> Self {
+            self.0.security = security;
+            self
+        }
+
+        /// Which authorities to trust (default: [`TlsRoots::WebPki`]).
+        pub fn roots(mut self, roots: TlsRoots) -> Self {
+            self.0.roots = roots;
+            self
+        }
+
+        /// Trusts the authorities (or the self-signed certificate) in a
+        /// PEM file: [`TlsRoots::CaFile`].
+        pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
+            self.roots(TlsRoots::CaFile(path.into()))
+        }
+
+        /// Adds a certificate pin (SHA-256 of the certificate or its key).
+        pub fn pin(mut self, pin: CertPin) -> Self {
+            self.0.pins.push(pin);
+            self
+        }
+
+        /// TLS set up by the caller, replacing roots and pins.
+        pub fn custom_tls(mut self, custom: CustomTls) -> Self {
+            self.0.custom_tls = Some(custom);
+            self
+        }
+
+        /// How to log in (default: [`AuthMethod::Auto`]).
+        pub fn auth(mut self, auth: AuthMethod) -> Self {
+            self.0.auth = auth;
+            self
+        }
+
+        /// Allows credentials over a connection without TLS (off by
+        /// default: anyone on the path could read them).
+        pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
+            self.0.allow_plaintext_auth = allow;
+            self
+        }
+
+        /// Every limit on waiting.
+        pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+            self.0.timeouts = timeouts;
+            self
+        }
+
+        /// The connect, handshake, response and idle limits all set to
+        /// `limit` ([`Timeouts::all`]).
+        pub fn timeout(self, limit: Duration) -> Self {
+            self.timeouts(Timeouts::all(limit))
+        }
+    };
+}
+pub(crate) use connection_setters;
+
 impl ClientConfigBuilder {
-    /// The port (default: [`Security::default_port`]).
-    pub fn port(mut self, port: u16) -> Self {
-        self.0.port = Some(port);
-        self
-    }
-
-    /// How the connection is secured (default: [`Security::Tls`]).
-    pub fn security(mut self, security: Security) -> Self {
-        self.0.security = security;
-        self
-    }
-
-    /// Which authorities to trust (default: [`TlsRoots::WebPki`]).
-    pub fn roots(mut self, roots: TlsRoots) -> Self {
-        self.0.roots = roots;
-        self
-    }
-
-    /// Trusts the authorities (or the self-signed certificate) in a PEM
-    /// file: [`TlsRoots::CaFile`].
-    pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
-        self.roots(TlsRoots::CaFile(path.into()))
-    }
-
-    /// Adds a certificate pin ([`ClientConfig::pins`]).
-    pub fn pin(mut self, pin: CertPin) -> Self {
-        self.0.pins.push(pin);
-        self
-    }
-
-    /// TLS set up by the caller, replacing roots and pins.
-    pub fn custom_tls(mut self, custom: CustomTls) -> Self {
-        self.0.custom_tls = Some(custom);
-        self
-    }
-
-    /// How to log in (default: [`AuthMethod::Auto`]).
-    pub fn auth(mut self, auth: AuthMethod) -> Self {
-        self.0.auth = auth;
-        self
-    }
-
-    /// Allows credentials over a connection without TLS
-    /// ([`ClientConfig::allow_plaintext_auth`]; off by default).
-    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
-        self.0.allow_plaintext_auth = allow;
-        self
-    }
+    connection_setters!();
 
     /// Sends `UTF8` when advertised ([`ClientConfig::utf8`]; on by default).
     pub fn utf8(mut self, utf8: bool) -> Self {
         self.0.utf8 = utf8;
         self
-    }
-
-    /// Every limit on waiting.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.0.timeouts = timeouts;
-        self
-    }
-
-    /// The connect, handshake, response and idle limits all set to `limit`
-    /// ([`Timeouts::all`]).
-    pub fn timeout(self, limit: Duration) -> Self {
-        self.timeouts(Timeouts::all(limit))
     }
 
     /// Protocol limits: line cap, body cap, pipelining window.

@@ -73,64 +73,7 @@ impl SmtpConfig {
 pub struct SmtpConfigBuilder(SmtpConfig);
 
 impl SmtpConfigBuilder {
-    /// The port (default: [`super::smtp_default_port`]: 465 or 587).
-    pub fn port(mut self, port: u16) -> Self {
-        self.0.port = Some(port);
-        self
-    }
-
-    /// How the connection is secured (default: [`Security::Tls`]).
-    pub fn security(mut self, security: Security) -> Self {
-        self.0.security = security;
-        self
-    }
-
-    /// Which authorities to trust (default: [`TlsRoots::WebPki`]).
-    pub fn roots(mut self, roots: TlsRoots) -> Self {
-        self.0.roots = roots;
-        self
-    }
-
-    /// Trusts the authorities (or the self-signed certificate) in a PEM
-    /// file: [`TlsRoots::CaFile`].
-    pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
-        self.roots(TlsRoots::CaFile(path.into()))
-    }
-
-    /// Adds a certificate pin.
-    pub fn pin(mut self, pin: CertPin) -> Self {
-        self.0.pins.push(pin);
-        self
-    }
-
-    /// TLS set up by the caller, replacing roots and pins.
-    pub fn custom_tls(mut self, custom: CustomTls) -> Self {
-        self.0.custom_tls = Some(custom);
-        self
-    }
-
-    /// How to log in (default: [`AuthMethod::Auto`]).
-    pub fn auth(mut self, auth: AuthMethod) -> Self {
-        self.0.auth = auth;
-        self
-    }
-
-    /// Allows credentials over a connection without TLS (off by default).
-    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
-        self.0.allow_plaintext_auth = allow;
-        self
-    }
-
-    /// Every limit on waiting.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.0.timeouts = timeouts;
-        self
-    }
-
-    /// All limits set to `limit` ([`Timeouts::all`]).
-    pub fn timeout(self, limit: Duration) -> Self {
-        self.timeouts(Timeouts::all(limit))
-    }
+    crate::config::connection_setters!();
 
     /// The name sent with EHLO (default `localhost`).
     pub fn ehlo_name(mut self, name: impl Into<String>) -> Self {
