@@ -258,9 +258,12 @@ impl Drop for TestServer {
     }
 }
 
-enum Conn {
+/// A test server's side of a connection: plaintext, TLS, or handed away
+/// (during an upgrade). The POP3 and SMTP test servers share it.
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Gone,
 }
 
 impl Read for Conn {
@@ -268,6 +271,7 @@ impl Read for Conn {
         match self {
             Conn::Plain(s) => s.read(buf),
             Conn::Tls(s) => s.read(buf),
+            Conn::Gone => Ok(0),
         }
     }
 }
@@ -277,17 +281,20 @@ impl Write for Conn {
         match self {
             Conn::Plain(s) => s.write(buf),
             Conn::Tls(s) => s.write(buf),
+            Conn::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Conn::Plain(s) => s.flush(),
             Conn::Tls(s) => s.flush(),
+            Conn::Gone => Ok(()),
         }
     }
 }
 
-fn tls_accept(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>) -> io::Result<Conn> {
+/// Completes a server-side TLS handshake over `tcp`.
+pub(crate) fn tls_accept(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>) -> io::Result<Conn> {
     let conn = ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
     let mut stream = StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {

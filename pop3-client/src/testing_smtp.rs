@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use crate::testing::{tls_accept, Conn};
 use base64::Engine as _;
 use pop3_proto::sasl::SaslClient;
-use rustls::{ServerConnection, StreamOwned};
 
 use crate::config::{Security, Timeouts, TlsRoots};
 use crate::smtp::SmtpConfig;
@@ -211,48 +211,6 @@ impl Drop for SmtpTestServer {
     }
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
-    Gone,
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf),
-            Self::Gone => Ok(0),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf),
-            Self::Gone => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.flush(),
-            Self::Gone => Ok(()),
-        }
-    }
-}
-
-fn tls_accept(tcp: TcpStream, tls: &Arc<rustls::ServerConfig>) -> io::Result<Stream> {
-    let conn = ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
-    let mut stream = StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(Stream::Tls(Box::new(stream)))
-}
-
 /// Why a line could not be read.
 enum Input {
     Line(Vec<u8>),
@@ -260,7 +218,7 @@ enum Input {
 }
 
 struct Connection<'a> {
-    stream: Stream,
+    stream: Conn,
     input: Vec<u8>,
     shared: &'a Shared,
     config: &'a SmtpTestServerConfig,
@@ -308,7 +266,7 @@ impl<'a> Connection<'a> {
         let stream = if config.implicit_tls {
             tls_accept(tcp, tls)?
         } else {
-            Stream::Plain(tcp)
+            Conn::Plain(tcp)
         };
         let mut conn = Connection {
             stream,
@@ -397,8 +355,8 @@ impl<'a> Connection<'a> {
                     self.stream.write_all(&out)?;
                     self.stream.flush()?;
                     self.input.clear();
-                    self.stream = match std::mem::replace(&mut self.stream, Stream::Gone) {
-                        Stream::Plain(tcp) => tls_accept(tcp, tls)?,
+                    self.stream = match std::mem::replace(&mut self.stream, Conn::Gone) {
+                        Conn::Plain(tcp) => tls_accept(tcp, tls)?,
                         other => other,
                     };
                     self.tls = true;
