@@ -57,6 +57,13 @@ fn sync(
     )
 }
 
+/// A fresh Maildir in a temporary folder and an empty state.
+fn local() -> (tempfile::TempDir, MaildirSink, MemoryState) {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = MaildirSink::create(dir.path()).unwrap();
+    (dir, maildir, MemoryState::new())
+}
+
 /// Every file in the Maildir's new/, by content, with how often it occurs.
 fn delivered(dir: &Path) -> BTreeMap<Vec<u8>, usize> {
     let mut out = BTreeMap::new();
@@ -102,9 +109,7 @@ fn a_second_sync_fetches_nothing_and_new_mail_arrives_alone() {
 fn after_retrieval_empties_the_mailbox() {
     let messages = corpus(12);
     let server = server(messages.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let options = SyncOptions {
         policy: DeletePolicy::AfterRetrieval,
         ..SyncOptions::default()
@@ -119,9 +124,7 @@ fn after_retrieval_empties_the_mailbox() {
 fn after_days_deletes_on_the_injected_clock() {
     let messages = corpus(4);
     let server = server(messages.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let at = |now, policy| SyncOptions {
         policy,
         now: Some(now),
@@ -156,9 +159,7 @@ fn after_days_deletes_on_the_injected_clock() {
 fn when_deleted_locally_deletes_what_the_application_marked() {
     let messages = corpus(5);
     let server = server(messages.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (_dir, mut maildir, mut state) = local();
     let options = SyncOptions {
         policy: DeletePolicy::WhenDeletedLocally,
         ..SyncOptions::default()
@@ -176,9 +177,7 @@ fn when_deleted_locally_deletes_what_the_application_marked() {
 fn caps_leave_the_rest_for_the_next_sync() {
     let messages = corpus(10);
     let server = server(messages.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let options = SyncOptions {
         max_messages: Some(4),
         ..SyncOptions::default()
@@ -290,9 +289,7 @@ fn gmail(messages: Vec<ServerMessage>, user: &str) -> TestServer {
 fn gmail_normal_mode_takes_several_sessions_and_stores_each_message_once() {
     let messages = corpus(600);
     let server = gmail(messages.clone(), "me@gmail.com");
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let r = sync(
         &server,
         "me@gmail.com",
@@ -316,9 +313,7 @@ fn gmail_recent_mode_fetches_once_and_refuses_deleting() {
     let messages = corpus(40);
     let user = "recent:me@gmail.com";
     let server = gmail(messages.clone(), user);
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let r = sync(
         &server,
         user,
@@ -376,9 +371,7 @@ async fn the_async_driver_follows_the_same_plan() {
     let server = gmail(messages.clone(), "me@gmail.com");
     let config = server.client_config();
     let credentials = pop3_client::Credentials::new("me@gmail.com", "password");
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let report = sync_async(
         || Client::connect_tokio(&config, &credentials),
         &config.host,
@@ -439,9 +432,7 @@ fn a_server_without_uidl_is_refused_unless_fetch_all_then_delete_is_chosen() {
         ..TestServerConfig::default()
     })
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut maildir = MaildirSink::create(dir.path()).unwrap();
-    let mut state = MemoryState::new();
+    let (dir, mut maildir, mut state) = local();
     let e = sync(
         &server,
         "user",
