@@ -24,10 +24,13 @@ pub struct SyncOptions {
     /// than this is still fetched when it comes first, so a sync always
     /// makes progress).
     pub max_bytes: Option<u64>,
-    /// Messages stored together and made durable with one flush (group
-    /// commit). The order "stored, then recorded, then deleted" holds per
-    /// group.
+    /// Most messages stored together and made durable with one flush
+    /// (group commit). The order "stored, then recorded, then deleted"
+    /// holds per group.
     pub group_size: usize,
+    /// Most bytes in one group (as listed; a larger message makes a group
+    /// of its own): what a run killed mid-group fetches again.
+    pub group_bytes: u64,
     /// A server without UIDL is refused, unless this is set: then every
     /// listed message is fetched and then deleted, and a run killed between
     /// the two may deliver some messages again on its next run.
@@ -49,7 +52,8 @@ impl Default for SyncOptions {
             policy: DeletePolicy::KeepOnServer,
             max_messages: None,
             max_bytes: None,
-            group_size: 64,
+            group_size: 256,
+            group_bytes: 16 * 1024 * 1024,
             allow_without_uidl: false,
             forget_after_days: 31,
             max_sessions: 50,
@@ -233,14 +237,33 @@ impl SyncRun {
             }
             chosen.push(item);
         }
-        plan.fetch = chosen
-            .chunks(self.options.group_size)
-            .map(<[Listed]>::to_vec)
-            .collect();
+        plan.fetch = self.groups(chosen);
         if plan.capped {
             self.keep_going = false;
         }
         plan
+    }
+
+    /// Splits the messages to fetch into groups of at most `group_size`
+    /// messages and `group_bytes` bytes (a larger message alone).
+    fn groups(&self, chosen: Vec<Listed>) -> Vec<Vec<Listed>> {
+        let mut groups: Vec<Vec<Listed>> = Vec::new();
+        let mut bytes = 0u64;
+        for item in chosen {
+            let fits = groups.last().is_some_and(|g| {
+                g.len() < self.options.group_size
+                    && bytes.saturating_add(item.octets) <= self.options.group_bytes
+            });
+            if !fits {
+                groups.push(Vec::new());
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(item.octets);
+            if let Some(group) = groups.last_mut() {
+                group.push(item);
+            }
+        }
+        groups
     }
 
     fn due_for_deletion(&self, record: &crate::sync::state::UidRecord) -> bool {
@@ -357,6 +380,32 @@ mod tests {
             .collect();
         assert_eq!(uids, vec![vec![1, 3], vec![4, 5]]);
         assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn groups_are_bounded_by_count_and_bytes() {
+        let options = SyncOptions {
+            group_size: 3,
+            group_bytes: 100,
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        let sizes = [10, 10, 10, 10, 60, 50, 500, 1];
+        let listing: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| listed(i as u32 + 1, &format!("u{i}"), n))
+            .collect();
+        let plan = run.plan(&SyncState::default(), &listing);
+        let shape: Vec<Vec<u64>> = plan
+            .fetch
+            .iter()
+            .map(|g| g.iter().map(|l| l.octets).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![vec![10, 10, 10], vec![10, 60], vec![50], vec![500], vec![1]]
+        );
     }
 
     #[test]
