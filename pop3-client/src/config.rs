@@ -11,39 +11,7 @@ use rustls::client::danger::ServerCertVerifier;
 use crate::error::Error;
 use crate::transport::CertPin;
 
-/// How the connection is secured. There is no "TLS if available": a client
-/// asked for TLS never falls back to plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Security {
-    /// TLS from the first byte (POP3S, port 995).
-    Tls,
-    /// Plaintext, then STLS (port 110); fails before any credential is sent
-    /// if the server does not offer STLS or refuses it.
-    StartTls,
-    /// No TLS (port 110). Credentials are refused unless
-    /// [`ClientConfig::allow_plaintext_auth`] is set.
-    Plain,
-}
-
-impl Security {
-    /// The mode's short name: tls, starttls, plain (`fetch --security`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tls => "tls",
-            Self::StartTls => "starttls",
-            Self::Plain => "plain",
-        }
-    }
-
-    /// The usual port for this mode: 995 for TLS, 110 otherwise.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Tls => 995,
-            Self::StartTls | Self::Plain => 110,
-        }
-    }
-}
+pub use crate::security::Security;
 
 /// Which certificate authorities to trust.
 ///

@@ -8,7 +8,7 @@ use pop3_proto::escape::snippet;
 use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SessionError};
 use thiserror::Error;
 
-use crate::config::Security;
+use crate::security::Security;
 use crate::transport::TlsFailure;
 
 /// The failure classes, as short stable names (`fetch` prints them).

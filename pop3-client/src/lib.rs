@@ -102,6 +102,7 @@ mod config;
 mod engine;
 mod error;
 mod ops;
+mod security;
 pub mod smtp;
 pub mod store;
 pub mod summary;

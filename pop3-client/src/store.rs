@@ -18,7 +18,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pop3_proto::{MsgNum, Uid};
 
 use crate::ops::MessageSink;
-use crate::sync::state::sync_dir;
 
 /// The sink of a sync. Names are reserved before delivery and recorded as
 /// an intent, so a run killed at any instant can ask the sink, at its next
@@ -167,6 +166,24 @@ impl MaildirSink {
             self.delivered.push(target);
         }
         sync_dir(&new)
+    }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 

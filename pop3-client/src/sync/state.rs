@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use pop3_proto::Uid;
 
+use crate::store::sync_dir;
+
 /// Where a remembered message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UidStatus {
@@ -411,24 +413,6 @@ fn lock(file: &File, path: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     {
         let _ = (file, path);
-        Ok(())
-    }
-}
-
-/// Makes a directory's entries (a rename, a new file) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
         Ok(())
     }
 }
