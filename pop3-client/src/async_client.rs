@@ -422,6 +422,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(ops::outcomes(batch))
     }
 
+    /// TOP for many messages (the header and the first `lines` body lines
+    /// of each) into `sink`, pipelined when possible; a refusal is reported
+    /// in its slot.
+    pub async fn top_many<K: AsyncMessageSink>(
+        &mut self,
+        msgs: &[MsgNum],
+        lines: u32,
+        sink: &mut K,
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::top_many(msgs, lines);
+        self.run(&mut batch, sink).await?;
+        Ok(ops::outcomes(batch))
+    }
+
     /// Like [`Client::retr_many`], telling `progress` of every chunk of
     /// every message (beside the session's [`Client::on_progress`]). The
     /// callback may borrow from the caller; it is `Send` so that the

@@ -298,6 +298,20 @@ impl<S: ReadTimeout> Client<S> {
         Ok(ops::outcomes(batch))
     }
 
+    /// TOP for many messages (the header and the first `lines` body lines
+    /// of each) into `sink`, pipelined when possible; a refusal is reported
+    /// in its slot.
+    pub fn top_many(
+        &mut self,
+        msgs: &[MsgNum],
+        lines: u32,
+        sink: &mut dyn MessageSink,
+    ) -> Result<Vec<Result<u64, ServerRefusal>>, Error> {
+        let mut batch = ops::top_many(msgs, lines);
+        self.run(&mut batch, sink)?;
+        Ok(ops::outcomes(batch))
+    }
+
     /// Like [`Client::retr_many`], telling `progress` of every chunk of
     /// every message (beside the session's [`Client::on_progress`]). The
     /// callback may borrow from the caller: a progress bar, a counter.

@@ -139,13 +139,19 @@ pub(crate) fn retr_many(msgs: &[MsgNum]) -> Batch {
     Batch::lenient(msgs.iter().map(|&m| Cmd::Plain(Command::Retr(m))).collect())
 }
 
-/// A batch fetching the headers of `msgs` (TOP n 0), pipelined when allowed.
-pub(crate) fn headers_many(msgs: &[MsgNum]) -> Batch {
+/// A batch fetching the header and the first `lines` body lines of `msgs`
+/// (TOP), pipelined when allowed.
+pub(crate) fn top_many(msgs: &[MsgNum], lines: u32) -> Batch {
     Batch::lenient(
         msgs.iter()
-            .map(|&msg| Cmd::Plain(Command::Top { msg, lines: 0 }))
+            .map(|&msg| Cmd::Plain(Command::Top { msg, lines }))
             .collect(),
     )
+}
+
+/// A batch fetching the headers of `msgs` (TOP n 0), pipelined when allowed.
+pub(crate) fn headers_many(msgs: &[MsgNum]) -> Batch {
+    top_many(msgs, 0)
 }
 
 /// Headers collected by a [`headers_many`] batch, as summaries.

@@ -457,3 +457,34 @@ fn a_server_without_uidl_is_refused_unless_fetch_all_then_delete_is_chosen() {
     assert!(state.state().records.is_empty(), "nothing to remember");
     exactly_once(dir.path(), &messages);
 }
+
+#[test]
+fn big_messages_come_headers_only_until_asked_for_whole() {
+    let mut messages = corpus(3);
+    messages[1].content = format!(
+        "Subject: big\r\nFrom: a@example.org\r\n\r\n{}\r\n",
+        "y".repeat(50_000)
+    )
+    .into_bytes();
+    let server = server(messages.clone());
+    let (dir, mut maildir, mut state) = local();
+    let options = SyncOptions {
+        policy: DeletePolicy::AfterRetrieval,
+        headers_only_above: Some(10_000),
+        ..SyncOptions::default()
+    };
+    let r = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!((r.new, r.headers_only, r.deleted), (2, 1, 2));
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["uid-0001"], "a message stored headers only stays");
+    let got = delivered(dir.path());
+    assert!(got.contains_key(b"Subject: big\r\nFrom: a@example.org\r\n\r\n".as_slice()));
+    // Nothing new until the application asks for the whole message.
+    let r = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!((r.new, r.headers_only, r.deleted), (0, 0, 0));
+    pop3_client::sync::request_full_fetch(&mut state, &Uid::new(b"uid-0001").unwrap()).unwrap();
+    let r = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((r.new, r.deleted), (1, 1));
+    assert!(server.messages().is_empty());
+    assert_eq!(delivered(dir.path()).get(&messages[1].content), Some(&1));
+}

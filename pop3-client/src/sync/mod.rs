@@ -52,6 +52,12 @@ use crate::store::DeliverySink;
 pub use plan::{Listed, SessionPlan, SyncOptions, SyncReport, SyncRun};
 use state::{StateChange, StateStore};
 
+/// Asks for the whole of a message stored headers only (it was above
+/// [`SyncOptions::headers_only_above`]): the next sync fetches it whole.
+pub fn request_full_fetch(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
+    store.apply(&[StateChange::FullFetchRequested { uid: uid.clone() }])
+}
+
 /// Marks `uid` as deleted by the application, for the policy
 /// [`crate::account::DeletePolicy::WhenDeletedLocally`]: the next sync
 /// deletes it on the server.
@@ -96,9 +102,11 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
     for intent in &loaded.pending {
         if sink.reconcile(&intent.delivery).map_err(sink_error)? {
             run.recovered();
-            changes.push(StateChange::Delivered {
-                uid: intent.uid.clone(),
-                at: run.now(),
+            let (uid, at) = (intent.uid.clone(), run.now());
+            changes.push(if intent.headers_only {
+                StateChange::HeadersDelivered { uid, at }
+            } else {
+                StateChange::Delivered { uid, at }
             });
         } else {
             changes.push(StateChange::Abandoned {
@@ -284,9 +292,10 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         self.record(&records)
     }
 
-    /// Before a group is fetched: names reserved, intents recorded (with
-    /// the previous group's records, in one write).
-    fn begin_group(&mut self, group: &[Listed]) -> Result<Group, Error> {
+    /// Before a group is fetched (whole, or `headers_only`): names
+    /// reserved, intents recorded (with the previous group's records, in
+    /// one write).
+    fn begin_group(&mut self, group: &[Listed], headers_only: bool) -> Result<Group, Error> {
         let names = match group
             .iter()
             .map(|l| self.sink.reserve(&l.uid))
@@ -303,6 +312,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             StateChange::Intent(state::Intent {
                 uid: l.uid.clone(),
                 delivery: name.clone(),
+                headers_only,
             })
         }));
         self.record(&changes)?;
@@ -324,6 +334,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         &mut self,
         group: &[Listed],
         outcomes: Result<Vec<Result<u64, crate::ServerRefusal>>, Error>,
+        headers_only: bool,
     ) -> Result<(), Error> {
         let outcomes = match outcomes {
             Ok(o) => o,
@@ -338,6 +349,10 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         }
         let stored: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
         // Recorded with the next group's intents, or before any DELE.
+        if headers_only {
+            self.unwritten = self.run.stored_headers(group, &stored);
+            return Ok(());
+        }
         self.unwritten = self.run.stored(group, &stored);
         self.fetched.extend(
             group
@@ -406,14 +421,19 @@ pub fn sync_blocking(
         let uids = client.uidl();
         let login_delay = client.capabilities().login_delay();
         let plan = steps.listed(login_delay, &sizes, uids, &config.host)?;
+        for group in &plan.headers {
+            let batch = steps.begin_group(group, true)?;
+            let outcomes = client.top_many(&batch.msgs, 0, &mut steps.group_sink(&batch));
+            steps.end_group(group, outcomes, true)?;
+        }
         for group in &plan.fetch {
-            let batch = steps.begin_group(group)?;
+            let batch = steps.begin_group(group, false)?;
             let mut sink = steps.group_sink(&batch);
             let outcomes = match progress.as_deref_mut() {
                 Some(progress) => client.retr_many_with_progress(&batch.msgs, &mut sink, progress),
                 None => client.retr_many(&batch.msgs, &mut sink),
             };
-            steps.end_group(group, outcomes)?;
+            steps.end_group(group, outcomes, false)?;
         }
         let deletions = steps.deletions(&plan)?;
         let mut deleted = Vec::new();
@@ -468,8 +488,15 @@ where
         let uids = client.uidl().await;
         let login_delay = client.capabilities().login_delay();
         let plan = steps.listed(login_delay, &sizes, uids, host)?;
+        for group in &plan.headers {
+            let batch = steps.begin_group(group, true)?;
+            let outcomes = client
+                .top_many(&batch.msgs, 0, &mut steps.group_sink(&batch))
+                .await;
+            steps.end_group(group, outcomes, true)?;
+        }
         for group in &plan.fetch {
-            let batch = steps.begin_group(group)?;
+            let batch = steps.begin_group(group, false)?;
             let mut sink = steps.group_sink(&batch);
             let outcomes = match progress.as_deref_mut() {
                 Some(progress) => {
@@ -479,7 +506,7 @@ where
                 }
                 None => client.retr_many(&batch.msgs, &mut sink).await,
             };
-            steps.end_group(group, outcomes)?;
+            steps.end_group(group, outcomes, false)?;
         }
         let deletions = steps.deletions(&plan)?;
         let mut deleted = Vec::new();

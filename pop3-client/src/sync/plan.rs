@@ -31,6 +31,12 @@ pub struct SyncOptions {
     /// Most bytes in one group (as listed; a larger message makes a group
     /// of its own): what a run killed mid-group fetches again.
     pub group_bytes: u64,
+    /// Messages larger than this (as listed) are fetched headers only
+    /// (TOP n 0) and marked for a later full fetch: when the application
+    /// asks ([`crate::sync::request_full_fetch`]) or once a sync's limit
+    /// allows. `None` (the default): every message whole. A message stored
+    /// headers only is never deleted from the server.
+    pub headers_only_above: Option<u64>,
     /// A server without UIDL is refused, unless this is set: then every
     /// listed message is fetched and then deleted, and a run killed between
     /// the two may deliver some messages again on its next run.
@@ -54,6 +60,7 @@ impl Default for SyncOptions {
             max_bytes: None,
             group_size: 256,
             group_bytes: 16 * 1024 * 1024,
+            headers_only_above: None,
             allow_without_uidl: false,
             forget_after_days: 31,
             max_sessions: 50,
@@ -81,6 +88,9 @@ pub struct SessionPlan {
     /// New messages to fetch, oldest first, in groups of
     /// [`SyncOptions::group_size`].
     pub fetch: Vec<Vec<Listed>>,
+    /// New messages above the size limit: their headers only (TOP n 0),
+    /// in groups.
+    pub headers: Vec<Vec<Listed>>,
     /// Messages fetched in an earlier run that the policy deletes now.
     pub delete: Vec<Listed>,
     /// Whether the caps left messages for a later sync.
@@ -98,6 +108,8 @@ pub struct SyncReport {
     pub deleted: usize,
     /// Messages the server refused to send (each is tried again next time).
     pub skipped: usize,
+    /// Messages stored headers only (above the size limit).
+    pub headers_only: usize,
     /// Messages left for a later sync by the caps.
     pub left: usize,
     /// Sessions opened.
@@ -206,21 +218,40 @@ impl SyncRun {
             }
         }
         let mut new = Vec::new();
+        let mut headers = Vec::new();
         let mut seen = HashSet::new();
+        let too_big = |item: &Listed| {
+            self.options
+                .headers_only_above
+                .is_some_and(|limit| item.octets > limit)
+        };
         for item in listing {
             // A UID listed twice is fetched once.
             if !seen.insert(&item.uid) {
                 continue;
             }
             match state.records.get(&item.uid) {
+                None if too_big(item) => headers.push(item.clone()),
                 None => new.push(item.clone()),
                 Some(r) if r.status == UidStatus::Fetched && self.due_for_deletion(r) => {
                     plan.delete.push(item.clone());
                 }
+                // Stored headers only: whole now if asked for or allowed.
+                Some(r)
+                    if r.status == UidStatus::HeadersOnly
+                        && (r.full_requested || !too_big(item)) =>
+                {
+                    new.push(item.clone());
+                }
                 Some(_) => {}
             }
         }
-        self.session_all_new = !listing.is_empty() && new.len() == listing.len();
+        plan.headers = headers
+            .chunks(self.options.group_size)
+            .map(<[Listed]>::to_vec)
+            .collect();
+        self.session_all_new = !listing.is_empty()
+            && new.len() + plan.headers.iter().map(Vec::len).sum::<usize>() == listing.len();
         let mut chosen = Vec::new();
         for item in new {
             let count = self.report.new + chosen.len();
@@ -301,6 +332,33 @@ impl SyncRun {
             }
         }
         changes
+    }
+
+    /// The changes recording a group stored headers only.
+    pub fn stored_headers(
+        &mut self,
+        group: &[Listed],
+        outcomes: &[Option<u64>],
+    ) -> Vec<StateChange> {
+        group
+            .iter()
+            .zip(outcomes)
+            .map(|(item, outcome)| match outcome {
+                Some(_) => {
+                    self.report.headers_only += 1;
+                    StateChange::HeadersDelivered {
+                        uid: item.uid.clone(),
+                        at: self.now,
+                    }
+                }
+                None => {
+                    self.report.skipped += 1;
+                    StateChange::Abandoned {
+                        uid: item.uid.clone(),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// What to delete before QUIT: the plan's due messages, and under

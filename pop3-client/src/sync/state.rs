@@ -19,6 +19,11 @@ pub enum UidStatus {
     Fetched,
     /// Deleted from the server (DELE committed by QUIT).
     Deleted,
+    /// Only its header is stored (it was above
+    /// [`crate::sync::SyncOptions::headers_only_above`]); the whole message
+    /// is fetched once asked for ([`crate::sync::request_full_fetch`]) or
+    /// once the limit allows. Never deleted from the server in this state.
+    HeadersOnly,
 }
 
 /// One remembered message.
@@ -33,6 +38,9 @@ pub struct UidRecord {
     /// The application deleted it locally: delete it on the server at the
     /// next sync (policy "when deleted locally").
     pub deleted_locally: bool,
+    /// The application asked for the whole of a message stored headers
+    /// only.
+    pub full_requested: bool,
 }
 
 /// A delivery started but not known to have finished: recorded before the
@@ -44,6 +52,8 @@ pub struct Intent {
     pub uid: Uid,
     /// The sink's name for the delivery (for a Maildir, the file name).
     pub delivery: String,
+    /// Whether only the header is being delivered (TOP n 0).
+    pub headers_only: bool,
 }
 
 /// One durable change to the state.
@@ -57,6 +67,18 @@ pub enum StateChange {
         uid: Uid,
         /// The time of the fetch.
         at: u64,
+    },
+    /// The header alone of `uid` is durable in the sink (clears its intent).
+    HeadersDelivered {
+        /// The UID.
+        uid: Uid,
+        /// The time of the fetch.
+        at: u64,
+    },
+    /// The application wants the whole of `uid`, stored headers only.
+    FullFetchRequested {
+        /// The UID.
+        uid: Uid,
     },
     /// The delivery of `uid` did not happen (clears its intent).
     Abandoned {
@@ -111,12 +133,33 @@ impl SyncState {
             }
             StateChange::Delivered { uid, at } => {
                 self.pending.retain(|p| &p.uid != uid);
-                self.records.entry(uid.clone()).or_insert(UidRecord {
+                let record = self.records.entry(uid.clone()).or_insert(UidRecord {
                     first_seen: *at,
                     status: UidStatus::Fetched,
                     vanished_at: None,
                     deleted_locally: false,
+                    full_requested: false,
                 });
+                // The whole of a message first stored headers only.
+                if record.status == UidStatus::HeadersOnly {
+                    record.status = UidStatus::Fetched;
+                    record.full_requested = false;
+                }
+            }
+            StateChange::HeadersDelivered { uid, at } => {
+                self.pending.retain(|p| &p.uid != uid);
+                self.records.entry(uid.clone()).or_insert(UidRecord {
+                    first_seen: *at,
+                    status: UidStatus::HeadersOnly,
+                    vanished_at: None,
+                    deleted_locally: false,
+                    full_requested: false,
+                });
+            }
+            StateChange::FullFetchRequested { uid } => {
+                if let Some(r) = self.records.get_mut(uid) {
+                    r.full_requested = r.status == UidStatus::HeadersOnly;
+                }
             }
             StateChange::Abandoned { uid } => self.pending.retain(|p| &p.uid != uid),
             StateChange::Vanished { uid, at } => {
@@ -311,10 +354,22 @@ impl StateFile {
         let tmp = self.path.with_extension("compacting");
         let mut lines = vec![format!("{MAGIC} {}", self.key)];
         for (uid, r) in &self.state.records {
-            lines.push(format_change(&StateChange::Delivered {
-                uid: uid.clone(),
-                at: r.first_seen,
+            lines.push(format_change(&if r.status == UidStatus::HeadersOnly {
+                StateChange::HeadersDelivered {
+                    uid: uid.clone(),
+                    at: r.first_seen,
+                }
+            } else {
+                StateChange::Delivered {
+                    uid: uid.clone(),
+                    at: r.first_seen,
+                }
             }));
+            if r.full_requested {
+                lines.push(format_change(&StateChange::FullFetchRequested {
+                    uid: uid.clone(),
+                }));
+            }
             if r.status == UidStatus::Deleted {
                 lines.push(format_change(&StateChange::DeletedOnServer {
                     uid: uid.clone(),
@@ -433,7 +488,14 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 
 fn format_change(change: &StateChange) -> String {
     match change {
-        StateChange::Intent(i) => format!("I {} {}", hex(i.uid.as_bytes()), i.delivery),
+        StateChange::Intent(i) => format!(
+            "{} {} {}",
+            if i.headers_only { "J" } else { "I" },
+            hex(i.uid.as_bytes()),
+            i.delivery
+        ),
+        StateChange::HeadersDelivered { uid, at } => format!("H {} {at}", hex(uid.as_bytes())),
+        StateChange::FullFetchRequested { uid } => format!("Q {}", hex(uid.as_bytes())),
         StateChange::Delivered { uid, at } => format!("D {} {at}", hex(uid.as_bytes())),
         StateChange::Abandoned { uid } => format!("A {}", hex(uid.as_bytes())),
         StateChange::Vanished { uid, at } => format!("V {} {at}", hex(uid.as_bytes())),
@@ -454,10 +516,13 @@ fn parse_change(line: &str) -> Option<StateChange> {
     }
     let number = || rest.and_then(|r| r.parse::<u64>().ok());
     Some(match tag {
-        "I" => StateChange::Intent(Intent {
+        "I" | "J" => StateChange::Intent(Intent {
             uid,
             delivery: rest.filter(|r| !r.is_empty())?.to_owned(),
+            headers_only: tag == "J",
         }),
+        "H" => StateChange::HeadersDelivered { uid, at: number()? },
+        "Q" if rest.is_none() => StateChange::FullFetchRequested { uid },
         "D" => StateChange::Delivered { uid, at: number()? },
         "V" => StateChange::Vanished { uid, at: number()? },
         "A" if rest.is_none() => StateChange::Abandoned { uid },
@@ -488,6 +553,7 @@ mod tests {
                 StateChange::Intent(Intent {
                     uid: uid("a"),
                     delivery: "n1".into(),
+                    headers_only: false,
                 }),
                 StateChange::Delivered {
                     uid: uid("a"),
@@ -496,6 +562,7 @@ mod tests {
                 StateChange::Intent(Intent {
                     uid: uid("b"),
                     delivery: "n2".into(),
+                    headers_only: false,
                 }),
             ])
             .unwrap();
@@ -523,6 +590,7 @@ mod tests {
         let bad = StateChange::Intent(Intent {
             uid: uid("d"),
             delivery: "two words".into(),
+            headers_only: false,
         });
         assert_eq!(
             f.apply(&[bad]).unwrap_err().kind(),
@@ -543,12 +611,15 @@ mod tests {
     fn change() -> impl Strategy<Value = StateChange> {
         let uid = proptest::collection::vec(any::<u8>(), 1..20)
             .prop_filter_map("a UID", |b| Uid::new(&b));
-        (0u8..8, uid, any::<u64>(), "[A-Za-z0-9._:,]{1,30}").prop_map(|(tag, uid, at, name)| {
+        (0u8..10, uid, any::<u64>(), "[A-Za-z0-9._:,]{1,30}").prop_map(|(tag, uid, at, name)| {
             match tag {
                 0 => StateChange::Intent(Intent {
                     uid,
                     delivery: name,
+                    headers_only: at % 2 == 0,
                 }),
+                8 => StateChange::HeadersDelivered { uid, at },
+                9 => StateChange::FullFetchRequested { uid },
                 1 => StateChange::Delivered { uid, at },
                 2 => StateChange::Abandoned { uid },
                 3 => StateChange::Vanished { uid, at },
