@@ -269,6 +269,8 @@ fn save(dir: &Path, settings: &Settings) -> Result<(), Error> {
     file.write_all(&text)?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
+    // The rename itself durable.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -331,6 +333,18 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         return Ok(());
     };
     let mut settings = load(dir)?;
+    // The name names files in the settings folder (NAME.state, NAME/Maildir).
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(config_error(format!(
+            "name: \"{}\" cannot name an account: use letters, digits and dashes (no slash, no leading dot)",
+            name.escape_debug()
+        ))
+        .into());
+    }
     if settings.accounts.iter().any(|a| a.name == name) {
         return Err(config_error(format!("an account named \"{name}\" exists already")).into());
     }

@@ -190,6 +190,15 @@ fn run(cli: &Cli) -> Result<(), Error> {
             "--delete when-deleted-locally needs an application that deletes locally; fetch offers never, after-retrieval and after-days=N".into(),
         ));
     }
+    // Without a state, "N days after the first fetch" could never come and
+    // a cap would fetch the same first messages every run.
+    if cli.state.is_none()
+        && (matches!(policy, DeletePolicy::AfterDays(_)) || cli.max_messages.is_some())
+    {
+        return Err(Error::Config(
+            "--delete after-days=N and --max-messages need --state FILE (to remember what was fetched, and when)".into(),
+        ));
+    }
     if cli.state.is_some() || policy.deletes() || cli.max_messages.is_some() {
         return run_sync(cli, policy);
     }

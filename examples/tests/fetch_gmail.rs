@@ -115,3 +115,21 @@ fn recent_mode_stores_nothing_the_second_time_and_refuses_deleting() {
     assert!(last.starts_with("error: config:"), "{last}");
     assert!(last.contains("recent:"), "{last}");
 }
+
+#[test]
+fn after_days_and_caps_need_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [["--delete", "after-days=3"], ["--max-messages", "5"]] {
+        let out = Command::new(pop3_examples::example_binary("fetch").unwrap())
+            .args(["--host", "127.0.0.1", "--port", "1", "--user", "u"])
+            .args(["--password-env", "GMAIL_TEST_PASSWORD", "--maildir"])
+            .arg(dir.path().join("Maildir"))
+            .args(extra)
+            .env("GMAIL_TEST_PASSWORD", "password")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let last = pop3_examples::last_stderr_line(&out);
+        assert!(last.contains("need --state"), "{last}");
+    }
+}

@@ -200,6 +200,14 @@ pub enum Error {
         /// The server's words, escaped.
         server_text: String,
     },
+    /// The server's LIST and UIDL answers disagree (a message listed twice,
+    /// or in one and not the other): a sync would fetch a message twice or
+    /// never, so it stops.
+    #[error("the server's message listings disagree ({detail}); nothing was fetched in this session: try again later, and report it to the server's administrator if it persists")]
+    ListingsDisagree {
+        /// What disagrees.
+        detail: String,
+    },
     /// A LIST or UIDL answer held more entries than the configured cap.
     #[error("the server listed more than {limit} messages in one answer; it may be broken (raise ClientConfig::max_listing_entries if the mailbox really is that large)")]
     ListingTooLong {
@@ -279,7 +287,9 @@ impl Error {
             Self::LoginDelay { .. } => ErrorKind::LoginDelay,
             Self::Server { .. } => ErrorKind::Server,
             Self::InvalidArgument(_) | Self::Config(_) => ErrorKind::Config,
-            Self::Protocol(_) | Self::ListingTooLong { .. } => ErrorKind::Protocol,
+            Self::Protocol(_) | Self::ListingTooLong { .. } | Self::ListingsDisagree { .. } => {
+                ErrorKind::Protocol
+            }
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
             Self::Unusable { .. } => ErrorKind::Unusable,

@@ -38,6 +38,13 @@ pub trait DeliverySink {
     /// Whether the delivery `name` of an earlier run is in the sink. Leftovers
     /// of a delivery that did not finish are removed.
     fn reconcile(&mut self, name: &str) -> io::Result<bool>;
+    /// Removes the delivered message `name` (a headers-only copy that the
+    /// whole message has replaced); one already gone is no error. The
+    /// default keeps it: a sink that cannot remove leaves both copies.
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        let _ = name;
+        Ok(())
+    }
 }
 
 /// Delivers messages into a Maildir (`tmp/`, `new/`, `cur/`).
@@ -48,24 +55,56 @@ pub struct MaildirSink {
     /// Written to `tmp/`, waiting for the group's commit.
     staged: Vec<(File, String)>,
     delivered: Vec<PathBuf>,
-    counter: u64,
     host: String,
+    /// The base names in `cur/` (before `:2,flags`), read once when the
+    /// first interrupted delivery is reconciled.
+    cur_names: Option<std::collections::HashSet<String>>,
 }
+
+/// Names are unique across every sink of the process (two accounts
+/// delivering into one Maildir from two threads in the same microsecond),
+/// and across processes by the pid and a random part.
+static NAME_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Random bits drawn once per process from the standard library's hasher
+/// keys (no extra crate).
+fn process_random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static RANDOM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RANDOM.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
+}
+
+/// Temporary files older than this are leftovers of a delivery that
+/// crashed (the Maildir convention).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(36 * 60 * 60);
 
 impl MaildirSink {
     /// Opens (creating if needed) the Maildir at `dir`.
     pub fn create(dir: impl AsRef<Path>) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        let existed = dir.join("new").is_dir();
         for sub in ["tmp", "new", "cur"] {
             fs::create_dir_all(dir.join(sub))?;
         }
+        if !existed {
+            // Make the new folders themselves durable.
+            sync_dir(&dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        remove_stale_tmp(&dir.join("tmp"));
         Ok(Self {
             dir,
             current: None,
             staged: Vec::new(),
             delivered: Vec::new(),
-            counter: 0,
             host: maildir_host(&gethostname::gethostname().to_string_lossy()),
+            cur_names: None,
         })
     }
 
@@ -86,18 +125,34 @@ impl MaildirSink {
     }
 
     fn unique_name(&mut self) -> String {
-        self.counter += 1;
+        let counter = NAME_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         format!(
-            "{}.M{}P{}Q{}.{}",
+            "{}.M{}P{}Q{}R{:016x}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
-            self.counter,
+            counter,
+            process_random(),
             self.host
         )
+    }
+
+    /// Whether a mail reader has moved `name` into `cur/` (as `name` or
+    /// `name:2,flags`; `!` is accepted as the separator too).
+    fn in_cur(&mut self, name: &str) -> io::Result<bool> {
+        if self.cur_names.is_none() {
+            let mut names = std::collections::HashSet::new();
+            for entry in fs::read_dir(self.dir.join("cur"))? {
+                let file = entry?.file_name().to_string_lossy().into_owned();
+                let base = file.split([':', '!']).next().unwrap_or_default().to_owned();
+                names.insert(base);
+            }
+            self.cur_names = Some(names);
+        }
+        Ok(self.cur_names.as_ref().is_some_and(|n| n.contains(name)))
     }
 
     fn open_tmp(&mut self, name: String) -> io::Result<()> {
@@ -248,7 +303,7 @@ impl DeliverySink for MaildirSink {
     }
 
     fn begin(&mut self, name: &str) -> io::Result<()> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if !is_file_name(name) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("\"{name}\" is not a Maildir file name"),
@@ -274,11 +329,13 @@ impl DeliverySink for MaildirSink {
     }
 
     fn reconcile(&mut self, name: &str) -> io::Result<bool> {
-        if name.is_empty() || name.contains(['/', '\\']) {
+        if !is_file_name(name) {
             return Ok(false);
         }
         let tmp = self.dir.join("tmp").join(name);
-        let found = self.dir.join("new").join(name).exists() || in_cur(&self.dir, name)?;
+        // An error reading the folders is an error, not "not delivered"
+        // (which would deliver the message again).
+        let found = self.dir.join("new").join(name).try_exists()? || self.in_cur(name)?;
         match fs::remove_file(&tmp) {
             Ok(()) => sync_dir(&self.dir.join("tmp"))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -286,21 +343,56 @@ impl DeliverySink for MaildirSink {
         }
         Ok(found)
     }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        if !is_file_name(name) {
+            return Ok(());
+        }
+        let mut removed = false;
+        match fs::remove_file(self.dir.join("new").join(name)) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // A reader may have moved it to cur/, with flags.
+        for entry in fs::read_dir(self.dir.join("cur"))? {
+            let entry = entry?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.split([':', '!']).next() == Some(name) {
+                fs::remove_file(entry.path())?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir.join("new"))?;
+            sync_dir(&self.dir.join("cur"))?;
+        }
+        Ok(())
+    }
 }
 
-/// Whether a mail reader has moved `name` into `cur/` (with `:2,flags`).
-fn in_cur(dir: &Path, name: &str) -> io::Result<bool> {
-    let cur = dir.join("cur");
-    if cur.join(name).exists() {
-        return Ok(true);
-    }
-    let prefix = format!("{name}:");
-    for entry in fs::read_dir(cur)? {
-        if entry?.file_name().to_string_lossy().starts_with(&prefix) {
-            return Ok(true);
+/// A name this sink can deliver under: one file name, not hidden.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.starts_with('.') && name != ".."
+}
+
+/// Removes temporary files older than [`STALE_TMP`]: what deliveries that
+/// crashed left behind (best effort).
+fn remove_stale_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if stale {
+            let _ = fs::remove_file(entry.path());
         }
     }
-    Ok(false)
 }
 
 impl Drop for MaildirSink {

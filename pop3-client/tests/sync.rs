@@ -447,8 +447,16 @@ fn a_server_without_uidl_is_refused_unless_fetch_all_then_delete_is_chosen() {
         std::fs::read_dir(dir.path().join("new")).unwrap().count(),
         0
     );
+    // Keeping mail is impossible without UIDs: refused too.
+    let keep = SyncOptions {
+        allow_without_uidl: true,
+        ..SyncOptions::default()
+    };
+    let e = sync(&server, "user", &mut state, &mut maildir, keep).unwrap_err();
+    assert!(e.to_string().contains("after-retrieval"), "{e}");
     let fetch_all = SyncOptions {
         allow_without_uidl: true,
+        policy: DeletePolicy::AfterRetrieval,
         ..SyncOptions::default()
     };
     let r = sync(&server, "user", &mut state, &mut maildir, fetch_all).unwrap();
@@ -487,4 +495,7 @@ fn big_messages_come_headers_only_until_asked_for_whole() {
     assert_eq!((r.new, r.deleted), (1, 1));
     assert!(server.messages().is_empty());
     assert_eq!(delivered(dir.path()).get(&messages[1].content), Some(&1));
+    let got = delivered(dir.path());
+    assert_eq!(got.len(), 3, "the headers-only copy was replaced");
+    exactly_once(dir.path(), &messages);
 }

@@ -102,11 +102,16 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
     for intent in &loaded.pending {
         if sink.reconcile(&intent.delivery).map_err(sink_error)? {
             run.recovered();
-            let (uid, at) = (intent.uid.clone(), run.now());
+            let (uid, at, octets) = (intent.uid.clone(), run.now(), intent.octets);
             changes.push(if intent.headers_only {
-                StateChange::HeadersDelivered { uid, at }
+                StateChange::HeadersDelivered {
+                    uid,
+                    at,
+                    octets,
+                    delivery: intent.delivery.clone(),
+                }
             } else {
-                StateChange::Delivered { uid, at }
+                StateChange::Delivered { uid, at, octets }
             });
         } else {
             changes.push(StateChange::Abandoned {
@@ -115,22 +120,71 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
         }
     }
     store.apply(&changes).map_err(state_error)?;
+    // Headers-only copies whose whole message was stored by a run that
+    // stopped before removing them.
+    let loaded = store.load().map_err(state_error)?;
+    let replaced: Vec<(Uid, String)> = loaded
+        .records
+        .iter()
+        .filter(|(_, r)| r.status != state::UidStatus::HeadersOnly)
+        .filter_map(|(uid, r)| Some((uid.clone(), r.headers_delivery.clone()?)))
+        .collect();
+    remove_copies(store, sink, &replaced)?;
     store.load().map_err(state_error)
 }
 
+/// Removes headers-only copies that whole messages have replaced (each is
+/// recorded as whole already), then records their removal.
+fn remove_copies<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
+    store: &mut St,
+    sink: &mut Sk,
+    copies: &[(Uid, String)],
+) -> Result<(), Error> {
+    let mut removed = Vec::new();
+    for (uid, name) in copies {
+        sink.remove(name).map_err(sink_error)?;
+        removed.push(StateChange::HeadersRemoved { uid: uid.clone() });
+    }
+    store.apply(&removed).map_err(state_error)
+}
+
 /// Joins UIDL and LIST into the listing the plan reads (message order).
-fn join_listing(uids: Vec<crate::UidlItem>, sizes: &[crate::ListEntry]) -> Vec<Listed> {
-    let sizes: HashMap<MsgNum, u64> = sizes.iter().map(|e| (e.msg, e.octets)).collect();
-    let mut listing: Vec<Listed> = uids
-        .into_iter()
-        .map(|item| Listed {
-            octets: sizes.get(&item.msg).copied().unwrap_or(0),
+/// They must agree: a message number listed twice, or missing from either,
+/// would fetch a message twice or never; the session is refused instead.
+fn join_listing(
+    uids: Vec<crate::UidlItem>,
+    sizes: &[crate::ListEntry],
+) -> Result<Vec<Listed>, Error> {
+    let disagree = |detail: String| Error::ListingsDisagree { detail };
+    let mut by_msg: HashMap<MsgNum, u64> = HashMap::with_capacity(sizes.len());
+    for e in sizes {
+        if by_msg.insert(e.msg, e.octets).is_some() {
+            return Err(disagree(format!("LIST names message {} twice", e.msg)));
+        }
+    }
+    if uids.len() != by_msg.len() {
+        return Err(disagree(format!(
+            "LIST names {} messages and UIDL {}",
+            by_msg.len(),
+            uids.len()
+        )));
+    }
+    let mut listing = Vec::with_capacity(uids.len());
+    for item in uids {
+        let octets = by_msg.remove(&item.msg).ok_or_else(|| {
+            disagree(format!(
+                "UIDL names message {} that LIST does not (or twice)",
+                item.msg
+            ))
+        })?;
+        listing.push(Listed {
+            octets,
             msg: item.msg,
             uid: item.uid,
-        })
-        .collect();
+        });
+    }
     listing.sort_by_key(|l| l.msg);
-    listing
+    Ok(listing)
 }
 
 /// Without UIDL (only when allowed): every listed message, named by its
@@ -205,6 +259,8 @@ struct Steps<'a, St: ?Sized, Sk: ?Sized> {
     known: state::SyncState,
     with_uids: bool,
     fetched: Vec<Listed>,
+    /// The names reserved for the group being fetched.
+    names: Vec<String>,
     /// The records of the group last made durable, written together with
     /// the next group's intents (one journal flush for both: both follow
     /// that group's commit and precede the next group's delivery), or alone
@@ -237,15 +293,27 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             known,
             with_uids: true,
             fetched: Vec::new(),
+            names: Vec::new(),
             unwritten: Vec::new(),
         })
     }
 
-    /// A follow-up login refused for coming too soon ends the sync well.
+    /// A follow-up session that cannot be opened ends the sync well when
+    /// the failure is passing (a login too soon, a mailbox still locked by
+    /// the session that just ended, the network): everything stored so far
+    /// is recorded, and the report says why it stopped.
     fn login_refused(&mut self, e: Error) -> Result<(), Error> {
+        if !self.run.any_session() {
+            return Err(e);
+        }
         match e {
-            Error::LoginDelay { seconds, .. } if self.run.report().sessions > 0 => {
+            Error::LoginDelay { seconds, .. } => {
                 self.run.login_delayed(seconds);
+                Ok(())
+            }
+            e if e.is_transient() => {
+                self.run
+                    .follow_up_failed(format!("a further session could not be opened: {e}"));
                 Ok(())
             }
             e => Err(e),
@@ -260,15 +328,34 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         uids: Result<Vec<crate::UidlItem>, Error>,
         host: &str,
     ) -> Result<SessionPlan, Error> {
+        let first = !self.run.any_session();
         self.run.session_started(login_delay);
         self.fetched.clear();
         let listing = match uids {
-            Ok(uids) => join_listing(uids, sizes),
-            Err(Error::Server { .. }) if self.run.options().allow_without_uidl => {
-                self.with_uids = false;
+            Ok(uids) if self.with_uids => join_listing(uids, sizes)?,
+            // The mode is chosen once, in the first session.
+            Ok(_) => listing_without_uids(sizes),
+            Err(e) if !self.with_uids => {
+                let _ = e;
                 listing_without_uids(sizes)
             }
-            Err(Error::Server { .. }) => return Err(no_uidl_error(host)),
+            // Only a lasting refusal in the first session means "no UIDL";
+            // a temporary one, or one later, is an error like any other.
+            Err(Error::Server {
+                temporary: false, ..
+            }) if first => {
+                if !self.run.options().allow_without_uidl {
+                    return Err(no_uidl_error(host));
+                }
+                if self.run.options().policy != crate::account::DeletePolicy::AfterRetrieval {
+                    return Err(Error::Config(format!(
+                        "{host} does not support UIDL: \"fetch all, then delete\" needs the delete policy after-retrieval (without UIDL nothing can be kept on the server without fetching it again)"
+                    )));
+                }
+                self.with_uids = false;
+                self.run.without_uidl();
+                listing_without_uids(sizes)
+            }
             Err(e) => return Err(e),
         };
         let empty = state::SyncState::default();
@@ -296,6 +383,9 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
     /// reserved, intents recorded (with the previous group's records, in
     /// one write).
     fn begin_group(&mut self, group: &[Listed], headers_only: bool) -> Result<Group, Error> {
+        // Nothing is staged between groups, unless an async sync was
+        // dropped mid-group: its leftovers go (their intents reconcile).
+        self.sink.rollback();
         let names = match group
             .iter()
             .map(|l| self.sink.reserve(&l.uid))
@@ -313,9 +403,11 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
                 uid: l.uid.clone(),
                 delivery: name.clone(),
                 headers_only,
+                octets: l.octets,
             })
         }));
         self.record(&changes)?;
+        self.names.clone_from(&names);
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
             names,
@@ -350,7 +442,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         let stored: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
         // Recorded with the next group's intents, or before any DELE.
         if headers_only {
-            self.unwritten = self.run.stored_headers(group, &stored);
+            self.unwritten = self.run.stored_headers(group, &self.names, &stored);
             return Ok(());
         }
         self.unwritten = self.run.stored(group, &stored);
@@ -364,9 +456,20 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
         Ok(())
     }
 
-    /// What to DELE before QUIT, once everything stored is recorded.
+    /// What to DELE before QUIT, once everything stored is recorded (and
+    /// the headers-only copies that this session's whole messages replace
+    /// are removed).
     fn deletions(&mut self, plan: &SessionPlan) -> Result<Vec<Listed>, Error> {
         self.flush_records()?;
+        if self.with_uids {
+            let replaced: Vec<(Uid, String)> = plan
+                .replaces_headers
+                .iter()
+                .filter(|(uid, _)| self.fetched.iter().any(|l| &l.uid == uid))
+                .cloned()
+                .collect();
+            remove_copies(&mut *self.store, &mut *self.sink, &replaced)?;
+        }
         Ok(if self.with_uids {
             self.run.deletions(plan)
         } else {
@@ -520,4 +623,44 @@ where
         }
     }
     Ok(steps.run.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uidl(msg: u32, uid: &str) -> crate::UidlItem {
+        crate::UidlItem {
+            msg: MsgNum::new(msg).unwrap(),
+            uid: Uid::new(uid.as_bytes()).unwrap(),
+        }
+    }
+
+    fn list(msg: u32, octets: u64) -> crate::ListEntry {
+        crate::ListEntry {
+            msg: MsgNum::new(msg).unwrap(),
+            octets,
+        }
+    }
+
+    #[test]
+    fn listings_that_disagree_are_refused() {
+        let ok = join_listing(vec![uidl(2, "b"), uidl(1, "a")], &[list(1, 5), list(2, 6)]).unwrap();
+        assert_eq!(ok.iter().map(|l| l.octets).collect::<Vec<_>>(), [5, 6]);
+        for (uids, sizes) in [
+            (
+                vec![uidl(1, "a"), uidl(1, "b")],
+                vec![list(1, 5), list(2, 6)],
+            ),
+            (vec![uidl(1, "a")], vec![list(1, 5), list(2, 6)]),
+            (
+                vec![uidl(1, "a"), uidl(3, "c")],
+                vec![list(1, 5), list(2, 6)],
+            ),
+            (vec![uidl(1, "a")], vec![list(1, 5), list(1, 6)]),
+        ] {
+            let e = join_listing(uids, &sizes).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Protocol, "{e}");
+        }
+    }
 }

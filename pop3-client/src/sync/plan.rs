@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use pop3_proto::{MsgNum, Uid};
 
 use crate::account::DeletePolicy;
-use crate::sync::state::{StateChange, SyncState, UidStatus};
+use crate::sync::state::{StateChange, SyncState, UidRecord, UidStatus};
 
 /// Seconds in a day.
 const DAY: u64 = 24 * 60 * 60;
@@ -93,6 +93,10 @@ pub struct SessionPlan {
     pub headers: Vec<Vec<Listed>>,
     /// Messages fetched in an earlier run that the policy deletes now.
     pub delete: Vec<Listed>,
+    /// Headers-only copies that this session's whole messages replace:
+    /// (UID, the sink's name of the copy), removed once the whole message
+    /// is recorded.
+    pub replaces_headers: Vec<(Uid, String)>,
     /// Whether the caps left messages for a later sync.
     pub capped: bool,
 }
@@ -120,6 +124,10 @@ pub struct SyncReport {
     /// The earliest time (Unix seconds) the server allows the next login,
     /// from its LOGIN-DELAY.
     pub next_sync_not_before: Option<u64>,
+    /// Why the sync stopped before the server ran out of new mail, when it
+    /// did (a follow-up session refused, a server whose listing did not
+    /// change after a session stored mail).
+    pub stopped_early: Option<String>,
 }
 
 /// A sync in progress: the budget left, what it did, and the rules between
@@ -132,6 +140,8 @@ pub struct SyncRun {
     fetched_in_session: Vec<Listed>,
     session_all_new: bool,
     keep_going: bool,
+    /// The previous session's listed sizes, and whether it stored mail.
+    previous: Option<(Vec<u64>, bool)>,
 }
 
 impl SyncRun {
@@ -158,6 +168,7 @@ impl SyncRun {
             session_all_new: false,
             // recent: mode lists the same 30 days in every session.
             keep_going: !recent_mode,
+            previous: None,
         })
     }
 
@@ -191,14 +202,38 @@ impl SyncRun {
         self.report.sessions += 1;
         self.fetched_in_session.clear();
         if let Some(seconds) = login_delay {
-            self.report.next_sync_not_before = Some(self.now + u64::from(seconds));
+            self.report.next_sync_not_before = Some(self.now.saturating_add(u64::from(seconds)));
         }
     }
 
     /// Plans a session from its listing (message-number order).
     pub fn plan(&mut self, state: &SyncState, listing: &[Listed]) -> SessionPlan {
         let mut plan = SessionPlan::default();
+        // A follow-up session that lists exactly what the last one did,
+        // after that one stored mail, means the server did not take the
+        // mail away (UIDs that change every session, a refused DELE): what
+        // looks new is not; stop rather than store it again.
+        let sizes: Vec<u64> = listing.iter().map(|l| l.octets).collect();
+        let unchanged = self
+            .previous
+            .as_ref()
+            .is_some_and(|(before, stored)| *stored && *before == sizes);
+        self.previous = Some((sizes, false));
+        if unchanged {
+            self.keep_going = false;
+            self.report.stopped_early = Some(
+                "the server listed the same messages again after they were stored; its unique-ids may not be stable, so nothing more was fetched in this sync".into(),
+            );
+            return plan;
+        }
         let listed: HashSet<&Uid> = listing.iter().map(|l| &l.uid).collect();
+        // A UID listed twice names two messages: neither is deleted.
+        let mut once = HashSet::new();
+        let twice: HashSet<&Uid> = listing
+            .iter()
+            .filter(|l| !once.insert(&l.uid))
+            .map(|l| &l.uid)
+            .collect();
         for (uid, record) in &state.records {
             match (listed.contains(uid), record.vanished_at) {
                 (false, None) => plan.housekeeping.push(StateChange::Vanished {
@@ -206,7 +241,9 @@ impl SyncRun {
                     at: self.now,
                 }),
                 (false, Some(at))
-                    if at + self.options.forget_after_days.max(1) * DAY <= self.now =>
+                    if at.saturating_add(
+                        self.options.forget_after_days.max(1).saturating_mul(DAY),
+                    ) <= self.now =>
                 {
                     plan.housekeeping
                         .push(StateChange::Forget { uid: uid.clone() });
@@ -231,9 +268,26 @@ impl SyncRun {
                 continue;
             }
             match state.records.get(&item.uid) {
-                None if too_big(item) => headers.push(item.clone()),
-                None => new.push(item.clone()),
-                Some(r) if r.status == UidStatus::Fetched && self.due_for_deletion(r) => {
+                // New, or a UID the server gave to a new message after we
+                // deleted the one it named.
+                None
+                | Some(UidRecord {
+                    status: UidStatus::Deleted,
+                    ..
+                }) if too_big(item) => headers.push(item.clone()),
+                None
+                | Some(UidRecord {
+                    status: UidStatus::Deleted,
+                    ..
+                }) => new.push(item.clone()),
+                // Deleted only when it is surely the message we stored: the
+                // same size as listed then, and its UID listed once.
+                Some(r)
+                    if r.status == UidStatus::Fetched
+                        && r.octets == item.octets
+                        && !twice.contains(&item.uid)
+                        && self.due_for_deletion(r) =>
+                {
                     plan.delete.push(item.clone());
                 }
                 // Stored headers only: whole now if asked for or allowed.
@@ -241,6 +295,9 @@ impl SyncRun {
                     if r.status == UidStatus::HeadersOnly
                         && (r.full_requested || !too_big(item)) =>
                 {
+                    if let Some(copy) = &r.headers_delivery {
+                        plan.replaces_headers.push((item.uid.clone(), copy.clone()));
+                    }
                     new.push(item.clone());
                 }
                 Some(_) => {}
@@ -255,12 +312,14 @@ impl SyncRun {
         let mut chosen = Vec::new();
         for item in new {
             let count = self.report.new + chosen.len();
-            let bytes = self.report.bytes + chosen.iter().map(|l: &Listed| l.octets).sum::<u64>();
+            let bytes = chosen.iter().fold(self.report.bytes, |sum, l: &Listed| {
+                sum.saturating_add(l.octets)
+            });
             let over_count = self.options.max_messages.is_some_and(|m| count >= m);
             let over_bytes = self
                 .options
                 .max_bytes
-                .is_some_and(|m| count > 0 && bytes + item.octets > m);
+                .is_some_and(|m| count > 0 && bytes.saturating_add(item.octets) > m);
             if over_count || over_bytes {
                 plan.capped = true;
                 self.report.left += 1;
@@ -302,7 +361,12 @@ impl SyncRun {
             DeletePolicy::KeepOnServer => false,
             // Fetched in an earlier run that ended before its QUIT.
             DeletePolicy::AfterRetrieval => true,
-            DeletePolicy::AfterDays(days) => record.first_seen + u64::from(days) * DAY <= self.now,
+            DeletePolicy::AfterDays(days) => {
+                record
+                    .first_seen
+                    .saturating_add(u64::from(days).saturating_mul(DAY))
+                    <= self.now
+            }
             DeletePolicy::WhenDeletedLocally => record.deleted_locally,
         }
     }
@@ -316,11 +380,15 @@ impl SyncRun {
             match outcome {
                 Some(octets) => {
                     self.report.new += 1;
-                    self.report.bytes += octets;
+                    self.report.bytes = self.report.bytes.saturating_add(*octets);
                     self.fetched_in_session.push(item.clone());
+                    if let Some((_, stored)) = self.previous.as_mut() {
+                        *stored = true;
+                    }
                     changes.push(StateChange::Delivered {
                         uid: item.uid.clone(),
                         at: self.now,
+                        octets: item.octets,
                     });
                 }
                 None => {
@@ -334,21 +402,26 @@ impl SyncRun {
         changes
     }
 
-    /// The changes recording a group stored headers only.
+    /// The changes recording a group stored headers only, under the sink's
+    /// `names` for them.
     pub fn stored_headers(
         &mut self,
         group: &[Listed],
+        names: &[String],
         outcomes: &[Option<u64>],
     ) -> Vec<StateChange> {
         group
             .iter()
+            .zip(names)
             .zip(outcomes)
-            .map(|(item, outcome)| match outcome {
+            .map(|((item, name), outcome)| match outcome {
                 Some(_) => {
                     self.report.headers_only += 1;
                     StateChange::HeadersDelivered {
                         uid: item.uid.clone(),
                         at: self.now,
+                        octets: item.octets,
+                        delivery: name.clone(),
                     }
                 }
                 None => {
@@ -395,7 +468,24 @@ impl SyncRun {
     /// with what it has, and reports when to come back.
     pub fn login_delayed(&mut self, seconds: Option<u32>) {
         let wait = u64::from(seconds.unwrap_or(300));
-        self.report.next_sync_not_before = Some(self.now + wait);
+        self.report.next_sync_not_before = Some(self.now.saturating_add(wait));
+    }
+
+    /// The server has no UIDL ("fetch all, then delete"): messages are
+    /// fetched whole, never headers only (nothing would remember them).
+    pub fn without_uidl(&mut self) {
+        self.options.headers_only_above = None;
+    }
+
+    /// A follow-up session could not be opened (after at least one
+    /// completed): the sync ends with what it has, saying why.
+    pub fn follow_up_failed(&mut self, why: String) {
+        self.report.stopped_early = Some(why);
+    }
+
+    /// Whether a session has completed in this sync.
+    pub fn any_session(&self) -> bool {
+        self.report.sessions > 0
     }
 }
 
@@ -417,6 +507,7 @@ mod tests {
             s.apply(&StateChange::Delivered {
                 uid: Uid::new(u.as_bytes()).unwrap(),
                 at: *at,
+                octets: 1,
             });
         }
         s
@@ -464,6 +555,60 @@ mod tests {
             shape,
             vec![vec![10, 10, 10], vec![10, 60], vec![50], vec![500], vec![1]]
         );
+    }
+
+    #[test]
+    fn only_the_message_we_stored_is_deleted() {
+        let options = SyncOptions {
+            policy: DeletePolicy::AfterRetrieval,
+            ..SyncOptions::default()
+        };
+        // Stored with size 1 (state_with); listed now with another size: a
+        // reused UID, not our message.
+        let state = state_with(&[("r", 0), ("d", 0), ("ok", 0)]);
+        let mut run = SyncRun::new(options.clone(), 0, "u").unwrap();
+        let plan = run.plan(
+            &state,
+            &[
+                listed(1, "r", 999),
+                listed(2, "d", 1),
+                listed(3, "d", 1),
+                listed(4, "ok", 1),
+            ],
+        );
+        let deleted: Vec<u32> = plan.delete.iter().map(|l| l.msg.get()).collect();
+        assert_eq!(
+            deleted,
+            vec![4],
+            "not the resized one, not one listed twice"
+        );
+        // A UID we deleted, listed again: the server gave it to new mail.
+        let mut state = state_with(&[("gone", 0)]);
+        state.apply(&StateChange::DeletedOnServer {
+            uid: Uid::new(b"gone").unwrap(),
+        });
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        let plan = run.plan(&state, &[listed(1, "gone", 5)]);
+        assert_eq!(plan.fetch.concat().len(), 1);
+        assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn a_listing_unchanged_after_storing_stops_the_sync() {
+        let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
+        run.session_started(None);
+        let first: Vec<_> = (1..=3).map(|i| listed(i, &format!("a{i}"), 10)).collect();
+        let plan = run.plan(&SyncState::default(), &first);
+        let group = plan.fetch.concat();
+        run.stored(&group, &[Some(10), Some(10), Some(10)]);
+        assert!(run.another_session(false));
+        // UIDs that change every session: the same sizes, new names.
+        run.session_started(None);
+        let second: Vec<_> = (1..=3).map(|i| listed(i, &format!("b{i}"), 10)).collect();
+        let plan = run.plan(&SyncState::default(), &second);
+        assert!(plan.fetch.is_empty(), "nothing stored twice");
+        assert!(!run.another_session(false));
+        assert!(run.report().stopped_early.is_some());
     }
 
     #[test]

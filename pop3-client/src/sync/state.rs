@@ -1,9 +1,11 @@
 //! What a sync remembers between runs: each UID seen, when it was first
-//! fetched, and where it stands. [`StateStore`] is the trait an application
-//! implements over its own database; [`StateFile`] is the shipped one, an
-//! fsynced append-only journal locked against a second process.
+//! fetched, its listed size, and where it stands. [`StateStore`] is the
+//! trait an application implements over its own database; [`StateFile`] is
+//! the shipped one, an fsynced append-only journal locked against a second
+//! process.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ use crate::store::sync_dir;
 pub enum UidStatus {
     /// Stored in the sink and recorded; still on the server as far as we know.
     Fetched,
-    /// Deleted from the server (DELE committed by QUIT).
+    /// Deleted from the server (DELE committed by QUIT). If the UID is
+    /// listed again, the server gave it to a new message.
     Deleted,
     /// Only its header is stored (it was above
     /// [`crate::sync::SyncOptions::headers_only_above`]); the whole message
@@ -31,6 +34,9 @@ pub enum UidStatus {
 pub struct UidRecord {
     /// When it was first fetched (seconds since the Unix epoch).
     pub first_seen: u64,
+    /// Its size as the server listed it when it was fetched: a UID listed
+    /// with another size is not taken for the same message when deleting.
+    pub octets: u64,
     /// Where it stands.
     pub status: UidStatus,
     /// When it was first missing from the server's listing, if it is.
@@ -41,6 +47,9 @@ pub struct UidRecord {
     /// The application asked for the whole of a message stored headers
     /// only.
     pub full_requested: bool,
+    /// The sink's name of the headers-only copy, until the whole message
+    /// has replaced it.
+    pub headers_delivery: Option<String>,
 }
 
 /// A delivery started but not known to have finished: recorded before the
@@ -54,6 +63,8 @@ pub struct Intent {
     pub delivery: String,
     /// Whether only the header is being delivered (TOP n 0).
     pub headers_only: bool,
+    /// The message's size as listed.
+    pub octets: u64,
 }
 
 /// One durable change to the state.
@@ -67,16 +78,29 @@ pub enum StateChange {
         uid: Uid,
         /// The time of the fetch.
         at: u64,
+        /// Its size as listed.
+        octets: u64,
     },
-    /// The header alone of `uid` is durable in the sink (clears its intent).
+    /// The header alone of `uid` is durable in the sink as `delivery`
+    /// (clears its intent).
     HeadersDelivered {
         /// The UID.
         uid: Uid,
         /// The time of the fetch.
         at: u64,
+        /// Its size as listed.
+        octets: u64,
+        /// The sink's name of the headers-only copy.
+        delivery: String,
     },
     /// The application wants the whole of `uid`, stored headers only.
     FullFetchRequested {
+        /// The UID.
+        uid: Uid,
+    },
+    /// The headers-only copy of `uid` is gone from the sink (the whole
+    /// message replaced it).
+    HeadersRemoved {
         /// The UID.
         uid: Uid,
     },
@@ -131,34 +155,69 @@ impl SyncState {
                 self.pending.retain(|p| p.uid != intent.uid);
                 self.pending.push(intent.clone());
             }
-            StateChange::Delivered { uid, at } => {
+            StateChange::Delivered { uid, at, octets } => {
                 self.pending.retain(|p| &p.uid != uid);
-                let record = self.records.entry(uid.clone()).or_insert(UidRecord {
+                let fresh = UidRecord {
                     first_seen: *at,
+                    octets: *octets,
                     status: UidStatus::Fetched,
                     vanished_at: None,
                     deleted_locally: false,
                     full_requested: false,
-                });
-                // The whole of a message first stored headers only.
-                if record.status == UidStatus::HeadersOnly {
-                    record.status = UidStatus::Fetched;
-                    record.full_requested = false;
+                    headers_delivery: None,
+                };
+                match self.records.get_mut(uid) {
+                    None => {
+                        self.records.insert(uid.clone(), fresh);
+                    }
+                    // The whole of a message first stored headers only: its
+                    // headers copy is removed next.
+                    Some(r) if r.status == UidStatus::HeadersOnly => {
+                        r.status = UidStatus::Fetched;
+                        r.octets = *octets;
+                        r.full_requested = false;
+                    }
+                    // A UID the server reused after we deleted its message:
+                    // a new message.
+                    Some(r) if r.status == UidStatus::Deleted => *r = fresh,
+                    Some(_) => {}
                 }
             }
-            StateChange::HeadersDelivered { uid, at } => {
+            StateChange::HeadersDelivered {
+                uid,
+                at,
+                octets,
+                delivery,
+            } => {
                 self.pending.retain(|p| &p.uid != uid);
-                self.records.entry(uid.clone()).or_insert(UidRecord {
+                let fresh = UidRecord {
                     first_seen: *at,
+                    octets: *octets,
                     status: UidStatus::HeadersOnly,
                     vanished_at: None,
                     deleted_locally: false,
                     full_requested: false,
-                });
+                    headers_delivery: Some(delivery.clone()),
+                };
+                match self.records.get_mut(uid) {
+                    None => {
+                        self.records.insert(uid.clone(), fresh);
+                    }
+                    Some(r) if r.status == UidStatus::Deleted => *r = fresh,
+                    Some(_) => {}
+                }
             }
             StateChange::FullFetchRequested { uid } => {
                 if let Some(r) = self.records.get_mut(uid) {
                     r.full_requested = r.status == UidStatus::HeadersOnly;
+                }
+            }
+            // Only once the whole message has replaced the copy.
+            StateChange::HeadersRemoved { uid } => {
+                if let Some(r) = self.records.get_mut(uid) {
+                    if r.status != UidStatus::HeadersOnly {
+                        r.headers_delivery = None;
+                    }
                 }
             }
             StateChange::Abandoned { uid } => self.pending.retain(|p| &p.uid != uid),
@@ -183,6 +242,7 @@ impl SyncState {
             StateChange::DeletedOnServer { uid } => {
                 if let Some(r) = self.records.get_mut(uid) {
                     r.status = UidStatus::Deleted;
+                    r.full_requested = false;
                 }
             }
         }
@@ -236,21 +296,33 @@ impl StateStore for MemoryState {
     }
 }
 
-const MAGIC: &str = "pop3-sync-state 1";
+const MAGIC: &str = "pop3-sync-state 2";
 
 /// The shipped state store: one file per account, an append-only journal of
 /// [`StateChange`]s, each batch written and fsynced before `apply` returns,
 /// compacted (temp file, fsync, rename, directory fsync) when it has grown.
-/// An exclusive lock on the file keeps a second process from syncing the
-/// same account at the same time; it is released when the value is dropped
-/// (or the process dies).
+/// An exclusive lock on a companion `.lock` file (never replaced, so a
+/// compaction cannot let a second process in) keeps a second process from
+/// syncing the same account at the same time; it is released when the
+/// value is dropped (or the process dies).
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
     key: String,
     file: File,
+    /// Held for its lock.
+    _lock: File,
+    /// The journal's length: every byte of it a complete line.
+    len: u64,
     state: SyncState,
     lines: usize,
+}
+
+/// `path` with `suffix` appended to its file name (`state` -> `state.lock`).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 impl StateFile {
@@ -265,16 +337,24 @@ impl StateFile {
                 "the account key must not contain line breaks",
             ));
         }
+        let lock_file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(beside(&path, ".lock"))?;
+        lock(&lock_file, &path)?;
         let file = File::options()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)?;
-        lock(&file, &path)?;
         let mut this = Self {
             path,
             key: key.to_owned(),
             file,
+            _lock: lock_file,
+            len: 0,
             state: SyncState::default(),
             lines: 0,
         };
@@ -294,16 +374,19 @@ impl StateFile {
         let mut reader = BufReader::new(File::open(&self.path)?);
         let mut line = Vec::new();
         let mut number = 0usize;
+        let mut complete = 0u64;
         loop {
             line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
                 break;
             }
-            // A line without its newline was cut by a crash mid-append: it
-            // was never acknowledged, so it is ignored.
+            // A line without its newline was cut by a crash (or a full disk)
+            // mid-append: it was never acknowledged, so it is dropped below.
             let Some(text) = line.strip_suffix(b"\n") else {
                 break;
             };
+            complete += n as u64;
             let text = String::from_utf8_lossy(text);
             number += 1;
             if number == 1 {
@@ -334,6 +417,12 @@ impl StateFile {
             self.state.apply(&change);
         }
         self.lines = number;
+        self.len = complete;
+        // Cut a torn last line away before anything is appended after it.
+        if self.file.metadata()?.len() > complete {
+            self.file.set_len(complete)?;
+            self.file.sync_data()?;
+        }
         Ok(())
     }
 
@@ -343,49 +432,27 @@ impl StateFile {
             out.extend_from_slice(l.as_bytes());
             out.push(b'\n');
         }
-        self.file.write_all(&out)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&out)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Leave no partial line behind (a full disk): the journal ends
+            // where the last acknowledged write ended.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += out.len() as u64;
         self.lines += lines.len();
         Ok(())
     }
 
     /// Rewrites the journal as a snapshot of the current state.
     fn compact(&mut self) -> io::Result<()> {
-        let tmp = self.path.with_extension("compacting");
+        let tmp = beside(&self.path, ".compacting");
         let mut lines = vec![format!("{MAGIC} {}", self.key)];
         for (uid, r) in &self.state.records {
-            lines.push(format_change(&if r.status == UidStatus::HeadersOnly {
-                StateChange::HeadersDelivered {
-                    uid: uid.clone(),
-                    at: r.first_seen,
-                }
-            } else {
-                StateChange::Delivered {
-                    uid: uid.clone(),
-                    at: r.first_seen,
-                }
-            }));
-            if r.full_requested {
-                lines.push(format_change(&StateChange::FullFetchRequested {
-                    uid: uid.clone(),
-                }));
-            }
-            if r.status == UidStatus::Deleted {
-                lines.push(format_change(&StateChange::DeletedOnServer {
-                    uid: uid.clone(),
-                }));
-            }
-            if let Some(at) = r.vanished_at {
-                lines.push(format_change(&StateChange::Vanished {
-                    uid: uid.clone(),
-                    at,
-                }));
-            }
-            if r.deleted_locally {
-                lines.push(format_change(&StateChange::DeletedLocally {
-                    uid: uid.clone(),
-                }));
-            }
+            lines.extend(snapshot(uid, r).iter().map(format_change));
         }
         for p in &self.state.pending {
             lines.push(format_change(&StateChange::Intent(p.clone())));
@@ -397,15 +464,13 @@ impl StateFile {
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
-        // The lock is on the open file: take it on the new one before the
-        // rename makes it the state, so no second process slips in.
         let file = File::options().read(true).append(true).open(&tmp)?;
-        lock(&file, &tmp)?;
         fs::rename(&tmp, &self.path)?;
         if let Some(dir) = self.path.parent() {
             sync_dir(dir)?;
         }
         self.file = file;
+        self.len = text.len() as u64;
         self.lines = lines.len();
         Ok(())
     }
@@ -414,6 +479,40 @@ impl StateFile {
     pub fn state(&self) -> &SyncState {
         &self.state
     }
+}
+
+/// The changes that rebuild `record` from nothing.
+fn snapshot(uid: &Uid, r: &UidRecord) -> Vec<StateChange> {
+    let uid = || uid.clone();
+    let mut out = Vec::new();
+    if let Some(delivery) = &r.headers_delivery {
+        out.push(StateChange::HeadersDelivered {
+            uid: uid(),
+            at: r.first_seen,
+            octets: r.octets,
+            delivery: delivery.clone(),
+        });
+    }
+    if r.status != UidStatus::HeadersOnly {
+        out.push(StateChange::Delivered {
+            uid: uid(),
+            at: r.first_seen,
+            octets: r.octets,
+        });
+    }
+    if r.full_requested {
+        out.push(StateChange::FullFetchRequested { uid: uid() });
+    }
+    if r.status == UidStatus::Deleted {
+        out.push(StateChange::DeletedOnServer { uid: uid() });
+    }
+    if let Some(at) = r.vanished_at {
+        out.push(StateChange::Vanished { uid: uid(), at });
+    }
+    if r.deleted_locally {
+        out.push(StateChange::DeletedLocally { uid: uid() });
+    }
+    out
 }
 
 impl StateStore for StateFile {
@@ -426,13 +525,18 @@ impl StateStore for StateFile {
             return Ok(());
         }
         for change in changes {
-            if let StateChange::Intent(i) = change {
-                if i.delivery.is_empty() || i.delivery.contains(char::is_whitespace) {
+            let name = match change {
+                StateChange::Intent(i) => Some(&i.delivery),
+                StateChange::HeadersDelivered { delivery, .. } => Some(delivery),
+                _ => None,
+            };
+            if let Some(name) = name {
+                if name.is_empty() || name.contains(char::is_whitespace) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         format!(
                             "the sink's name \"{}\" cannot be recorded: it must be non-empty with no white space",
-                            i.delivery.escape_debug()
+                            name.escape_debug()
                         ),
                     ));
                 }
@@ -489,14 +593,23 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 fn format_change(change: &StateChange) -> String {
     match change {
         StateChange::Intent(i) => format!(
-            "{} {} {}",
+            "{} {} {} {}",
             if i.headers_only { "J" } else { "I" },
             hex(i.uid.as_bytes()),
-            i.delivery
+            i.delivery,
+            i.octets
         ),
-        StateChange::HeadersDelivered { uid, at } => format!("H {} {at}", hex(uid.as_bytes())),
+        StateChange::Delivered { uid, at, octets } => {
+            format!("D {} {at} {octets}", hex(uid.as_bytes()))
+        }
+        StateChange::HeadersDelivered {
+            uid,
+            at,
+            octets,
+            delivery,
+        } => format!("H {} {at} {octets} {delivery}", hex(uid.as_bytes())),
         StateChange::FullFetchRequested { uid } => format!("Q {}", hex(uid.as_bytes())),
-        StateChange::Delivered { uid, at } => format!("D {} {at}", hex(uid.as_bytes())),
+        StateChange::HeadersRemoved { uid } => format!("Y {}", hex(uid.as_bytes())),
         StateChange::Abandoned { uid } => format!("A {}", hex(uid.as_bytes())),
         StateChange::Vanished { uid, at } => format!("V {} {at}", hex(uid.as_bytes())),
         StateChange::Reappeared { uid } => format!("R {}", hex(uid.as_bytes())),
@@ -510,26 +623,42 @@ fn parse_change(line: &str) -> Option<StateChange> {
     let mut parts = line.split(' ');
     let tag = parts.next()?;
     let uid = Uid::new(&unhex(parts.next()?)?)?;
-    let rest = parts.next();
-    if parts.next().is_some() {
-        return None;
-    }
-    let number = || rest.and_then(|r| r.parse::<u64>().ok());
-    Some(match tag {
-        "I" | "J" => StateChange::Intent(Intent {
+    let rest: Vec<&str> = parts.collect();
+    let number = |i: usize| rest.get(i).and_then(|r| r.parse::<u64>().ok());
+    let name = |i: usize| {
+        rest.get(i)
+            .filter(|r| !r.is_empty())
+            .map(|r| (*r).to_owned())
+    };
+    Some(match (tag, rest.len()) {
+        ("I" | "J", 2) => StateChange::Intent(Intent {
             uid,
-            delivery: rest.filter(|r| !r.is_empty())?.to_owned(),
+            delivery: name(0)?,
             headers_only: tag == "J",
+            octets: number(1)?,
         }),
-        "H" => StateChange::HeadersDelivered { uid, at: number()? },
-        "Q" if rest.is_none() => StateChange::FullFetchRequested { uid },
-        "D" => StateChange::Delivered { uid, at: number()? },
-        "V" => StateChange::Vanished { uid, at: number()? },
-        "A" if rest.is_none() => StateChange::Abandoned { uid },
-        "R" if rest.is_none() => StateChange::Reappeared { uid },
-        "F" if rest.is_none() => StateChange::Forget { uid },
-        "L" if rest.is_none() => StateChange::DeletedLocally { uid },
-        "X" if rest.is_none() => StateChange::DeletedOnServer { uid },
+        ("D", 2) => StateChange::Delivered {
+            uid,
+            at: number(0)?,
+            octets: number(1)?,
+        },
+        ("H", 3) => StateChange::HeadersDelivered {
+            uid,
+            at: number(0)?,
+            octets: number(1)?,
+            delivery: name(2)?,
+        },
+        ("V", 1) => StateChange::Vanished {
+            uid,
+            at: number(0)?,
+        },
+        ("Q", 0) => StateChange::FullFetchRequested { uid },
+        ("Y", 0) => StateChange::HeadersRemoved { uid },
+        ("A", 0) => StateChange::Abandoned { uid },
+        ("R", 0) => StateChange::Reappeared { uid },
+        ("F", 0) => StateChange::Forget { uid },
+        ("L", 0) => StateChange::DeletedLocally { uid },
+        ("X", 0) => StateChange::DeletedOnServer { uid },
         _ => return None,
     })
 }
@@ -543,6 +672,15 @@ mod tests {
         Uid::new(s.as_bytes()).unwrap()
     }
 
+    fn intent(u: &str, name: &str) -> StateChange {
+        StateChange::Intent(Intent {
+            uid: uid(u),
+            delivery: name.into(),
+            headers_only: false,
+            octets: 10,
+        })
+    }
+
     #[test]
     fn the_journal_survives_reopening_and_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -550,85 +688,138 @@ mod tests {
         {
             let mut f = StateFile::open(&path, "h:995:u").unwrap();
             f.apply(&[
-                StateChange::Intent(Intent {
-                    uid: uid("a"),
-                    delivery: "n1".into(),
-                    headers_only: false,
-                }),
+                intent("a", "n1"),
                 StateChange::Delivered {
                     uid: uid("a"),
                     at: 5,
+                    octets: 10,
                 },
-                StateChange::Intent(Intent {
-                    uid: uid("b"),
-                    delivery: "n2".into(),
-                    headers_only: false,
-                }),
+                intent("b", "n2"),
             ])
             .unwrap();
             // A second opener is refused while this one holds the lock.
             let e = StateFile::open(&path, "h:995:u").unwrap_err();
             assert!(e.to_string().contains("another sync"), "{e}");
         }
-        // A crash mid-append leaves half a line.
+        // A crash (or a full disk) mid-append leaves half a line: here one
+        // that would read as a delivery of UID "c" if a later append
+        // completed it.
         fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
             .write_all(b"D 63 9")
             .unwrap();
+        {
+            let mut f = StateFile::open(&path, "h:995:u").unwrap();
+            let s = f.state();
+            assert_eq!(s.records[&uid("a")].first_seen, 5);
+            assert!(!s.knows(&uid("c")));
+            assert_eq!(s.pending.len(), 1);
+            assert_eq!(s.pending[0].delivery, "n2");
+            // The torn line is gone before the next append.
+            f.apply(&[StateChange::Abandoned { uid: uid("b") }])
+                .unwrap();
+        }
         let f = StateFile::open(&path, "h:995:u").unwrap();
-        let s = f.state();
-        assert_eq!(s.records[&uid("a")].first_seen, 5);
-        assert!(!s.knows(&uid("c")));
-        assert_eq!(s.pending.len(), 1);
-        assert_eq!(s.pending[0].delivery, "n2");
+        assert!(f.state().pending.is_empty());
+        assert!(!f.state().knows(&uid("c")), "no record forged");
         drop(f);
         let e = StateFile::open(&path, "other:110:u").unwrap_err();
         assert!(e.to_string().contains("not the sync state"), "{e}");
         let mut f = StateFile::open(&path, "h:995:u").unwrap();
-        let bad = StateChange::Intent(Intent {
-            uid: uid("d"),
-            delivery: "two words".into(),
-            headers_only: false,
-        });
         assert_eq!(
-            f.apply(&[bad]).unwrap_err().kind(),
+            f.apply(&[intent("d", "two words")]).unwrap_err().kind(),
             io::ErrorKind::InvalidInput,
             "refused before anything is written"
         );
         drop(f);
+        assert!(StateFile::open(&path, "h:995:u")
+            .unwrap()
+            .state()
+            .pending
+            .is_empty());
+    }
+
+    #[test]
+    fn a_torn_first_line_is_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        fs::write(&path, b"pop3-sync-st").unwrap();
+        let mut f = StateFile::open(&path, "k").unwrap();
+        f.apply(&[intent("a", "n")]).unwrap();
+        drop(f);
         assert_eq!(
-            StateFile::open(&path, "h:995:u")
-                .unwrap()
-                .state()
-                .pending
-                .len(),
+            StateFile::open(&path, "k").unwrap().state().pending.len(),
             1
+        );
+    }
+
+    #[test]
+    fn the_lock_holds_across_a_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut f = StateFile::open(&path, "k").unwrap();
+        f.compact().unwrap();
+        let e = StateFile::open(&path, "k").unwrap_err();
+        assert!(e.to_string().contains("another sync"), "{e}");
+    }
+
+    #[test]
+    fn a_reused_uid_after_our_deletion_is_a_new_message() {
+        let mut s = SyncState::default();
+        let u = uid("r");
+        s.apply(&StateChange::Delivered {
+            uid: u.clone(),
+            at: 1,
+            octets: 10,
+        });
+        s.apply(&StateChange::DeletedOnServer { uid: u.clone() });
+        s.apply(&StateChange::Delivered {
+            uid: u.clone(),
+            at: 9,
+            octets: 20,
+        });
+        let r = &s.records[&u];
+        assert_eq!(
+            (r.status, r.first_seen, r.octets),
+            (UidStatus::Fetched, 9, 20)
         );
     }
 
     fn change() -> impl Strategy<Value = StateChange> {
         let uid = proptest::collection::vec(any::<u8>(), 1..20)
             .prop_filter_map("a UID", |b| Uid::new(&b));
-        (0u8..10, uid, any::<u64>(), "[A-Za-z0-9._:,]{1,30}").prop_map(|(tag, uid, at, name)| {
-            match tag {
+        (
+            0u8..11,
+            uid,
+            any::<u64>(),
+            any::<u64>(),
+            "[A-Za-z0-9._:,]{1,30}",
+        )
+            .prop_map(|(tag, uid, at, octets, name)| match tag {
                 0 => StateChange::Intent(Intent {
                     uid,
                     delivery: name,
                     headers_only: at % 2 == 0,
+                    octets,
                 }),
-                8 => StateChange::HeadersDelivered { uid, at },
-                9 => StateChange::FullFetchRequested { uid },
-                1 => StateChange::Delivered { uid, at },
+                1 => StateChange::Delivered { uid, at, octets },
                 2 => StateChange::Abandoned { uid },
                 3 => StateChange::Vanished { uid, at },
                 4 => StateChange::Reappeared { uid },
                 5 => StateChange::Forget { uid },
                 6 => StateChange::DeletedLocally { uid },
-                _ => StateChange::DeletedOnServer { uid },
-            }
-        })
+                7 => StateChange::DeletedOnServer { uid },
+                8 => StateChange::HeadersDelivered {
+                    uid,
+                    at,
+                    octets,
+                    delivery: name,
+                },
+                9 => StateChange::FullFetchRequested { uid },
+                _ => StateChange::HeadersRemoved { uid },
+            })
     }
 
     proptest! {
