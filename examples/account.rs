@@ -658,6 +658,9 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
             .map(|t| format!("; next sync not before {t} (Unix time)"))
             .unwrap_or_default()
     );
+    if let Some(why) = &report.stopped_early {
+        eprintln!("warning: the sync stopped early: {why}");
+    }
     Ok(())
 }
 

@@ -284,6 +284,9 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
         if report.recovered > 0 { format!("; {} interrupted deliveries recovered", report.recovered) } else { String::new() }
     );
+    if let Some(why) = &report.stopped_early {
+        eprintln!("warning: the sync stopped early: {why}");
+    }
     Ok(())
 }
 

@@ -210,22 +210,15 @@ impl SyncRun {
     pub fn plan(&mut self, state: &SyncState, listing: &[Listed]) -> SessionPlan {
         let mut plan = SessionPlan::default();
         // A follow-up session that lists exactly what the last one did,
-        // after that one stored mail, means the server did not take the
-        // mail away (UIDs that change every session, a refused DELE): what
-        // looks new is not; stop rather than store it again.
+        // after that one stored mail, yet shows new UIDs, means the server
+        // did not take the mail away and its UIDs change from session to
+        // session: what looks new is not; stop rather than store it again.
         let sizes: Vec<u64> = listing.iter().map(|l| l.octets).collect();
         let unchanged = self
             .previous
             .as_ref()
             .is_some_and(|(before, stored)| *stored && *before == sizes);
         self.previous = Some((sizes, false));
-        if unchanged {
-            self.keep_going = false;
-            self.report.stopped_early = Some(
-                "the server listed the same messages again after they were stored; its unique-ids may not be stable, so nothing more was fetched in this sync".into(),
-            );
-            return plan;
-        }
         let listed: HashSet<&Uid> = listing.iter().map(|l| &l.uid).collect();
         // A UID listed twice names two messages: neither is deleted.
         let mut once = HashSet::new();
@@ -330,6 +323,15 @@ impl SyncRun {
         plan.fetch = self.groups(chosen);
         if plan.capped {
             self.keep_going = false;
+        }
+        if unchanged && !(plan.fetch.is_empty() && plan.headers.is_empty()) {
+            plan.fetch.clear();
+            plan.headers.clear();
+            plan.replaces_headers.clear();
+            self.keep_going = false;
+            self.report.stopped_early = Some(
+                "the server listed the same messages again, under new unique-ids, after they were stored; its unique-ids are not stable, so nothing more was fetched in this sync".into(),
+            );
         }
         plan
     }
@@ -609,6 +611,17 @@ mod tests {
         assert!(plan.fetch.is_empty(), "nothing stored twice");
         assert!(!run.another_session(false));
         assert!(run.report().stopped_early.is_some());
+        // Stable UIDs on a server that keeps mail: the same listing, all
+        // known, is no alarm.
+        let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
+        run.session_started(None);
+        let plan = run.plan(&SyncState::default(), &first);
+        run.stored(&plan.fetch.concat(), &[Some(10), Some(10), Some(10)]);
+        run.session_started(None);
+        let known = state_with(&[("a1", 0), ("a2", 0), ("a3", 0)]);
+        let plan = run.plan(&known, &first);
+        assert!(plan.fetch.is_empty());
+        assert!(run.report().stopped_early.is_none());
     }
 
     #[test]
