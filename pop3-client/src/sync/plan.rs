@@ -330,7 +330,7 @@ impl SyncRun {
             plan.replaces_headers.clear();
             self.keep_going = false;
             self.report.stopped_early = Some(
-                "the server listed the same messages again, under new unique-ids, after they were stored; its unique-ids are not stable, so nothing more was fetched in this sync".into(),
+                "the server listed messages of the same sizes again, under new unique-ids, after they were stored: its unique-ids may not be stable, so nothing more was fetched in this sync (the next sync goes on)".into(),
             );
         }
         plan
