@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -482,16 +481,8 @@ fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
     let config = account.client_config();
     let step = |what: &str, detail: String| println!("{what}: ok ({detail})");
     let target = format!("{}:{}", config.host, config.port());
-    let addrs: Vec<_> = target
-        .to_socket_addrs()
-        .map_err(|e| Error::Connect {
-            server: target.clone(),
-            source: std::io::Error::new(
-                e.kind(),
-                format!("the name {} could not be resolved: {e}", config.host),
-            ),
-        })?
-        .collect();
+    let addrs =
+        pop3_client::transport::lookup(&config.host, config.port(), config.timeouts.connect)?;
     step(
         "resolve",
         addrs

@@ -545,23 +545,16 @@ mod security_name {
     use crate::config::Security;
 
     pub(super) fn serialize<S: Serializer>(s: &Security, ser: S) -> Result<S::Ok, S::Error> {
-        ser.serialize_str(match s {
-            Security::Tls => "tls",
-            Security::StartTls => "starttls",
-            Security::Plain => "plain",
-        })
+        ser.serialize_str(s.as_str())
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Security, D::Error> {
         let name = String::deserialize(de)?;
-        match name.as_str() {
-            "tls" => Ok(Security::Tls),
-            "starttls" => Ok(Security::StartTls),
-            "plain" => Ok(Security::Plain),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown security \"{other}\"; use tls, starttls or plain"
-            ))),
-        }
+        Security::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown security \"{name}\"; use tls, starttls or plain"
+            ))
+        })
     }
 }
 
@@ -666,6 +659,21 @@ mod tests {
         }
         assert!(DeletePolicy::from_name("after-days=x").is_err());
         assert!(DeletePolicy::from_name("sometimes").is_err());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn settings_round_trip_through_serde() {
+        let mut a = account("x@hotmail.com");
+        a.incoming.security = Security::StartTls;
+        a.incoming.port = 110;
+        a.metadata.insert("share".into(), "team".into());
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.contains("\"security\":\"starttls\""), "{json}");
+        assert_eq!(serde_json::from_str::<Account>(&json).unwrap(), a);
+        let bad = json.replace("\"starttls\"", "\"ssl\"");
+        let e = serde_json::from_str::<Account>(&bad).unwrap_err();
+        assert!(e.to_string().contains("use tls, starttls or plain"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,13 @@ impl Security {
         }
     }
 
+    /// Parses a short name ([`Security::as_str`]): tls, starttls, plain.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Tls, Self::StartTls, Self::Plain]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// The usual port for this mode: 995 for TLS, 110 otherwise.
     pub fn default_port(self) -> u16 {
         match self {

@@ -258,7 +258,6 @@ struct Steps<'a, St: ?Sized, Sk: ?Sized> {
     sink: &'a mut Sk,
     known: state::SyncState,
     with_uids: bool,
-    fetched: Vec<Listed>,
     /// The names reserved for the group being fetched.
     names: Vec<String>,
     /// The records of the group last made durable, written together with
@@ -292,7 +291,6 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             sink,
             known,
             with_uids: true,
-            fetched: Vec::new(),
             names: Vec::new(),
             unwritten: Vec::new(),
         })
@@ -330,7 +328,6 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
     ) -> Result<SessionPlan, Error> {
         let first = !self.run.any_session();
         self.run.session_started(login_delay);
-        self.fetched.clear();
         let listing = match uids {
             Ok(uids) if self.with_uids => join_listing(uids, sizes)?,
             // The mode is chosen once, in the first session.
@@ -446,13 +443,6 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
             return Ok(());
         }
         self.unwritten = self.run.stored(group, &stored);
-        self.fetched.extend(
-            group
-                .iter()
-                .zip(&stored)
-                .filter(|(_, s)| s.is_some())
-                .map(|(l, _)| l.clone()),
-        );
         Ok(())
     }
 
@@ -462,20 +452,17 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
     fn deletions(&mut self, plan: &SessionPlan) -> Result<Vec<Listed>, Error> {
         self.flush_records()?;
         if self.with_uids {
+            let stored = self.run.stored_in_session();
             let replaced: Vec<(Uid, String)> = plan
                 .replaces_headers
                 .iter()
-                .filter(|(uid, _)| self.fetched.iter().any(|l| &l.uid == uid))
+                .filter(|(uid, _)| stored.iter().any(|l| &l.uid == uid))
                 .cloned()
                 .collect();
             remove_copies(&mut *self.store, &mut *self.sink, &replaced)?;
         }
-        Ok(if self.with_uids {
-            self.run.deletions(plan)
-        } else {
-            // Fetch all, then delete: what was stored goes.
-            self.fetched.clone()
-        })
+        // Without UIDL the policy is after-retrieval: what was stored goes.
+        Ok(self.run.deletions(plan))
     }
 
     /// QUIT committed `deleted`: records it; says whether to open another

@@ -446,6 +446,11 @@ impl SyncRun {
         out
     }
 
+    /// The messages stored whole in this session.
+    pub fn stored_in_session(&self) -> &[Listed] {
+        &self.fetched_in_session
+    }
+
     /// QUIT committed the deletions of `deleted`: the changes to record.
     pub fn deleted(&mut self, deleted: &[Listed]) -> Vec<StateChange> {
         self.report.deleted += deleted.len();

@@ -7,9 +7,9 @@ mod tls;
 mod trust;
 mod x509;
 
-pub use tcp::connect_tcp;
 #[cfg(feature = "tokio")]
 pub use tcp::connect_tcp_tokio;
+pub use tcp::{connect_tcp, lookup};
 pub use tls::{
     crypto_provider, describe_tls_error, server_name, tls_client_config, tls_connect_async,
     tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,

@@ -67,6 +67,16 @@ fn resolve_with(
     }
 }
 
+/// Looks up `host:port` within `timeout` (the lookup `connect_tcp` makes),
+/// for a caller that reports the step on its own ("resolve: ok").
+pub fn lookup(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, Error> {
+    match resolve(host, port, timeout) {
+        Ok(addrs) if addrs.is_empty() => Err(connect_error(host, port, no_address())),
+        Ok(addrs) => Ok(addrs),
+        Err(e) => Err(connect_error(host, port, e)),
+    }
+}
+
 /// Connects to `host:port`: the name is looked up within `timeout`, then
 /// each resolved address (IPv6 and IPv4) is tried in turn with `timeout`
 /// each.
