@@ -30,77 +30,30 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use pop3_client::account::DeletePolicy;
 use pop3_client::blocking::Client;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
 use pop3_client::sync::{sync_blocking, SyncOptions};
 use pop3_client::{
-    AuthMethod, CertPin, ClientConfig, Credentials, Error, MsgNum, ProgressFn, Timeouts,
-    TlsFailure, TlsRoots,
+    CertPin, ClientConfig, Credentials, Error, MsgNum, ProgressFn, TlsFailure, TlsRoots,
 };
-use pop3_examples::SecurityArg;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum AuthArg {
-    Auto,
-    User,
-    Apop,
-    Plain,
-    Login,
-    #[value(name = "cram-md5")]
-    CramMd5,
-    Xoauth2,
-    Oauthbearer,
-}
+use pop3_examples::ServerArgs;
 
 /// Download a POP3 mailbox into a Maildir (messages stay on the server).
 #[derive(Debug, Parser)]
 #[command(name = "fetch")]
 struct Cli {
-    /// Server host name.
-    #[arg(long)]
-    host: String,
-    /// Port (default: 995 for tls, 110 otherwise).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Connection security.
-    #[arg(long, value_enum, default_value = "tls")]
-    security: SecurityArg,
-    /// User name.
-    #[arg(long)]
-    user: String,
-    /// Environment variable holding the password (or OAuth token).
-    #[arg(
-        long,
-        conflicts_with = "password_file",
-        required_unless_present = "password_file"
-    )]
-    password_env: Option<String>,
-    /// File holding the password (or OAuth token); a final newline is ignored.
-    #[arg(long)]
-    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Login method.
-    #[arg(long, value_enum, default_value = "auto")]
-    auth: AuthArg,
-    /// PEM file of the certificate authority to trust (default: Mozilla's roots).
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
+    #[arg(long, default_value = "auto", value_parser = ["auto", "user", "apop", "plain", "login", "cram-md5", "xoauth2", "oauthbearer"])]
+    auth: String,
     /// Trust the server's certificate by its SHA-256 fingerprint (hex, colons
     /// optional; repeatable). Alone it replaces the CA; with --ca-file both must hold.
     #[arg(long, value_name = "HEX")]
     pin_sha256: Vec<String>,
-    /// Allow sending a password without TLS (USER/PASS, PLAIN, LOGIN,
-    /// XOAUTH2, OAUTHBEARER). Not needed for --auth apop or cram-md5, which
-    /// are used over plaintext without it since they send only a digest,
-    /// not the password (a weak MD5 digest: anyone on the path can try to
-    /// guess the password from it offline).
-    #[arg(long)]
-    allow_plaintext_auth: bool,
-    /// Limit, in seconds, for connecting, the TLS handshake and each answer.
-    #[arg(long)]
-    timeout: Option<u64>,
     /// Maildir to deliver into (created if missing).
     #[arg(long)]
     maildir: PathBuf,
@@ -118,24 +71,16 @@ struct Cli {
 }
 
 fn password(cli: &Cli) -> Result<String, Error> {
-    pop3_examples::read_password(cli.password_env.as_deref(), cli.password_file.as_deref())
+    cli.server.password()
 }
 
 fn config(cli: &Cli) -> Result<ClientConfig, Error> {
-    let mut config = ClientConfig::new(cli.host.clone());
-    config.port = cli.port;
-    config.security = cli.security.into();
-    config.auth = match cli.auth {
-        AuthArg::Auto => AuthMethod::Auto,
-        AuthArg::User => AuthMethod::User,
-        AuthArg::Apop => AuthMethod::Apop,
-        AuthArg::Plain => AuthMethod::Plain,
-        AuthArg::Login => AuthMethod::Login,
-        AuthArg::CramMd5 => AuthMethod::CramMd5,
-        AuthArg::Xoauth2 => AuthMethod::XOAuth2,
-        AuthArg::Oauthbearer => AuthMethod::OAuthBearer,
-    };
-    if let Some(ca) = &cli.ca_file {
+    let server = &cli.server;
+    let mut config = ClientConfig::new(server.host.clone());
+    config.port = server.port;
+    config.security = server.security.into();
+    config.auth = pop3_examples::auth_method(&cli.auth);
+    if let Some(ca) = &server.ca_file {
         config.roots = TlsRoots::CaFile(ca.clone());
     } else if !cli.pin_sha256.is_empty() {
         config.roots = TlsRoots::PinsOnly;
@@ -143,9 +88,9 @@ fn config(cli: &Cli) -> Result<ClientConfig, Error> {
     for pin in &cli.pin_sha256 {
         config.pins.push(CertPin::certificate_sha256(pin)?);
     }
-    config.allow_plaintext_auth = cli.allow_plaintext_auth;
-    if let Some(secs) = cli.timeout {
-        config.timeouts = Timeouts::all(Duration::from_secs(secs.max(1)));
+    config.allow_plaintext_auth = server.allow_plaintext_auth;
+    if let Some(timeouts) = server.timeouts() {
+        config.timeouts = timeouts;
     }
     Ok(config)
 }
@@ -204,7 +149,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
     }
     let started = Instant::now();
     let config = config(cli)?;
-    let credentials = Credentials::new(cli.user.clone(), password(cli)?);
+    let credentials = Credentials::new(cli.server.user.clone(), password(cli)?);
     let mut sink = open_maildir(cli)?;
     let mut client = Client::connect(&config, &credentials)?;
     let listing = client.list()?;
@@ -223,7 +168,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
     let delivered = sink.delivered().len();
     println!(
         "fetched {delivered} of {count} messages ({fetched} bytes; server listed {total}) from {} into {} in {:.1} s",
-        cli.host,
+        cli.server.host,
         cli.maildir.display(),
         started.elapsed().as_secs_f64()
     );
@@ -243,8 +188,8 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         ..SyncOptions::default()
     };
     // Refused before connecting: recent: mode with a deleting policy.
-    pop3_client::sync::SyncRun::new(options.clone(), 0, &cli.user)?;
-    let credentials = Credentials::new(cli.user.clone(), password(cli)?);
+    pop3_client::sync::SyncRun::new(options.clone(), 0, &cli.server.user)?;
+    let credentials = Credentials::new(cli.server.user.clone(), password(cli)?);
     let mut sink = open_maildir(cli)?;
     let mut memory = MemoryState::new();
     let mut file;
@@ -254,7 +199,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
                 "{}:{}:{}",
                 config.host.to_ascii_lowercase(),
                 config.port(),
-                cli.user
+                cli.server.user
             );
             file = StateFile::open(path, &key).map_err(|e| {
                 Error::Config(format!("cannot use the state file {}: {e}", path.display()))
@@ -278,7 +223,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         report.deleted,
         report.skipped,
         report.left,
-        cli.host,
+        cli.server.host,
         cli.maildir.display(),
         report.sessions,
         started.elapsed().as_secs_f64(),

@@ -122,3 +122,64 @@ pub fn last_stderr_line(output: &std::process::Output) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// The server and login options `fetch` and `send` share, spelled the
+/// same in both.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Server host name.
+    #[arg(long)]
+    pub host: String,
+    /// Port (default: the usual one for the protocol and the security:
+    /// POP3 995 for tls, 110 otherwise; SMTP 465 for tls, 587 otherwise).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Connection security.
+    #[arg(long, value_enum, default_value = "tls")]
+    pub security: SecurityArg,
+    /// User name.
+    #[arg(long)]
+    pub user: String,
+    /// Environment variable holding the password (or OAuth token).
+    #[arg(
+        long,
+        conflicts_with = "password_file",
+        required_unless_present = "password_file"
+    )]
+    pub password_env: Option<String>,
+    /// File holding the password (or OAuth token); a final newline is ignored.
+    #[arg(long)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// PEM file of the certificate authority to trust (default: Mozilla's roots).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Allow sending a password without TLS (USER/PASS, PLAIN, LOGIN,
+    /// XOAUTH2, OAUTHBEARER). Not needed for --auth apop (POP3) or
+    /// cram-md5, which are used over plaintext without it since they send
+    /// only a digest, not the password (a weak MD5 digest: anyone on the
+    /// path can try to guess the password from it offline).
+    #[arg(long)]
+    pub allow_plaintext_auth: bool,
+    /// Limit, in seconds, for connecting, the TLS handshake and each answer.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
+
+impl ServerArgs {
+    /// The password, from the environment or the file.
+    pub fn password(&self) -> Result<String, pop3_client::Error> {
+        read_password(self.password_env.as_deref(), self.password_file.as_deref())
+    }
+
+    /// `--timeout` as every limit, if given (at least one second).
+    pub fn timeouts(&self) -> Option<pop3_client::Timeouts> {
+        self.timeout
+            .map(|secs| pop3_client::Timeouts::all(std::time::Duration::from_secs(secs.max(1))))
+    }
+}
+
+/// `--auth NAME` as a login method ([`pop3_client::AuthMethod::from_name`]);
+/// clap has already limited NAME to the program's choices.
+pub fn auth_method(name: &str) -> pop3_client::AuthMethod {
+    pop3_client::AuthMethod::from_name(name).unwrap_or(pop3_client::AuthMethod::Auto)
+}

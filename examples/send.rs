@@ -20,63 +20,22 @@
 //! connect, tls, auth, app-password, too-big, limit, recipient, server,
 //! protocol, timeout, io, config.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use pop3_client::smtp::{SmtpClient, SmtpConfig, SmtpError};
-use pop3_client::{AuthMethod, Credentials, Timeouts, TlsRoots};
-use pop3_examples::SecurityArg;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum AuthArg {
-    Auto,
-    Plain,
-    Login,
-    #[value(name = "cram-md5")]
-    CramMd5,
-    Xoauth2,
-}
+use pop3_client::{Credentials, TlsRoots};
+use pop3_examples::ServerArgs;
 
 /// Send the message on standard input over SMTP submission.
 #[derive(Debug, Parser)]
 #[command(name = "send")]
 struct Cli {
-    /// Server host name.
-    #[arg(long)]
-    host: String,
-    /// Port (default: 465 for tls, 587 otherwise).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Connection security.
-    #[arg(long, value_enum, default_value = "tls")]
-    security: SecurityArg,
-    /// User name.
-    #[arg(long)]
-    user: String,
-    /// Environment variable holding the password (or OAuth token).
-    #[arg(
-        long,
-        conflicts_with = "password_file",
-        required_unless_present = "password_file"
-    )]
-    password_env: Option<String>,
-    /// File holding the password (or OAuth token); a final newline is ignored.
-    #[arg(long)]
-    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Login method.
-    #[arg(long, value_enum, default_value = "auto")]
-    auth: AuthArg,
-    /// PEM file of the certificate authority to trust (default: Mozilla's roots).
-    #[arg(long)]
-    ca_file: Option<PathBuf>,
-    /// Allow sending credentials without TLS.
-    #[arg(long)]
-    allow_plaintext_auth: bool,
-    /// Limit, in seconds, for connecting, the TLS handshake and each reply.
-    #[arg(long)]
-    timeout: Option<u64>,
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "login", "cram-md5", "xoauth2"])]
+    auth: String,
     /// Sender address (MAIL FROM).
     #[arg(long)]
     from: String,
@@ -89,22 +48,17 @@ struct Cli {
 }
 
 fn config(cli: &Cli) -> SmtpConfig {
-    let mut config = SmtpConfig::new(cli.host.clone());
-    config.port = cli.port;
-    config.security = cli.security.into();
-    config.auth = match cli.auth {
-        AuthArg::Auto => AuthMethod::Auto,
-        AuthArg::Plain => AuthMethod::Plain,
-        AuthArg::Login => AuthMethod::Login,
-        AuthArg::CramMd5 => AuthMethod::CramMd5,
-        AuthArg::Xoauth2 => AuthMethod::XOAuth2,
-    };
-    if let Some(ca) = &cli.ca_file {
+    let server = &cli.server;
+    let mut config = SmtpConfig::new(server.host.clone());
+    config.port = server.port;
+    config.security = server.security.into();
+    config.auth = pop3_examples::auth_method(&cli.auth);
+    if let Some(ca) = &server.ca_file {
         config.roots = TlsRoots::CaFile(ca.clone());
     }
-    config.allow_plaintext_auth = cli.allow_plaintext_auth;
-    if let Some(secs) = cli.timeout {
-        config.timeouts = Timeouts::all(Duration::from_secs(secs.max(1)));
+    config.allow_plaintext_auth = server.allow_plaintext_auth;
+    if let Some(timeouts) = server.timeouts() {
+        config.timeouts = timeouts;
     }
     config
 }
@@ -119,16 +73,15 @@ enum Outcome {
 
 fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
     let config = config(cli);
-    let password =
-        pop3_examples::read_password(cli.password_env.as_deref(), cli.password_file.as_deref())?;
-    let credentials = Credentials::new(cli.user.clone(), password);
+    let password = cli.server.password()?;
+    let credentials = Credentials::new(cli.server.user.clone(), password);
     if cli.verify_only {
         SmtpClient::verify(&config, &credentials)?;
         println!(
             "verified: logged in to {}:{} as {}",
             config.host,
             config.port(),
-            cli.user
+            cli.server.user
         );
         return Ok(Outcome::Done);
     }

@@ -245,7 +245,7 @@ fn help_states_the_apop_and_cram_md5_exception() {
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(help.contains("--allow-plaintext-auth"), "{help}");
     assert!(
-        help.contains("Not needed for --auth apop or cram-md5"),
+        help.contains("Not needed for --auth apop (POP3) or cram-md5"),
         "{help}"
     );
 }
