@@ -23,6 +23,8 @@
 # file byte for byte. The server stops by itself after $POP3_DOVECOT_TTL
 # seconds (default 5400).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 DIR=${POP3_DOVECOT_DIR:-/tmp/pop3-dovecot}
 TTL=${POP3_DOVECOT_TTL:-5400}
@@ -35,17 +37,7 @@ install() {
     if command -v dovecot >/dev/null && [ -e /usr/lib/dovecot/pop3 ]; then
         return 0
     fi
-    local created=
-    # Keep Debian from starting a system-wide service during the install.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        created=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null || true
-    apt-get install -y -q dovecot-core dovecot-pop3d openssl >/dev/null
-    if [ -n "$created" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    apt_install dovecot-core dovecot-pop3d openssl
 }
 
 corpus() {
@@ -232,12 +224,7 @@ CONF
     chmod 0644 "$DIR/key.pem" "$DIR/users"
     chmod 0755 "$DIR"
     dovecot -c "$DIR/dovecot.conf" 2>"$DIR/stderr.log" </dev/null
-    local up=
-    for _ in $(seq 50); do
-        if [ -s "$DIR/run/master.pid" ] && (exec 3<>/dev/tcp/127.0.0.1/$PLAIN_PORT) 2>/dev/null; then up=1; break; fi
-        sleep 0.2
-    done
-    if [ -z "$up" ]; then
+    if ! wait_listening "$PLAIN_PORT" "$DIR/run/master.pid"; then
         echo "dovecot did not start:" >&2
         cat "$DIR/stderr.log" "$DIR/dovecot.log" >&2 || true
         exit 1

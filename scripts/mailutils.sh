@@ -22,6 +22,8 @@
 # files renamed into cur/), so those headers are served afterwards; mboxrd
 # quoting is undone.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 DIR=${POP3_MAILUTILS_DIR:-/tmp/pop3-mailutils}
 TTL=${POP3_MAILUTILS_TTL:-5400}
@@ -38,17 +40,7 @@ install() {
     if command -v pop3d >/dev/null && pop3d --version 2>/dev/null | grep -q Mailutils; then
         return 0
     fi
-    local created=
-    # Keep Debian from starting a system-wide service during the install.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        created=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null || true
-    apt-get install -y -q mailutils-pop3d openssl >/dev/null
-    if [ -n "$created" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    apt_install mailutils-pop3d openssl
 }
 
 corpus() {
@@ -122,13 +114,9 @@ CONF
 }
 
 start_one() {
-    local name=$1 port=$2 up=
+    local name=$1 port=$2
     pop3d --config-file "$DIR/$name.conf" >"$DIR/$name.log" 2>&1 </dev/null
-    for _ in $(seq 50); do
-        if [ -s "$DIR/run/$name.pid" ] && (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then up=1; break; fi
-        sleep 0.2
-    done
-    if [ -z "$up" ]; then
+    if ! wait_listening "$port" "$DIR/run/$name.pid"; then
         echo "mailutils pop3d ($name) did not start:" >&2
         cat "$DIR/$name.log" >&2 || true
         exit 1

@@ -19,6 +19,8 @@
 # top (the sink adds nothing). Both stop by themselves after
 # $POP3_SUBMISSION_TTL seconds (default 5400).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 DIR=${POP3_SUBMISSION_DIR:-/tmp/pop3-submission}
@@ -34,24 +36,7 @@ install() {
     if [ -e /usr/lib/dovecot/submission ]; then
         return 0
     fi
-    local created=
-    # Keep Debian from starting a system-wide service during the install.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        created=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q dovecot-submissiond >/dev/null
-    if [ -n "$created" ]; then rm -f /usr/sbin/policy-rc.d; fi
-}
-
-wait_port() {
-    for _ in $(seq 50); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.2
-    done
-    return 1
+    apt_install dovecot-submissiond
 }
 
 start() {
@@ -66,7 +51,7 @@ start() {
     nohup setsid "$DIR/smtp-sink" --port "$SINK_PORT" --dir "$DIR/sink" --ttl "$TTL" \
         >"$DIR/sink.log" 2>&1 </dev/null &
     echo $! > "$DIR/sink.pid"
-    if ! wait_port "$SINK_PORT"; then
+    if ! wait_listening "$SINK_PORT"; then
         echo "smtp-sink did not start:" >&2
         cat "$DIR/sink.log" >&2 || true
         exit 1
@@ -140,12 +125,7 @@ CONF
     chmod 0644 "$DIR/key.pem" "$DIR/users"
     chmod 0755 "$DIR"
     dovecot -c "$DIR/dovecot.conf" 2>"$DIR/stderr.log" </dev/null
-    local up=
-    for _ in $(seq 50); do
-        if [ -s "$DIR/run/master.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$STARTTLS_PORT") 2>/dev/null; then up=1; break; fi
-        sleep 0.2
-    done
-    if [ -z "$up" ]; then
+    if ! wait_listening "$STARTTLS_PORT" "$DIR/run/master.pid"; then
         echo "dovecot (submission) did not start:" >&2
         cat "$DIR/stderr.log" "$DIR/dovecot.log" >&2 || true
         exit 1
