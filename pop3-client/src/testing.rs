@@ -179,24 +179,15 @@ impl TestServer {
             stop: AtomicBool::new(false),
         });
         let implicit_tls = config.implicit_tls;
-        let accept_shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("pop3-test-server".into())
-            .spawn(move || {
-                for (n, stream) in listener.incoming().enumerate() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (shared, tls, config) =
-                        (Arc::clone(&accept_shared), Arc::clone(&tls), config.clone());
-                    let _ = thread::Builder::new()
-                        .name(format!("pop3-test-conn-{n}"))
-                        .spawn(move || {
-                            let _ = serve(stream, &shared, &tls, &config, n);
-                        });
-                }
-            })?;
+        let (stopping, serving) = (Arc::clone(&shared), Arc::clone(&shared));
+        accept_loop(
+            listener,
+            "pop3-test",
+            move || stopping.stop.load(Ordering::SeqCst),
+            move |stream, n| {
+                let _ = serve(stream, &serving, &tls, &config, n);
+            },
+        )?;
         Ok(Self {
             addr,
             ca_pem,
@@ -256,6 +247,34 @@ impl Drop for TestServer {
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
     }
+}
+
+/// Accepts connections on `listener` until `stopped` says so (checked at
+/// each one: a server's `Drop` sets its flag, then connects once to wake
+/// the loop), each served on a thread of its own by `serve` with its
+/// number. The POP3 and SMTP test servers share it.
+pub(crate) fn accept_loop(
+    listener: TcpListener,
+    name: &'static str,
+    stopped: impl Fn() -> bool + Send + 'static,
+    serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
+) -> io::Result<()> {
+    let serve = Arc::new(serve);
+    thread::Builder::new()
+        .name(format!("{name}-server"))
+        .spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                if stopped() {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let serve = Arc::clone(&serve);
+                let _ = thread::Builder::new()
+                    .name(format!("{name}-conn-{n}"))
+                    .spawn(move || serve(stream, n));
+            }
+        })?;
+    Ok(())
 }
 
 /// A test server's side of a connection: plaintext, TLS, or handed away

@@ -12,10 +12,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::Duration;
 
-use crate::testing::{tls_accept, Conn};
+use crate::testing::{accept_loop, tls_accept, Conn};
 use base64::Engine as _;
 use pop3_proto::sasl::SaslClient;
 
@@ -132,24 +131,15 @@ impl SmtpTestServer {
         let (ca_pem, tls) = crate::testing::self_signed_tls()?;
         let shared = Arc::new(Shared::default());
         let implicit_tls = config.implicit_tls;
-        let accept_shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("smtp-test-server".into())
-            .spawn(move || {
-                for (n, stream) in listener.incoming().enumerate() {
-                    if accept_shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (shared, tls, config) =
-                        (Arc::clone(&accept_shared), Arc::clone(&tls), config.clone());
-                    let _ = thread::Builder::new()
-                        .name(format!("smtp-test-conn-{n}"))
-                        .spawn(move || {
-                            let _ = Connection::serve(stream, &shared, &tls, &config, n);
-                        });
-                }
-            })?;
+        let (stopping, serving) = (Arc::clone(&shared), Arc::clone(&shared));
+        accept_loop(
+            listener,
+            "smtp-test",
+            move || stopping.stop.load(Ordering::SeqCst),
+            move |stream, n| {
+                let _ = Connection::serve(stream, &serving, &tls, &config, n);
+            },
+        )?;
         Ok(Self {
             addr,
             ca_pem,
