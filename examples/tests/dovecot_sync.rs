@@ -13,66 +13,52 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use pop3_client::blocking::Client;
+use pop3_client::testing::InteropServer;
 use pop3_client::{ClientConfig, Credentials, Security, TlsRoots};
 
 /// Contents of a set of messages, each with how often it occurs.
 type Bag = BTreeMap<Vec<u8>, usize>;
 
 struct Dovecot {
-    dir: PathBuf,
-    env: HashMap<String, String>,
+    server: InteropServer,
 }
 
 impl Dovecot {
     fn find() -> Option<Self> {
-        let dir = std::env::var("POP3_DOVECOT_DIR").unwrap_or_else(|_| "/tmp/pop3-dovecot".into());
-        let dir = PathBuf::from(dir);
-        let path = dir.join("env");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            assert!(
-                std::env::var_os("POP3_REQUIRE_DOVECOT").is_none(),
-                "POP3_REQUIRE_DOVECOT is set but {} is missing",
-                path.display()
-            );
-            eprintln!(
-                "skipped: Dovecot sync tests (no {}; run scripts/dovecot.sh start)",
-                path.display()
-            );
-            return None;
-        };
-        let env: HashMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let server = InteropServer::find(
+            "POP3_DOVECOT_DIR",
+            "/tmp/pop3-dovecot",
+            "POP3_REQUIRE_DOVECOT",
+            "Dovecot sync tests; run scripts/dovecot.sh start",
+        )?;
         assert!(
-            env.contains_key("sync_user"),
+            !server.get("sync_user").is_empty(),
             "{} has no sync_user: restart Dovecot with this checkout's scripts/dovecot.sh",
-            path.display()
+            server.dir.display()
         );
-        Some(Self { dir, env })
+        Some(Self { server })
     }
 
     fn get(&self, key: &str) -> &str {
-        &self.env[key]
+        self.server.get(key)
     }
 
     /// Replaces the sync user's mail by `count` new messages.
     fn fill(&self, count: usize) {
-        let script = self.env.get("fill_script").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dovecot.sh"),
-            PathBuf::from,
-        );
+        let script = match self.get("fill_script") {
+            "" => Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dovecot.sh"),
+            path => PathBuf::from(path),
+        };
         let out = Command::new("bash")
             .arg(&script)
             .args(["fill", self.get("sync_user"), &count.to_string()])
-            .env("POP3_DOVECOT_DIR", &self.dir)
+            .env("POP3_DOVECOT_DIR", &self.server.dir)
             .output()
             .unwrap();
         assert!(

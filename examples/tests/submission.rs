@@ -12,56 +12,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pop3_client::account::{Account, Credential, Outgoing, ServerSettings};
 use pop3_client::smtp::verify_outgoing;
+use pop3_client::testing::InteropServer;
 use pop3_client::Security;
 
-struct Env(HashMap<String, String>);
-
-impl Env {
-    fn get(&self, key: &str) -> &str {
-        self.0
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from the submission env file"))
-    }
-}
+type Env = InteropServer;
 
 fn env() -> Option<Env> {
-    let dir =
-        std::env::var("POP3_SUBMISSION_DIR").unwrap_or_else(|_| "/tmp/pop3-submission".into());
-    let path = Path::new(&dir).join("env");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        if std::env::var("POP3_REQUIRE_SUBMISSION").as_deref() == Ok("1") {
-            panic!(
-                "POP3_REQUIRE_SUBMISSION=1 but {} is missing: run scripts/submission.sh start",
-                path.display()
-            );
-        }
-        eprintln!(
-            "skipped: no submission server ({} missing; scripts/submission.sh start)",
-            path.display()
-        );
-        return None;
-    };
-    Some(Env(text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()))
+    InteropServer::find(
+        "POP3_SUBMISSION_DIR",
+        "/tmp/pop3-submission",
+        "POP3_REQUIRE_SUBMISSION",
+        "submission tests; run scripts/submission.sh start",
+    )
 }
 
 /// The example binary, built by `cargo test` next to this test's directory.
 fn send_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("send");
-    assert!(path.exists(), "{} is missing", path.display());
-    path
+    pop3_examples::example_binary("send").unwrap()
 }
 
 fn base64(data: &[u8]) -> Vec<u8> {

@@ -483,3 +483,49 @@ fn commit(shared: &Shared, uids: &[String], deleted: &[usize]) {
         .unwrap_or_else(PoisonError::into_inner)
         .retain(|m| !gone.contains(&&m.uid));
 }
+
+/// A real server started by one of the repository's scripts
+/// (`scripts/dovecot.sh`, `scripts/mailutils.sh`, `scripts/submission.sh`),
+/// as its `env` file describes it (`key=value` lines).
+#[derive(Debug, Clone)]
+pub struct InteropServer {
+    /// The folder the script ran the server in.
+    pub dir: std::path::PathBuf,
+    env: std::collections::HashMap<String, String>,
+}
+
+impl InteropServer {
+    /// Reads `$DIR_VAR/env` (default `default_dir/env`). Without it the
+    /// tests of `what` are skipped, saying so, unless `$REQUIRE_VAR` is set
+    /// (as CI sets it), which makes the missing server a failure.
+    ///
+    /// # Panics
+    ///
+    /// When `$REQUIRE_VAR` is set and the file is missing: the test fails,
+    /// as it must in CI.
+    #[allow(clippy::panic)]
+    pub fn find(dir_var: &str, default_dir: &str, require_var: &str, what: &str) -> Option<Self> {
+        let dir = std::path::PathBuf::from(
+            std::env::var(dir_var).unwrap_or_else(|_| default_dir.to_owned()),
+        );
+        let path = dir.join("env");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            if std::env::var_os(require_var).is_some() {
+                panic!("{require_var} is set but {} is missing", path.display());
+            }
+            eprintln!("skipped: {what} (no {})", path.display());
+            return None;
+        };
+        let env = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Some(Self { dir, env })
+    }
+
+    /// The value of `key`, or "" when the file has none.
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).map_or("", String::as_str)
+    }
+}

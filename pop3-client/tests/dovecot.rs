@@ -4,45 +4,32 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use pop3_client::blocking::Client;
 use pop3_client::pop3_proto::RespCodeKind;
+use pop3_client::testing::InteropServer;
 use pop3_client::{
     AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots,
 };
 
 struct Dovecot {
-    env: HashMap<String, String>,
+    server: InteropServer,
 }
 
 impl Dovecot {
     fn find() -> Option<Self> {
-        let dir = std::env::var("POP3_DOVECOT_DIR").unwrap_or_else(|_| "/tmp/pop3-dovecot".into());
-        let path = PathBuf::from(dir).join("env");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            assert!(
-                std::env::var_os("POP3_REQUIRE_DOVECOT").is_none(),
-                "POP3_REQUIRE_DOVECOT is set but {} is missing",
-                path.display()
-            );
-            eprintln!(
-                "skipped: Dovecot interop tests (no {}; run scripts/dovecot.sh start)",
-                path.display()
-            );
-            return None;
-        };
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Some(Self { env })
+        let server = InteropServer::find(
+            "POP3_DOVECOT_DIR",
+            "/tmp/pop3-dovecot",
+            "POP3_REQUIRE_DOVECOT",
+            "Dovecot interop tests; run scripts/dovecot.sh start",
+        )?;
+        Some(Self { server })
     }
 
     fn get(&self, key: &str) -> &str {
-        &self.env[key]
+        self.server.get(key)
     }
 
     fn config(&self, security: Security, auth: AuthMethod) -> ClientConfig {

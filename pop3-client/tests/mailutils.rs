@@ -13,11 +13,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use pop3_client::blocking::Client;
 use pop3_client::pop3_proto::Capability;
+use pop3_client::testing::InteropServer;
 use pop3_client::{
     AuthMethod, ClientConfig, Credentials, Error, ErrorKind, MsgNum, Security, TlsRoots,
 };
@@ -26,36 +24,22 @@ use pop3_client::{
 const ADDED: [&str; 4] = ["X-UIDL", "Status", "X-UID", "X-IMAPbase"];
 
 struct Mailutils {
-    env: HashMap<String, String>,
+    server: InteropServer,
 }
 
 impl Mailutils {
     fn find() -> Option<Self> {
-        let dir =
-            std::env::var("POP3_MAILUTILS_DIR").unwrap_or_else(|_| "/tmp/pop3-mailutils".into());
-        let path = PathBuf::from(dir).join("env");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            assert!(
-                std::env::var_os("POP3_REQUIRE_MAILUTILS").is_none(),
-                "POP3_REQUIRE_MAILUTILS is set but {} is missing",
-                path.display()
-            );
-            eprintln!(
-                "skipped: Mailutils interop tests (no {}; run scripts/mailutils.sh start)",
-                path.display()
-            );
-            return None;
-        };
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Some(Self { env })
+        let server = InteropServer::find(
+            "POP3_MAILUTILS_DIR",
+            "/tmp/pop3-mailutils",
+            "POP3_REQUIRE_MAILUTILS",
+            "Mailutils interop tests; run scripts/mailutils.sh start",
+        )?;
+        Some(Self { server })
     }
 
     fn get(&self, key: &str) -> &str {
-        &self.env[key]
+        self.server.get(key)
     }
 
     fn config(&self, security: Security, port_key: &str) -> ClientConfig {

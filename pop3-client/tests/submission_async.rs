@@ -7,32 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use futures_util::io::Cursor;
 use pop3_client::smtp::{AsyncSmtpClient, SmtpConfig};
+use pop3_client::testing::InteropServer;
 use pop3_client::{Credentials, Security, TlsRoots};
 
-fn env() -> Option<HashMap<String, String>> {
-    let dir =
-        std::env::var("POP3_SUBMISSION_DIR").unwrap_or_else(|_| "/tmp/pop3-submission".into());
-    let path = Path::new(&dir).join("env");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        if std::env::var("POP3_REQUIRE_SUBMISSION").as_deref() == Ok("1") {
-            panic!(
-                "POP3_REQUIRE_SUBMISSION=1 but {} is missing",
-                path.display()
-            );
-        }
-        eprintln!("skipped: no submission server ({} missing)", path.display());
-        return None;
-    };
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+fn env() -> Option<InteropServer> {
+    InteropServer::find(
+        "POP3_SUBMISSION_DIR",
+        "/tmp/pop3-submission",
+        "POP3_REQUIRE_SUBMISSION",
+        "submission tests; run scripts/submission.sh start",
     )
 }
 
@@ -44,18 +31,18 @@ async fn async_client_sends_through_dovecot_submission() {
         (Security::StartTls, "starttls_port"),
         (Security::Tls, "tls_port"),
     ] {
-        let mut config = SmtpConfig::new(env["host"].clone());
-        config.port = Some(env[port].parse().unwrap());
+        let mut config = SmtpConfig::new(env.get("host"));
+        config.port = Some(env.get(port).parse().unwrap());
         config.security = security;
-        config.roots = TlsRoots::CaFile(env["ca_file"].clone().into());
-        let e = AsyncSmtpClient::verify_tokio(&config, &Credentials::new(&env["user"], "wrong"))
+        config.roots = TlsRoots::CaFile(env.get("ca_file").into());
+        let e = AsyncSmtpClient::verify_tokio(&config, &Credentials::new(env.get("user"), "wrong"))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), "auth", "{e}");
         let mut client = AsyncSmtpClient::connect_tokio(&config).await.unwrap();
         assert!(client.is_tls());
         client
-            .login(&Credentials::new(&env["user"], env["password"].as_str()))
+            .login(&Credentials::new(env.get("user"), env.get("password")))
             .await
             .unwrap();
         let recipient = format!("async-{security:?}-{}@example.net", std::process::id());
@@ -68,7 +55,7 @@ async fn async_client_sends_through_dovecot_submission() {
         // The sink answers with the file's name: "Ok: queued as NAME".
         let name = report.text.rsplit(' ').next().unwrap();
         let data = std::fs::read(
-            Path::new(&env["sink_dir"])
+            Path::new(env.get("sink_dir"))
                 .join("new")
                 .join(format!("{name}.eml")),
         )
