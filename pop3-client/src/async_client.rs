@@ -256,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends STLS, upgrades to TLS, reads the capabilities again.
     pub async fn starttls(&mut self) -> Result<(), Error> {
         if self.is_tls() {
-            return Err(ops::already_tls());
+            return Err(Error::already_tls());
         }
         self.run(&mut ops::one(Command::Stls), &mut NoBody)
             .await
@@ -265,7 +265,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             AsyncStream::Plain(s) => s,
             other => {
                 self.stream = other;
-                return Err(ops::already_tls());
+                return Err(Error::already_tls());
             }
         };
         let tls = self.config.tls_config()?;

@@ -94,7 +94,7 @@ impl Client<Connection> {
     /// capabilities again.
     pub fn starttls(&mut self) -> Result<(), Error> {
         if self.is_tls {
-            return Err(ops::already_tls());
+            return Err(Error::already_tls());
         }
         let mut batch = ops::one(Command::Stls);
         self.run(&mut batch, &mut NoBody)
@@ -103,7 +103,7 @@ impl Client<Connection> {
             Connection::Plain(tcp) => tcp,
             other => {
                 self.stream = other;
-                return Err(ops::already_tls());
+                return Err(Error::already_tls());
             }
         };
         let tls = self.config.tls_config()?;

@@ -373,6 +373,15 @@ impl Error {
         matches!(self, Self::Auth { .. })
     }
 
+    /// A TLS upgrade (STLS, STARTTLS) asked for on a connection that is
+    /// already TLS: the caller's mistake, for both protocols.
+    pub(crate) fn already_tls() -> Self {
+        Self::Config(
+            "a TLS upgrade (STLS or STARTTLS) was asked for on a connection that is already TLS"
+                .into(),
+        )
+    }
+
     /// Maps a `-ERR` answer to the error the application acts on.
     pub(crate) fn from_reply(
         command: CommandKind,

@@ -265,11 +265,6 @@ pub(crate) fn require_stls(caps: &Capabilities, host: &str) -> Result<(), Error>
     })
 }
 
-/// STLS asked for on a connection that already has TLS.
-pub(crate) fn already_tls() -> Error {
-    Error::Config("STLS on a connection that is already TLS".into())
-}
-
 /// A refused STLS is a TLS failure: the caller asked for TLS and gets none.
 pub(crate) fn stls_refused(error: Error, host: &str) -> Error {
     match error {

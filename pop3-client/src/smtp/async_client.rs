@@ -131,9 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncSmtpClient<S> {
             AsyncStream::Plain(s) => s,
             other => {
                 self.stream = other;
-                return Err(
-                    Error::Config("STARTTLS on a connection that is already TLS".into()).into(),
-                );
+                return Err(Error::already_tls().into());
             }
         };
         let config = &self.core.config;

@@ -70,9 +70,7 @@ impl SmtpClient {
             Connection::Plain(tcp) => tcp,
             other => {
                 self.stream = other;
-                return Err(
-                    Error::Config("STARTTLS on a connection that is already TLS".into()).into(),
-                );
+                return Err(Error::already_tls().into());
             }
         };
         let config = &self.core.config;
