@@ -92,8 +92,8 @@ fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
         // The message was accepted; a failed goodbye changes nothing.
         eprintln!("warning: {}: {e}", e.kind());
     }
-    println!("{} {}", report.code, report.text);
-    let refused: Vec<_> = report.refused().collect();
+    println!("{} {}", report.delivery.code, report.delivery.text);
+    let refused: Vec<_> = report.delivery.refused().collect();
     if refused.is_empty() {
         return Ok(Outcome::Done);
     }
@@ -103,7 +103,7 @@ fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
     eprintln!(
         "error: recipient: {} of {} recipients refused; the message was sent to the others",
         refused.len(),
-        report.recipients.len()
+        report.delivery.recipients.len()
     );
     Ok(Outcome::SomeRefused)
 }

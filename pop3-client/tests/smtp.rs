@@ -55,10 +55,10 @@ fn sends_over_starttls_and_implicit_tls_with_each_mechanism() {
                     MESSAGE,
                 )
                 .unwrap();
-            assert!(report.all_accepted());
-            assert_eq!(report.accepted().count(), 2);
+            assert!(report.delivery.all_accepted());
+            assert_eq!(report.delivery.accepted().count(), 2);
             assert_eq!(
-                (report.code, report.text.as_str()),
+                (report.delivery.code, report.delivery.text.as_str()),
                 (250, "Ok: queued as TEST1")
             );
             assert_eq!(report.bytes, MESSAGE.len() as u64);
@@ -138,7 +138,7 @@ fn without_pipelining_it_still_works() {
         )
         .unwrap();
     assert_eq!(
-        report.accepted().collect::<Vec<_>>(),
+        report.delivery.accepted().collect::<Vec<_>>(),
         ["a@example.net", "c@example.net"]
     );
     client.quit().unwrap();
@@ -280,9 +280,12 @@ fn partial_and_total_recipient_refusal() {
             &b"hi\n"[..],
         )
         .unwrap();
-    assert!(!report.all_accepted());
-    assert_eq!(report.accepted().collect::<Vec<_>>(), ["ok@example.net"]);
-    let (who, why) = report.refused().next().unwrap();
+    assert!(!report.delivery.all_accepted());
+    assert_eq!(
+        report.delivery.accepted().collect::<Vec<_>>(),
+        ["ok@example.net"]
+    );
+    let (who, why) = report.delivery.refused().next().unwrap();
     assert_eq!((who, why.code), ("bad@example.net", 550));
     assert!(why.text.contains("User unknown"), "{}", why.text);
     let e = client

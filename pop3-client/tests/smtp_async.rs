@@ -63,9 +63,9 @@ async fn sends_over_starttls_and_implicit_tls_with_each_mechanism() {
                 )
                 .await
                 .unwrap();
-            assert!(report.all_accepted());
+            assert!(report.delivery.all_accepted());
             assert_eq!(
-                (report.code, report.text.as_str()),
+                (report.delivery.code, report.delivery.text.as_str()),
                 (250, "Ok: queued as TEST1")
             );
             assert_eq!(report.bytes, MESSAGE.len() as u64);
@@ -234,9 +234,12 @@ async fn partial_and_total_recipient_refusal() {
         )
         .await
         .unwrap();
-    assert!(!report.all_accepted());
-    assert_eq!(report.accepted().collect::<Vec<_>>(), ["ok@example.net"]);
-    let (who, why) = report.refused().next().unwrap();
+    assert!(!report.delivery.all_accepted());
+    assert_eq!(
+        report.delivery.accepted().collect::<Vec<_>>(),
+        ["ok@example.net"]
+    );
+    let (who, why) = report.delivery.refused().next().unwrap();
     assert_eq!((who, why.code), ("bad@example.net", 550));
     let e = client
         .send(

@@ -50,10 +50,10 @@ async fn async_client_sends_through_dovecot_submission() {
             .send("smtptest@example.org", &[&recipient], Cursor::new(message))
             .await
             .unwrap();
-        assert_eq!(report.code, 250);
+        assert_eq!(report.delivery.code, 250);
         client.quit().await.unwrap();
         // The sink answers with the file's name: "Ok: queued as NAME".
-        let name = report.text.rsplit(' ').next().unwrap();
+        let name = report.delivery.text.rsplit(' ').next().unwrap();
         let data = std::fs::read(
             Path::new(env.get("sink_dir"))
                 .join("new")

@@ -120,6 +120,11 @@ impl Delivery {
             .iter()
             .filter_map(|r| r.refusal.as_ref().map(|f| (r.address.as_str(), f)))
     }
+
+    /// Whether every recipient was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.recipients.iter().all(|r| r.refusal.is_none())
+    }
 }
 
 /// Where the session stands.

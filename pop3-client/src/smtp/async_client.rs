@@ -33,7 +33,7 @@ use crate::transport::tls_connect_async;
 /// client.login(&Credentials::new("me@example.com", "app password")).await?;
 /// let message = futures_util::io::Cursor::new(b"Subject: hi\r\n\r\nHello.\r\n");
 /// let report = client.send("me@example.com", &["you@example.net"], message).await?;
-/// println!("{} {}", report.code, report.text);
+/// println!("{} {}", report.delivery.code, report.delivery.text);
 /// client.quit().await?;
 /// # Ok(())
 /// # }

@@ -105,7 +105,7 @@ impl SmtpClient {
     /// Sends one message read from `message` (any reader, streamed in 64 KiB
     /// pieces: dot-stuffed, line endings made CRLF) from `from` to `to`.
     /// Some recipients may be refused and the message still sent to the
-    /// others: see [`SendReport::refused`]. Fails when every recipient is
+    /// others: see [`Delivery::refused`](smtp_auth::Delivery::refused). Fails when every recipient is
     /// refused (kind recipient) or the message is refused.
     pub fn send<S: AsRef<str>>(
         &mut self,

@@ -427,12 +427,7 @@ impl Core {
         bytes: u64,
     ) -> Result<SendReport, SmtpError> {
         match event {
-            Event::Sent(delivery) => Ok(SendReport {
-                recipients: delivery.recipients,
-                code: delivery.code,
-                text: delivery.text,
-                bytes,
-            }),
+            Event::Sent(delivery) => Ok(SendReport { delivery, bytes }),
             Event::Failed(e) => Err(e.into()),
             other => Err(self.unexpected(other)),
         }

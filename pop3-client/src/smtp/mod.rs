@@ -15,7 +15,7 @@
 //! client.login(&Credentials::new("me@example.com", "app password"))?;
 //! let message = "Subject: hi\r\n\r\nHello.\r\n".as_bytes();
 //! let report = client.send("me@example.com", &["you@example.net"], message)?;
-//! for (address, why) in report.refused() {
+//! for (address, why) in report.delivery.refused() {
 //!     eprintln!("{address} refused: {why}");
 //! }
 //! client.quit()?;
@@ -49,7 +49,7 @@ use crate::error::ErrorKind;
 pub use async_client::AsyncSmtpClient;
 pub use builder::SmtpConfigBuilder;
 pub use client::SmtpClient;
-pub use smtp_auth::{Capabilities, Envelope, RecipientOutcome, Refusal, RefusalKind};
+pub use smtp_auth::{Capabilities, Delivery, Envelope, RecipientOutcome, Refusal, RefusalKind};
 
 /// The usual submission port for a security mode: 465 for implicit TLS
 /// (RFC 8314), 587 for STARTTLS and plaintext (RFC 6409).
@@ -172,40 +172,15 @@ pub fn verify_outgoing(account: &crate::account::Account) -> Result<(), SmtpErro
     SmtpClient::verify(&config, &credentials)
 }
 
-/// What happened to a message the server accepted.
+/// What happened to a message the server accepted: the server's account
+/// of it (every recipient's outcome, the final reply) and the bytes read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReport {
-    /// Every recipient, in the order given: accepted (`refusal` is `None`)
-    /// or refused with the server's reply.
-    pub recipients: Vec<RecipientOutcome>,
-    /// The server's final reply code (250).
-    pub code: u16,
-    /// The server's final reply text, escaped (often a queue id).
-    pub text: String,
+    /// Every recipient, accepted or refused with the server's reply, and
+    /// the final reply (code and escaped text, often a queue id).
+    pub delivery: Delivery,
     /// Bytes of the message read from the reader.
     pub bytes: u64,
-}
-
-impl SendReport {
-    /// The recipients the server accepted.
-    pub fn accepted(&self) -> impl Iterator<Item = &str> {
-        self.recipients
-            .iter()
-            .filter(|r| r.refusal.is_none())
-            .map(|r| r.address.as_str())
-    }
-
-    /// The recipients the server refused, with its reply.
-    pub fn refused(&self) -> impl Iterator<Item = (&str, &Refusal)> {
-        self.recipients
-            .iter()
-            .filter_map(|r| r.refusal.as_ref().map(|f| (r.address.as_str(), f)))
-    }
-
-    /// Whether every recipient was accepted.
-    pub fn all_accepted(&self) -> bool {
-        self.recipients.iter().all(|r| r.refusal.is_none())
-    }
 }
 
 /// What stops sending, worded for the person who typed the settings;
