@@ -75,6 +75,25 @@ impl<W: AsyncWrite + Unpin + ?Sized> AsyncMessageSink for AsyncWriteSink<'_, W> 
     }
 }
 
+/// A connected stream secured as `security` says: TLS from the first byte
+/// for [`Security::Tls`] (its configuration made by `tls` only then),
+/// plaintext otherwise (STLS/STARTTLS comes after the greeting). Both
+/// protocols' async clients open connections with it.
+pub(crate) async fn secure_async<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    security: Security,
+    host: &str,
+    tls: impl FnOnce() -> Result<std::sync::Arc<rustls::ClientConfig>, Error>,
+    handshake: std::time::Duration,
+) -> Result<AsyncStream<S>, Error> {
+    Ok(match security {
+        Security::Tls => AsyncStream::Tls(Box::new(
+            tls_connect_async(stream, host, tls()?, handshake).await?,
+        )),
+        Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
+    })
+}
+
 /// An async connection: plaintext, or TLS over the same stream.
 #[derive(Debug)]
 pub enum AsyncStream<S> {
@@ -173,16 +192,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Like [`Client::connect_over`] without the login.
     pub async fn open_over(stream: S, config: &ClientConfig) -> Result<Self, Error> {
         config.validate()?;
-        let stream = match config.security {
-            Security::Tls => {
-                let tls = config.tls_config()?;
-                let tls =
-                    tls_connect_async(stream, &config.host, tls, config.timeouts.tls_handshake)
-                        .await?;
-                AsyncStream::Tls(Box::new(tls))
-            }
-            Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
-        };
+        let stream = secure_async(
+            stream,
+            config.security,
+            &config.host,
+            || config.tls_config(),
+            config.timeouts.tls_handshake,
+        )
+        .await?;
         let mut client = Self::start(stream, config, false).await?;
         if config.security == Security::StartTls {
             ops::require_stls(client.capabilities(), &config.host)?;

@@ -26,7 +26,9 @@ use crate::engine::{Engine, FetchProgress, ProgressFn, Step};
 use crate::error::Error;
 use crate::ops::{self, MessageSink, NoBody, UidlItem, VecSink, WriteSink};
 use crate::summary::MessageSummary;
-use crate::transport::{connect_tcp, tls_connect_blocking, Connection, ReadTimeout};
+use crate::transport::{
+    connect_tcp, secure_blocking, tls_connect_blocking, Connection, ReadTimeout,
+};
 
 /// A POP3 client over a blocking stream.
 pub struct Client<S: ReadTimeout> {
@@ -73,14 +75,13 @@ impl Client<Connection> {
         let timeouts = config.timeouts;
         // A server that stops reading cannot block a write for longer.
         tcp.set_write_timeout(Some(timeouts.response))?;
-        let stream = match config.security {
-            Security::Tls => {
-                let tls = config.tls_config()?;
-                let stream = tls_connect_blocking(tcp, &config.host, tls, timeouts.tls_handshake)?;
-                Connection::Tls(Box::new(stream))
-            }
-            Security::StartTls | Security::Plain => Connection::Plain(tcp),
-        };
+        let stream = secure_blocking(
+            tcp,
+            config.security,
+            &config.host,
+            || config.tls_config(),
+            timeouts.tls_handshake,
+        )?;
         let is_tls = stream.is_tls();
         let mut client = Self::from_stream(stream, config, is_tls)?;
         if config.security == Security::StartTls {

@@ -12,7 +12,7 @@ use smtp_auth::{Capabilities, Envelope, Event};
 
 use super::core::{Core, MidMessage, CHUNK, READ_BUFFER};
 use super::{SendReport, SmtpConfig, SmtpError};
-use crate::async_client::AsyncStream;
+use crate::async_client::{secure_async, AsyncStream};
 use crate::config::{Credentials, Security};
 use crate::error::Error;
 use crate::timer::within;
@@ -91,16 +91,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncSmtpClient<S> {
     /// injected data.
     pub async fn connect_over(stream: S, config: &SmtpConfig) -> Result<Self, SmtpError> {
         let core = Core::new(config)?;
-        let stream = match config.security {
-            Security::Tls => {
-                let tls = config.tls_config()?;
-                let tls =
-                    tls_connect_async(stream, &config.host, tls, config.timeouts.tls_handshake)
-                        .await?;
-                AsyncStream::Tls(Box::new(tls))
-            }
-            Security::StartTls | Security::Plain => AsyncStream::Plain(stream),
-        };
+        let stream = secure_async(
+            stream,
+            config.security,
+            &config.host,
+            || config.tls_config(),
+            config.timeouts.tls_handshake,
+        )
+        .await?;
         let mut client = Self { stream, core };
         let event = client.next_event("the greeting").await?;
         client.core.ready(event)?;

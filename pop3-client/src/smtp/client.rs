@@ -12,7 +12,9 @@ use super::core::{Core, MidMessage, CHUNK, READ_BUFFER};
 use super::{SendReport, SmtpConfig, SmtpError};
 use crate::config::{Credentials, Security};
 use crate::error::Error;
-use crate::transport::{connect_tcp, tls_connect_blocking, Connection, ReadTimeout};
+use crate::transport::{
+    connect_tcp, secure_blocking, tls_connect_blocking, Connection, ReadTimeout,
+};
 
 /// A blocking SMTP submission client over a [`Connection`].
 ///
@@ -44,14 +46,13 @@ impl SmtpClient {
         let tcp = connect_tcp(&config.host, config.port(), timeouts.connect)?;
         // A server that stops reading cannot block a write for longer.
         tcp.set_write_timeout(Some(core.write_timeout()))?;
-        let stream = match config.security {
-            Security::Tls => {
-                let tls = config.tls_config()?;
-                let stream = tls_connect_blocking(tcp, &config.host, tls, timeouts.tls_handshake)?;
-                Connection::Tls(Box::new(stream))
-            }
-            Security::StartTls | Security::Plain => Connection::Plain(tcp),
-        };
+        let stream = secure_blocking(
+            tcp,
+            config.security,
+            &config.host,
+            || config.tls_config(),
+            timeouts.tls_handshake,
+        )?;
         let mut client = Self { stream, core };
         let event = client.next_event("the greeting")?;
         client.core.ready(event)?;

@@ -85,6 +85,28 @@ impl<S: Read + Write> ReadTimeout for Unbounded<S> {
     }
 }
 
+/// A fresh TCP connection secured as `security` says: TLS from the first
+/// byte for [`Security::Tls`] (its configuration made by `tls` only then),
+/// plaintext otherwise (STLS/STARTTLS comes after the greeting). Both
+/// protocols' blocking clients open connections with it.
+pub(crate) fn secure_blocking(
+    tcp: TcpStream,
+    security: crate::Security,
+    host: &str,
+    tls: impl FnOnce() -> Result<std::sync::Arc<rustls::ClientConfig>, crate::Error>,
+    handshake: std::time::Duration,
+) -> Result<Connection, crate::Error> {
+    Ok(match security {
+        crate::Security::Tls => Connection::Tls(Box::new(tls_connect_blocking(
+            tcp,
+            host,
+            tls()?,
+            handshake,
+        )?)),
+        crate::Security::StartTls | crate::Security::Plain => Connection::Plain(tcp),
+    })
+}
+
 /// A blocking connection made by [`connect_tcp`]: plaintext, or TLS.
 #[derive(Debug)]
 pub enum Connection {
