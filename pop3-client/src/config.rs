@@ -292,13 +292,7 @@ impl ClientConfig {
     /// set-up. The clients call it before connecting.
     pub fn validate(&self) -> Result<(), Error> {
         let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
-        if self.host.is_empty() {
-            return refuse("host", "is empty");
-        }
-        if self.port == Some(0) {
-            return refuse("port", "cannot be 0");
-        }
-        check_timeouts(&self.timeouts)?;
+        check_endpoint(&self.host, self.port, &self.timeouts)?;
         let s = &self.session;
         if s.pipeline_max == 0 {
             return refuse(
@@ -318,8 +312,13 @@ impl ClientConfig {
                 "must be between 512 bytes (RFC 1939's longest reply) and 16 MiB",
             );
         }
-        if s.max_uid == 0 || s.max_uid > s.max_line {
-            return refuse("session.max_uid", "must be between 1 and session.max_line");
+        // A longer UID could not be recorded in a sync's state (512 is
+        // pop3-proto's own bound for a UID; RFC 1939 allows 70).
+        if s.max_uid == 0 || s.max_uid > s.max_line || s.max_uid > pop3_proto::DEFAULT_MAX_UID_LEN {
+            return refuse(
+                "session.max_uid",
+                "must be between 1 and 512, and no more than session.max_line",
+            );
         }
         check_trust(&self.roots, &self.pins, self.custom_tls.as_ref())
     }
@@ -355,6 +354,22 @@ impl ClientConfig {
 }
 
 /// Every wait must be able to succeed: zero is refused, naming the limit.
+/// What every connection's settings need, whatever the protocol: a host,
+/// a port other than 0, timeouts that are not zero.
+pub(crate) fn check_endpoint(
+    host: &str,
+    port: Option<u16>,
+    timeouts: &Timeouts,
+) -> Result<(), Error> {
+    if host.is_empty() {
+        return Err(Error::Config("host is empty".into()));
+    }
+    if port == Some(0) {
+        return Err(Error::Config("port cannot be 0".into()));
+    }
+    check_timeouts(timeouts)
+}
+
 pub(crate) fn check_timeouts(t: &Timeouts) -> Result<(), Error> {
     for (setting, value) in [
         ("timeouts.connect", t.connect),

@@ -127,6 +127,8 @@ fn nonsense() -> Vec<(&'static str, Breaker)> {
             Box::new(|c| c.session.max_line = usize::MAX),
         ),
         ("session.max_uid", Box::new(|c| c.session.max_uid = 0)),
+        // A UID a sync's state could not record.
+        ("session.max_uid", Box::new(|c| c.session.max_uid = 513)),
         ("host", Box::new(|c| c.host.clear())),
         ("port", Box::new(|c| c.port = Some(0))),
     ]

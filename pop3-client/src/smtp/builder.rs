@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::SmtpConfig;
 use crate::config::{
-    check_timeouts, check_trust, AuthMethod, CustomTls, Security, Timeouts, TlsRoots,
+    check_endpoint, check_trust, AuthMethod, CustomTls, Security, Timeouts, TlsRoots,
 };
 use crate::error::Error;
 use crate::transport::CertPin;
@@ -37,13 +37,7 @@ impl SmtpConfig {
     /// or holds spaces or control characters.
     pub fn validate(&self) -> Result<(), Error> {
         let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
-        if self.host.is_empty() {
-            return refuse("host", "is empty");
-        }
-        if self.port == Some(0) {
-            return refuse("port", "cannot be 0");
-        }
-        check_timeouts(&self.timeouts)?;
+        check_endpoint(&self.host, self.port, &self.timeouts)?;
         if matches!(self.auth, AuthMethod::User | AuthMethod::Apop) {
             return refuse(
                 "auth",
