@@ -144,7 +144,7 @@ fn main() {
         let msgs: Vec<MsgNum> = (1..=MESSAGES as u32).filter_map(MsgNum::new).collect();
         // One session alone, as the baseline (and to warm up).
         let started = Instant::now();
-        let mut one = Client::connect_tokio(&config, &credentials).await.unwrap();
+        let mut one = Client::connect(&config, &credentials).await.unwrap();
         for _ in 0..5 {
             for m in &msgs {
                 one.retr_vec(*m).await.unwrap();
@@ -157,7 +157,7 @@ fn main() {
         let heap_before = live_kb();
         let started = Instant::now();
         let opened = futures_util::future::join_all(
-            (0..sessions).map(|_| Client::connect_tokio(&config, &credentials)),
+            (0..sessions).map(|_| Client::connect(&config, &credentials)),
         )
         .await;
         let open_secs = started.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@
 //! - [`blocking::Client`]: over `std::io` (any `Read + Write`, or a
 //!   connection made by [`transport`]).
 //! - [`async_client::Client`]: over futures-io, on any runtime; with the
-//!   `tokio` feature, `async_client::Client::connect_tokio`.
+//!   `tokio` feature, `pop3_client::tokio::Client::connect`.
 //! - [`smtp::SmtpClient`]: sending mail, a blocking SMTP submission client
 //!   over [`smtp_auth`]'s sans-IO core and the same transport.
 //! - [`transport`]: TCP and TLS set-up, protocol-neutral.
@@ -95,13 +95,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod account;
-pub mod async_client;
-mod batch;
-pub mod blocking;
 mod config;
-mod engine;
 mod error;
-mod ops;
+pub mod pop3;
 mod security;
 pub mod smtp;
 pub mod store;
@@ -112,18 +108,17 @@ pub mod testing;
 #[cfg(feature = "testing")]
 pub mod testing_smtp;
 mod timer;
-#[cfg(feature = "tokio")]
-pub mod tokio;
 pub mod transport;
 
-pub use batch::ServerRefusal;
 pub use config::{
     AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, CustomTls, Secret, Security,
     Timeouts, TlsRoots, DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
-pub use engine::{FetchProgress, ProgressFn};
 pub use error::{Error, ErrorKind, MismatchSign};
-pub use ops::{MessageSink, UidlItem};
+#[cfg(feature = "tokio")]
+pub use pop3::tokio;
+pub use pop3::{async_client, blocking};
+pub use pop3::{FetchProgress, MessageSink, ProgressFn, ServerRefusal, UidlItem};
 pub use pop3_proto;
 pub use pop3_proto::{Capabilities, Greeting, ListEntry, MsgNum, Stat, Uid};
 pub use smtp_auth;

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pop3_proto::{MsgNum, Uid};
 
-use crate::ops::MessageSink;
+use crate::pop3::MessageSink;
 
 /// The sink of a sync. Names are reserved before delivery and recorded as
 /// an intent, so a run killed at any instant can ask the sink, at its next

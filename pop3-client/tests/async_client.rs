@@ -50,7 +50,7 @@ fn creds() -> Credentials {
 #[tokio::test]
 async fn tokio_fetch_over_stls_pipelined() {
     let server = start(false, Fault::None);
-    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+    let mut client = Client::connect(&server.client_config(), &creds())
         .await
         .unwrap();
     assert!(client.is_tls());
@@ -80,14 +80,11 @@ async fn tokio_timeouts_and_faults() {
     let slow = start(true, Fault::Delay(Duration::from_secs(3)));
     let mut config = slow.client_config();
     config.timeouts.response = Duration::from_millis(300);
-    let err = Client::connect_tokio(&config, &creds())
-        .await
-        .err()
-        .unwrap();
+    let err = Client::connect(&config, &creds()).await.err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 
     let cut = start(true, Fault::DisconnectMidRetr { after: 30 });
-    let mut client = Client::connect_tokio(&cut.client_config(), &creds())
+    let mut client = Client::connect(&cut.client_config(), &creds())
         .await
         .unwrap();
     let err = client.retr_vec(MsgNum::new(5).unwrap()).await.unwrap_err();
@@ -102,7 +99,7 @@ async fn tokio_timeouts_and_faults() {
     let server = start(true, Fault::None);
     let mut config = server.client_config();
     config.auth = AuthMethod::Login;
-    let err = Client::connect_tokio(&config, &Credentials::new("user", "nope"))
+    let err = Client::connect(&config, &Credentials::new("user", "nope"))
         .await
         .err()
         .unwrap();
@@ -187,7 +184,7 @@ impl pop3_client::async_client::AsyncMessageSink for FullDisk {
 #[tokio::test]
 async fn a_failing_sink_leaves_the_async_connection_refusing_work() {
     let server = start(true, Fault::None);
-    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+    let mut client = Client::connect(&server.client_config(), &creds())
         .await
         .unwrap();
     let msgs: Vec<MsgNum> = (1..=20).map(|n| MsgNum::new(n).unwrap()).collect();
@@ -219,7 +216,7 @@ async fn tokio_sends_utf8_and_names_a_security_mismatch() {
         gmail: None,
     })
     .unwrap();
-    let mut client = Client::connect_tokio(&server.client_config(), &creds())
+    let mut client = Client::connect(&server.client_config(), &creds())
         .await
         .unwrap();
     assert!(client.utf8_enabled());
@@ -230,10 +227,7 @@ async fn tokio_sends_utf8_and_names_a_security_mismatch() {
     let mut config = server.client_config();
     config.security = Security::StartTls;
     config.timeouts.response = Duration::from_millis(300);
-    let err = Client::connect_tokio(&config, &creds())
-        .await
-        .err()
-        .unwrap();
+    let err = Client::connect(&config, &creds()).await.err().unwrap();
     assert_eq!(err.suggested_security(), Some(Security::Tls), "{err}");
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert!(err.to_string().contains("not one byte"), "{err}");

@@ -64,7 +64,7 @@ fn old_server_without_capa_and_unstuffed_dots() {
     client.login(&Credentials::new("u", "p")).unwrap();
     let body = client.retr_vec(MsgNum::new(1).unwrap()).unwrap();
     assert_eq!(body, b".x unstuffed\r\n.\rodd\r\n.real\r\n");
-    let sent = client.into_inner().0.to_server;
+    let sent = sent_by(client);
     assert_eq!(
         String::from_utf8(sent).unwrap(),
         "CAPA\r\nUSER u\r\nPASS p\r\nCAPA\r\nRETR 1\r\n",
@@ -109,7 +109,7 @@ fn courier_sends_utf8_before_login_and_the_message_comes_as_stored() {
     assert_eq!(listing[0].octets, message.len() as u64);
     let body = client.retr_vec(MsgNum::new(1).unwrap()).unwrap();
     assert_eq!(body, message.as_bytes());
-    let sent = client.into_inner().0.to_server;
+    let sent = sent_by(client);
     assert_eq!(
         String::from_utf8(sent).unwrap(),
         "CAPA\r\nUTF8\r\nUSER tim\r\nPASS secret\r\nCAPA\r\nLIST\r\nRETR 1\r\n",
@@ -127,7 +127,7 @@ fn utf8_refused_is_not_an_error_and_is_tried_again_after_login_only_if_advertise
     c.login(&Credentials::new("u", "p")).unwrap();
     assert!(c.utf8_enabled());
     assert_eq!(
-        String::from_utf8(c.into_inner().0.to_server).unwrap(),
+        String::from_utf8(sent_by(c)).unwrap(),
         "CAPA\r\nUTF8\r\nUSER u\r\nPASS p\r\nCAPA\r\nUTF8\r\n"
     );
     // Refused, and not advertised after login: off, no error.
@@ -151,7 +151,7 @@ fn utf8_refused_is_not_an_error_and_is_tried_again_after_login_only_if_advertise
     c.login(&Credentials::new("u", "p")).unwrap();
     assert!(!c.utf8_enabled());
     assert_eq!(
-        String::from_utf8(c.into_inner().0.to_server).unwrap(),
+        String::from_utf8(sent_by(c)).unwrap(),
         "CAPA\r\nUSER u\r\nPASS p\r\nCAPA\r\n"
     );
 }
@@ -205,4 +205,12 @@ fn no_greeting_is_told_apart_from_a_cut_greeting() {
         "{err}"
     );
     assert_eq!(err.suggested_security(), None);
+}
+
+/// What the client wrote to the canned server.
+fn sent_by(client: Client<Unbounded<Canned>>) -> Vec<u8> {
+    match client.into_inner() {
+        pop3_client::transport::Connection::Plain(stream) => stream.0.to_server,
+        _ => panic!("the canned stream is plaintext"),
+    }
 }

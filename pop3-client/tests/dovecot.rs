@@ -66,7 +66,7 @@ impl Dovecot {
     }
 }
 
-fn fetch_all(client: &mut Client<pop3_client::transport::Connection>) -> Vec<Vec<u8>> {
+fn fetch_all(client: &mut Client) -> Vec<Vec<u8>> {
     let msgs: Vec<MsgNum> = client.uidl().unwrap().into_iter().map(|u| u.msg).collect();
     let mut bodies: Vec<Vec<u8>> = client
         .retr_many_vec(&msgs)
@@ -158,10 +158,9 @@ async fn async_client_fetches_the_same_bytes() {
         return;
     };
     let config = dovecot.config(Security::StartTls, AuthMethod::Auto);
-    let mut client =
-        pop3_client::async_client::Client::connect_tokio(&config, &dovecot.credentials())
-            .await
-            .unwrap();
+    let mut client = pop3_client::async_client::Client::connect(&config, &dovecot.credentials())
+        .await
+        .unwrap();
     let msgs: Vec<MsgNum> = client
         .uidl()
         .await

@@ -77,7 +77,7 @@ async fn no_limit_timeouts_work_in_the_async_client() {
     for implicit_tls in [true, false] {
         let server = server(implicit_tls, Fault::Delay(Duration::from_millis(5)));
         let config = unlimited(server.client_config());
-        let mut client = async_client::Client::connect_tokio(&config, &creds())
+        let mut client = async_client::Client::connect(&config, &creds())
             .await
             .unwrap();
         let msgs: Vec<MsgNum> = client.list().await.unwrap().iter().map(|e| e.msg).collect();
@@ -175,7 +175,7 @@ async fn the_async_connect_refuses_them_too() {
     for (setting, break_it) in nonsense() {
         let mut config = server.client_config();
         break_it(&mut config);
-        let err = async_client::Client::connect_tokio(&config, &creds())
+        let err = async_client::Client::connect(&config, &creds())
             .await
             .err()
             .unwrap();

@@ -92,7 +92,7 @@ fn without_added_headers(message: &[u8]) -> Vec<u8> {
     out
 }
 
-fn fetch_all(client: &mut Client<pop3_client::transport::Connection>) -> Vec<Vec<u8>> {
+fn fetch_all(client: &mut Client) -> Vec<Vec<u8>> {
     let msgs: Vec<MsgNum> = client.uidl().unwrap().into_iter().map(|u| u.msg).collect();
     let mut bodies: Vec<Vec<u8>> = client
         .retr_many_vec(&msgs)
@@ -131,10 +131,9 @@ async fn mbox_and_maildir_corpus_byte_exact_blocking_and_async() {
             client.quit().unwrap();
         }
         let config = mu.config(Security::StartTls, "plain_port");
-        let mut client =
-            pop3_client::async_client::Client::connect_tokio(&config, &mu.credentials(user))
-                .await
-                .unwrap();
+        let mut client = pop3_client::async_client::Client::connect(&config, &mu.credentials(user))
+            .await
+            .unwrap();
         let msgs: Vec<MsgNum> = client
             .uidl()
             .await

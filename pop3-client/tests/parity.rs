@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
@@ -13,62 +12,6 @@ use std::time::Duration;
 use pop3_client::testing::self_signed_tls;
 use pop3_client::{ClientConfig, Credentials, Security, Timeouts, TlsRoots};
 use rustls::{ServerConnection, StreamOwned};
-
-/// The `pub fn` and `pub async fn` names in a source file, outside its
-/// `#[cfg(test)]` module.
-fn public_fns(source: &str) -> BTreeSet<String> {
-    let source = source.split("#[cfg(test)]").next().unwrap_or(source);
-    source
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim_start();
-            let rest = line
-                .strip_prefix("pub async fn ")
-                .or_else(|| line.strip_prefix("pub fn "))?;
-            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
-            Some(rest[..end].to_owned())
-        })
-        .collect()
-}
-
-/// Methods that exist on one client only, each for a reason.
-const BLOCKING_ONLY: &[&str] = &[];
-const ASYNC_ONLY: &[&str] = &[
-    // The old name of `pop3_client::tokio::Client::connect`.
-    "connect_tokio",
-    // tokio's AsyncWrite, beside the futures-io one `retr` and `top` take.
-    "retr_tokio",
-    "top_tokio",
-];
-
-#[test]
-fn both_clients_offer_the_same_operations() {
-    let blocking = public_fns(include_str!("../src/blocking.rs"));
-    let mut asynchronous = public_fns(include_str!("../src/async_client.rs"));
-    asynchronous.extend(public_fns(include_str!("../src/tokio.rs")));
-    // The files hold the clients and a few stream adapters; their methods
-    // are not `pub fn` (trait methods), so the sets are the clients'.
-    assert!(blocking.contains("retr_many") && asynchronous.contains("retr_many"));
-    let only_blocking: Vec<_> = blocking
-        .difference(&asynchronous)
-        .filter(|name| !BLOCKING_ONLY.contains(&name.as_str()))
-        .collect();
-    let only_async: Vec<_> = asynchronous
-        .difference(&blocking)
-        .filter(|name| !ASYNC_ONLY.contains(&name.as_str()))
-        .collect();
-    assert!(
-        only_blocking.is_empty() && only_async.is_empty(),
-        "only on the blocking client: {only_blocking:?}; only on the async one: {only_async:?} \
-         (add the method to the other client, or list it with its reason in tests/parity.rs)"
-    );
-    for name in BLOCKING_ONLY.iter().chain(ASYNC_ONLY) {
-        assert!(
-            blocking.contains(*name) || asynchronous.contains(*name),
-            "{name} is listed as an exception but exists nowhere"
-        );
-    }
-}
 
 /// A one-connection TLS POP3 server that answers CAPA and QUIT, then reports
 /// how the client ended the TLS session: `Ok(())` for close_notify, the

@@ -31,7 +31,7 @@ fn good() -> Credentials {
 }
 
 async fn connect(config: &SmtpConfig) -> TokioClient {
-    let mut client = AsyncSmtpClient::connect_tokio(config).await.unwrap();
+    let mut client = AsyncSmtpClient::connect(config).await.unwrap();
     client.login(&good()).await.unwrap();
     client
 }
@@ -156,7 +156,7 @@ async fn wrong_password_is_auth_and_the_client_stays_usable() {
         for auth in [AuthMethod::Plain, AuthMethod::Login, AuthMethod::CramMd5] {
             let mut config = server.client_config();
             config.auth = auth;
-            let mut client = AsyncSmtpClient::connect_tokio(&config).await.unwrap();
+            let mut client = AsyncSmtpClient::connect(&config).await.unwrap();
             let e = client
                 .login(&Credentials::new("user", "wrong"))
                 .await
@@ -167,14 +167,11 @@ async fn wrong_password_is_auth_and_the_client_stays_usable() {
             client.login(&good()).await.unwrap();
             client.quit().await.unwrap();
         }
-        let e = AsyncSmtpClient::verify_tokio(
-            &server.client_config(),
-            &Credentials::new("user", "nope"),
-        )
-        .await
-        .unwrap_err();
+        let e = AsyncSmtpClient::verify(&server.client_config(), &Credentials::new("user", "nope"))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), "auth", "{e}");
-        AsyncSmtpClient::verify_tokio(&server.client_config(), &good())
+        AsyncSmtpClient::verify(&server.client_config(), &good())
             .await
             .unwrap();
         assert!(server.messages().is_empty());
@@ -195,7 +192,7 @@ fn nothing_after_starttls(server: &SmtpTestServer) {
 #[tokio::test]
 async fn starttls_injection_is_tls_and_nothing_more_is_sent() {
     let server = server(false, SmtpFault::InjectAfterStartTls);
-    let e = AsyncSmtpClient::connect_tokio(&server.client_config())
+    let e = AsyncSmtpClient::connect(&server.client_config())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "tls", "{e}");
@@ -212,7 +209,7 @@ async fn starttls_missing_or_refused_is_tls_and_nothing_more_is_sent() {
         (SmtpFault::RefuseStartTls, "454 4.7.0"),
     ] {
         let server = server(false, fault);
-        let e = AsyncSmtpClient::connect_tokio(&server.client_config())
+        let e = AsyncSmtpClient::connect(&server.client_config())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), "tls", "{e}");
@@ -261,15 +258,13 @@ async fn plaintext_needs_permission_except_cram_md5() {
     let server = server(false, SmtpFault::None);
     let mut config = server.client_config();
     config.security = Security::Plain;
-    let mut client = AsyncSmtpClient::connect_tokio(&config).await.unwrap();
+    let mut client = AsyncSmtpClient::connect(&config).await.unwrap();
     assert!(!client.is_tls());
     let e = client.login(&good()).await.unwrap_err();
     assert_eq!(e.kind(), "config", "{e}");
     assert!(!server.lines().iter().any(|l| l.line.starts_with("AUTH")));
     config.auth = AuthMethod::CramMd5;
-    AsyncSmtpClient::verify_tokio(&config, &good())
-        .await
-        .unwrap();
+    AsyncSmtpClient::verify(&config, &good()).await.unwrap();
 }
 
 #[tokio::test]

@@ -35,11 +35,11 @@ async fn async_client_sends_through_dovecot_submission() {
         config.port = Some(env.get(port).parse().unwrap());
         config.security = security;
         config.roots = TlsRoots::CaFile(env.get("ca_file").into());
-        let e = AsyncSmtpClient::verify_tokio(&config, &Credentials::new(env.get("user"), "wrong"))
+        let e = AsyncSmtpClient::verify(&config, &Credentials::new(env.get("user"), "wrong"))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), "auth", "{e}");
-        let mut client = AsyncSmtpClient::connect_tokio(&config).await.unwrap();
+        let mut client = AsyncSmtpClient::connect(&config).await.unwrap();
         assert!(client.is_tls());
         client
             .login(&Credentials::new(env.get("user"), env.get("password")))

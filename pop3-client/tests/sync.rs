@@ -373,7 +373,7 @@ async fn the_async_driver_follows_the_same_plan() {
     let credentials = pop3_client::Credentials::new("me@gmail.com", "password");
     let (dir, mut maildir, mut state) = local();
     let report = sync_async(
-        || Client::connect_tokio(&config, &credentials),
+        || Client::connect(&config, &credentials),
         &config.host,
         &credentials.user,
         &mut state,

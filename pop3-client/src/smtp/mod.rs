@@ -35,9 +35,10 @@
 //! [`transport`]: crate::transport
 
 mod async_client;
+mod blocking;
 mod builder;
 mod client;
-mod core;
+mod engine;
 
 use std::fmt::Write as _;
 
@@ -47,8 +48,8 @@ use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
 use crate::error::ErrorKind;
 
 pub use async_client::AsyncSmtpClient;
+pub use blocking::SmtpClient;
 pub use builder::SmtpConfigBuilder;
-pub use client::SmtpClient;
 pub use smtp_auth::{Capabilities, Delivery, Envelope, RecipientOutcome, Refusal, RefusalKind};
 
 /// The usual submission port for a security mode: 465 for implicit TLS

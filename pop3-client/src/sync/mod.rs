@@ -44,9 +44,9 @@ use pop3_proto::{MsgNum, Uid};
 use crate::async_client::{AsyncMessageSink, Client as AsyncClient};
 use crate::blocking::Client;
 use crate::config::{ClientConfig, Credentials};
-use crate::engine::FetchProgress;
 use crate::error::Error;
-use crate::ops::MessageSink;
+use crate::pop3::FetchProgress;
+use crate::pop3::MessageSink;
 use crate::store::DeliverySink;
 
 pub use plan::{Listed, SessionPlan, SyncOptions, SyncReport, SyncRun};
@@ -485,6 +485,58 @@ fn accepted(deletions: &[Listed], outcomes: Vec<Result<(), crate::ServerRefusal>
         .collect()
 }
 
+/// The sessions of one sync, written once for both drivers: connect (as
+/// often as the plan asks), list, fetch the groups into the sink, delete,
+/// quit. `$connect` opens and logs in one session; `.await` is given for
+/// the async driver.
+macro_rules! sync_sessions {
+    ($steps:ident, $connect:expr, $host:expr, $progress:ident; $(.$aw:ident)?) => {
+        loop {
+            let mut client = match $connect$(.$aw)? {
+                Ok(client) => client,
+                Err(e) => {
+                    $steps.login_refused(e)?;
+                    break;
+                }
+            };
+            let sizes = client.list()$(.$aw)??;
+            let uids = client.uidl()$(.$aw)?;
+            let login_delay = client.capabilities().login_delay();
+            let plan = $steps.listed(login_delay, &sizes, uids, $host)?;
+            for group in &plan.headers {
+                let batch = $steps.begin_group(group, true)?;
+                let outcomes = client
+                    .top_many(&batch.msgs, 0, &mut $steps.group_sink(&batch))
+                    $(.$aw)?;
+                $steps.end_group(group, outcomes, true)?;
+            }
+            for group in &plan.fetch {
+                let batch = $steps.begin_group(group, false)?;
+                let mut sink = $steps.group_sink(&batch);
+                let outcomes = match $progress.as_deref_mut() {
+                    Some(progress) => {
+                        client
+                            .retr_many_with_progress(&batch.msgs, &mut sink, progress)
+                            $(.$aw)?
+                    }
+                    None => client.retr_many(&batch.msgs, &mut sink)$(.$aw)?,
+                };
+                $steps.end_group(group, outcomes, false)?;
+            }
+            let deletions = $steps.deletions(&plan)?;
+            let mut deleted = Vec::new();
+            if !deletions.is_empty() {
+                let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
+                deleted = accepted(&deletions, client.dele_many(&msgs)$(.$aw)??);
+            }
+            client.quit()$(.$aw)??;
+            if !$steps.quit_done(&deleted)? {
+                break;
+            }
+        }
+    };
+}
+
 /// Syncs a mailbox with the blocking client: connects (as often as the
 /// server needs, see [`SyncRun::another_session`]), fetches what `store`
 /// does not know into `sink`, applies the delete policy, and reports.
@@ -496,46 +548,10 @@ pub fn sync_blocking(
     store: &mut dyn StateStore,
     sink: &mut dyn DeliverySink,
     options: SyncOptions,
-    mut progress: Option<&mut dyn FnMut(&FetchProgress)>,
+    mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
 ) -> Result<SyncReport, Error> {
     let mut steps = Steps::start(options, &credentials.user, store, sink)?;
-    loop {
-        let mut client = match Client::connect(config, credentials) {
-            Ok(client) => client,
-            Err(e) => {
-                steps.login_refused(e)?;
-                break;
-            }
-        };
-        let sizes = client.list()?;
-        let uids = client.uidl();
-        let login_delay = client.capabilities().login_delay();
-        let plan = steps.listed(login_delay, &sizes, uids, &config.host)?;
-        for group in &plan.headers {
-            let batch = steps.begin_group(group, true)?;
-            let outcomes = client.top_many(&batch.msgs, 0, &mut steps.group_sink(&batch));
-            steps.end_group(group, outcomes, true)?;
-        }
-        for group in &plan.fetch {
-            let batch = steps.begin_group(group, false)?;
-            let mut sink = steps.group_sink(&batch);
-            let outcomes = match progress.as_deref_mut() {
-                Some(progress) => client.retr_many_with_progress(&batch.msgs, &mut sink, progress),
-                None => client.retr_many(&batch.msgs, &mut sink),
-            };
-            steps.end_group(group, outcomes, false)?;
-        }
-        let deletions = steps.deletions(&plan)?;
-        let mut deleted = Vec::new();
-        if !deletions.is_empty() {
-            let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
-            deleted = accepted(&deletions, client.dele_many(&msgs)?);
-        }
-        client.quit()?;
-        if !steps.quit_done(&deleted)? {
-            break;
-        }
-    }
+    sync_sessions!(steps, Client::connect(config, credentials), &config.host, progress;);
     Ok(steps.run.finish())
 }
 
@@ -543,12 +559,13 @@ pub fn sync_blocking(
 /// does (the same plan and the same steps; only the I/O is awaited).
 /// `connect` opens and logs in one session each time it is called, so any
 /// runtime and any transport serve (with the `tokio` feature:
-/// `|| Client::connect_tokio(&config, &credentials)`). The state store and
-/// the sink are called synchronously between awaits: a Maildir write or an
-/// fsync blocks the task that long. The future is `Send` when the store,
-/// the sink, the stream and `connect`'s future are (`MemoryState`,
-/// `StateFile`, `MaildirSink` and `pop3_client::tokio::Client` all are),
-/// so a sync can run in `tokio::spawn`.
+/// `|| pop3_client::tokio::Client::connect(&config, &credentials)`). The
+/// state store and the sink are called synchronously between awaits: a
+/// Maildir write or an fsync blocks the task that long. The future is
+/// `Send` when the store, the sink, the stream and `connect`'s future are
+/// (`MemoryState`, `StateFile`, `MaildirSink` and
+/// `pop3_client::tokio::Client` all are), so a sync can run in
+/// `tokio::spawn`.
 pub async fn sync_async<S, F, Fut, St, Sk>(
     mut connect: F,
     host: &str,
@@ -566,49 +583,7 @@ where
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
 {
     let mut steps = Steps::start(options, user, store, sink)?;
-    loop {
-        let mut client = match connect().await {
-            Ok(client) => client,
-            Err(e) => {
-                steps.login_refused(e)?;
-                break;
-            }
-        };
-        let sizes = client.list().await?;
-        let uids = client.uidl().await;
-        let login_delay = client.capabilities().login_delay();
-        let plan = steps.listed(login_delay, &sizes, uids, host)?;
-        for group in &plan.headers {
-            let batch = steps.begin_group(group, true)?;
-            let outcomes = client
-                .top_many(&batch.msgs, 0, &mut steps.group_sink(&batch))
-                .await;
-            steps.end_group(group, outcomes, true)?;
-        }
-        for group in &plan.fetch {
-            let batch = steps.begin_group(group, false)?;
-            let mut sink = steps.group_sink(&batch);
-            let outcomes = match progress.as_deref_mut() {
-                Some(progress) => {
-                    client
-                        .retr_many_with_progress(&batch.msgs, &mut sink, progress)
-                        .await
-                }
-                None => client.retr_many(&batch.msgs, &mut sink).await,
-            };
-            steps.end_group(group, outcomes, false)?;
-        }
-        let deletions = steps.deletions(&plan)?;
-        let mut deleted = Vec::new();
-        if !deletions.is_empty() {
-            let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
-            deleted = accepted(&deletions, client.dele_many(&msgs).await?);
-        }
-        client.quit().await?;
-        if !steps.quit_done(&deleted)? {
-            break;
-        }
-    }
+    sync_sessions!(steps, connect(), host, progress; .await);
     Ok(steps.run.finish())
 }
 

@@ -2,17 +2,19 @@
 //! rustls TLS (implicit, or an upgrade after STLS/STARTTLS). Protocol-neutral:
 //! the POP3 clients and the SMTP side use the same code.
 
+mod stream;
 mod tcp;
 mod tls;
 mod trust;
 mod x509;
 
+pub use stream::{AsyncStream, Connection};
 #[cfg(feature = "tokio")]
 pub use tcp::connect_tcp_tokio;
 pub use tcp::{connect_tcp, lookup};
 pub use tls::{
-    crypto_provider, describe_tls_error, server_name, tls_client_config, tls_connect_async,
-    tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,
+    crypto_provider, describe_tls_error, server_name, tls_client_config, tls_config_for,
+    tls_connect_async, tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,
 };
 pub use trust::{
     certificate_fingerprint, CertPin, CertificateInfo, TlsFailure, TlsReason, TrustVerifier,
@@ -29,6 +31,14 @@ pub trait ReadTimeout: Read + Write {
     /// Bounds the next reads (`None`: wait forever).
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 
+    /// Bounds the next writes, so that a server that stops reading cannot
+    /// hold the client. The default does nothing (the caller's stream
+    /// then relies on the caller).
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
     /// Ends the stream cleanly once the session is over (after QUIT): a
     /// TLS stream sends its close_notify alert, so the server can tell a
     /// finished session from a cut one. The default flushes.
@@ -44,6 +54,10 @@ impl<S: ReadTimeout> ReadTimeout for rustls::StreamOwned<rustls::ClientConnectio
         self.sock.set_read_timeout(timeout)
     }
 
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(timeout)
+    }
+
     fn close(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();
         while self.conn.wants_write() {
@@ -56,6 +70,10 @@ impl<S: ReadTimeout> ReadTimeout for rustls::StreamOwned<rustls::ClientConnectio
 impl ReadTimeout for TcpStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
     }
 }
 
@@ -82,97 +100,5 @@ impl<S: Write> Write for Unbounded<S> {
 impl<S: Read + Write> ReadTimeout for Unbounded<S> {
     fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// A fresh TCP connection secured as `security` says: TLS from the first
-/// byte for [`Security::Tls`] (its configuration made by `tls` only then),
-/// plaintext otherwise (STLS/STARTTLS comes after the greeting). Both
-/// protocols' blocking clients open connections with it.
-pub(crate) fn secure_blocking(
-    tcp: TcpStream,
-    security: crate::Security,
-    host: &str,
-    tls: impl FnOnce() -> Result<std::sync::Arc<rustls::ClientConfig>, crate::Error>,
-    handshake: std::time::Duration,
-) -> Result<Connection, crate::Error> {
-    Ok(match security {
-        crate::Security::Tls => Connection::Tls(Box::new(tls_connect_blocking(
-            tcp,
-            host,
-            tls()?,
-            handshake,
-        )?)),
-        crate::Security::StartTls | crate::Security::Plain => Connection::Plain(tcp),
-    })
-}
-
-/// A blocking connection made by [`connect_tcp`]: plaintext, or TLS.
-#[derive(Debug)]
-pub enum Connection {
-    /// No TLS.
-    Plain(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<BlockingTlsStream>),
-    /// Taken apart for a TLS upgrade that failed; every use is an error.
-    Detached,
-}
-
-impl Connection {
-    /// Whether the connection is encrypted.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
-    }
-
-    fn detached() -> io::Error {
-        io::Error::new(
-            io::ErrorKind::NotConnected,
-            "connection closed after a failed TLS upgrade",
-        )
-    }
-}
-
-impl Read for Connection {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf),
-            Self::Detached => Err(Self::detached()),
-        }
-    }
-}
-
-impl Write for Connection {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf),
-            Self::Detached => Err(Self::detached()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.flush(),
-            Self::Detached => Err(Self::detached()),
-        }
-    }
-}
-
-impl ReadTimeout for Connection {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.set_read_timeout(timeout),
-            Self::Tls(s) => s.sock.set_read_timeout(timeout),
-            Self::Detached => Err(Self::detached()),
-        }
-    }
-
-    fn close(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.close(),
-            Self::Detached => Ok(()),
-        }
     }
 }

@@ -14,11 +14,12 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConnection, RootCertStore};
 
 use super::trust::{reason_of, CertPin, TlsFailure, TlsReason, TrustVerifier};
+use super::ReadTimeout;
 use crate::config::{CustomTls, Security, TlsRoots};
 use crate::error::{Error, MismatchSign};
 
-/// A blocking TLS stream over TCP.
-pub type BlockingTlsStream = rustls::StreamOwned<ClientConnection, TcpStream>;
+/// A blocking TLS stream, over TCP unless said otherwise.
+pub type BlockingTlsStream<S = TcpStream> = rustls::StreamOwned<ClientConnection, S>;
 
 /// An async TLS stream over any futures-io stream.
 pub type AsyncTlsStream<S> = futures_rustls::client::TlsStream<S>;
@@ -131,6 +132,12 @@ pub fn tls_client_config(
     Ok(Arc::new(config))
 }
 
+/// The rustls configuration a client's settings ask for: its roots, pins
+/// or custom set-up (see [`tls_client_config`]).
+pub fn tls_config_for(config: &crate::ClientConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
+    tls_client_config(&config.roots, &config.pins, config.custom_tls.as_ref())
+}
+
 /// The name the certificate must match.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     ServerName::try_from(host.to_owned())
@@ -197,18 +204,18 @@ pub(crate) fn tls_io_error(host: &str, e: io::Error, timeout: Duration) -> Error
     }
 }
 
-/// Runs a TLS handshake over a connected TCP stream, bounded by `timeout`.
-pub fn tls_connect_blocking(
-    mut tcp: TcpStream,
+/// Runs a TLS handshake over a connected stream (TCP, or any stream whose
+/// reads and writes can be bounded), within `timeout`.
+pub fn tls_connect_blocking<S: ReadTimeout>(
+    mut sock: S,
     host: &str,
     config: Arc<rustls::ClientConfig>,
     timeout: Duration,
-) -> Result<BlockingTlsStream, Error> {
+) -> Result<BlockingTlsStream<S>, Error> {
     let mut conn = ClientConnection::new(config, server_name(host)?)
         .map_err(|e| tls_error(host, describe_tls_error(&e)))?;
     // A limit too large for the clock (Duration::MAX) is no limit.
     let deadline = Instant::now().checked_add(timeout);
-    let write_timeout = tcp.write_timeout()?;
     while conn.is_handshaking() {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left.is_zero()) {
@@ -217,13 +224,12 @@ pub fn tls_connect_blocking(
                 after: timeout,
             });
         }
-        tcp.set_read_timeout(left)?;
-        tcp.set_write_timeout(left)?;
-        conn.complete_io(&mut tcp)
+        sock.set_read_timeout(left)?;
+        sock.set_write_timeout(left)?;
+        conn.complete_io(&mut sock)
             .map_err(|e| tls_io_error(host, e, timeout))?;
     }
-    tcp.set_write_timeout(write_timeout)?;
-    Ok(rustls::StreamOwned::new(conn, tcp))
+    Ok(rustls::StreamOwned::new(conn, sock))
 }
 
 /// Runs a TLS handshake over any futures-io stream, bounded by `timeout`

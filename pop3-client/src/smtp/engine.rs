@@ -1,10 +1,10 @@
-//! What the blocking and async SMTP drivers share, so that they cannot
+//! The SMTP engine: what the blocking and async drivers share, so that they cannot
 //! disagree: the session and its read buffer, the deadline of the reply
 //! being awaited (and the time the envelope and the message earn), the
 //! login choice and the plaintext check, what each operation's events
 //! mean, when the connection is out of step, and how a refusal sent in
 //! the middle of a message is read. A driver only moves bytes: it writes
-//! [`Core::output`], reads within [`Core::read_timeout`] and does the TLS
+//! [`Engine::output`], reads within [`Engine::read_timeout`] and does the TLS
 //! handshakes.
 
 use std::io;
@@ -29,7 +29,7 @@ pub(super) const READ_BUFFER: usize = 16 * 1024;
 const MID_MESSAGE_GRACE: Duration = Duration::from_secs(2);
 
 /// The session, the unused input and the deadlines of one SMTP connection.
-pub(super) struct Core {
+pub(super) struct Engine {
     pub(super) session: SmtpSession,
     pub(super) config: SmtpConfig,
     /// Bytes read and not yet used by the session.
@@ -43,7 +43,7 @@ pub(super) struct Core {
     pub(super) span: Span,
 }
 
-impl std::fmt::Debug for Core {
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpClient")
             .field("host", &self.config.host)
@@ -72,10 +72,10 @@ pub(super) struct RefusalSearch {
 
 impl RefusalSearch {
     /// What to do with the bytes read so far.
-    pub(super) fn next(&mut self, core: &Core) -> MidMessage {
+    pub(super) fn next(&mut self, engine: &Engine, now: Instant) -> MidMessage {
         match self.parser.parse(&self.input) {
             Ok((_, Some(reply))) if reply.code() >= 400 => {
-                let limit = core.session.capabilities().and_then(|c| c.size_limit);
+                let limit = engine.session.capabilities().and_then(|c| c.size_limit);
                 let refusal = smtp_auth::Refusal::classify(smtp_auth::Step::Message, &reply, limit);
                 return MidMessage::Refused(smtp_auth::Error::Refused(refusal).into());
             }
@@ -84,7 +84,7 @@ impl RefusalSearch {
             }
             _ => return MidMessage::GiveUp,
         }
-        let left = self.until.saturating_duration_since(Instant::now());
+        let left = self.until.saturating_duration_since(now);
         if left.is_zero() {
             MidMessage::GiveUp
         } else {
@@ -98,7 +98,7 @@ impl RefusalSearch {
     }
 }
 
-impl Core {
+impl Engine {
     /// The session these settings ask for (its EHLO name checked before
     /// anything is connected).
     pub(super) fn new(config: &SmtpConfig) -> Result<Self, SmtpError> {
@@ -135,9 +135,9 @@ impl Core {
 
     /// A reply is awaited: it must arrive within `Timeouts::response` plus
     /// `extra`. A limit too large for the clock is no deadline.
-    pub(super) fn begin_wait(&mut self, extra: Duration) {
+    pub(super) fn begin_wait(&mut self, extra: Duration, now: Instant) {
         self.allowed = self.config.timeouts.response.saturating_add(extra);
-        self.deadline = Instant::now().checked_add(self.allowed);
+        self.deadline = now.checked_add(self.allowed);
     }
 
     /// The wait is over; an error leaves the connection out of step.
@@ -153,7 +153,7 @@ impl Core {
     }
 
     /// Hands the buffered input to the session: `Some(event)`, or `None`
-    /// when more input is needed. Write [`Core::output`] either way.
+    /// when more input is needed. Write [`Engine::output`] either way.
     pub(super) fn advance(&mut self) -> Result<Option<Event>, SmtpError> {
         let _entered = self.span.enter();
         let (used, event) = self.session.advance(&self.input)?;
@@ -190,14 +190,14 @@ impl Core {
 
     /// How long the next read may wait: the time left before the deadline,
     /// at most `Timeouts::idle`; an error once the deadline has passed.
-    pub(super) fn read_timeout(&self, what: &str) -> Result<Duration, SmtpError> {
+    pub(super) fn read_timeout(&self, what: &str, now: Instant) -> Result<Duration, SmtpError> {
         let idle = self.config.timeouts.idle;
         let Some(deadline) = self.deadline else {
             return Ok(idle);
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
-            return Err(self.timeout(what));
+            return Err(self.timeout(what, now));
         }
         Ok(left.min(idle))
     }
@@ -208,9 +208,9 @@ impl Core {
     }
 
     /// The time ran out while waiting for `what`.
-    pub(super) fn timeout(&self, what: &str) -> SmtpError {
+    pub(super) fn timeout(&self, what: &str, now: Instant) -> SmtpError {
         // Before the deadline, it was the idle limit that passed.
-        let idle = self.deadline.is_some_and(|d| Instant::now() < d);
+        let idle = self.deadline.is_some_and(|d| now < d);
         Error::Timeout {
             what: what.to_owned(),
             after: if idle {
@@ -224,17 +224,14 @@ impl Core {
 
     /// A write failed: a timeout is named as such.
     pub(super) fn write_failed(&self, e: io::Error, what: &str) -> SmtpError {
-        if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        if e.kind() == io::ErrorKind::TimedOut {
             return self.write_timed_out(what);
         }
         e.into()
     }
 
-    /// A write did not finish within [`Core::write_timeout`].
-    pub(super) fn write_timed_out(&self, what: &str) -> SmtpError {
+    /// A write did not finish within [`Engine::write_timeout`].
+    fn write_timed_out(&self, what: &str) -> SmtpError {
         Error::Timeout {
             what: what.to_owned(),
             after: self.config.timeouts.response,
@@ -272,7 +269,7 @@ impl Core {
     /// STARTTLS was answered: the handshake may begin. The session refused
     /// any byte that came with or after the 220; a byte arriving later is
     /// read by the handshake as TLS and fails it. Until
-    /// [`Core::tls_established`] the connection is out of step.
+    /// [`Engine::tls_established`] the connection is out of step.
     pub(super) fn starttls_answered(&mut self, event: Event) -> Result<(), SmtpError> {
         match event {
             Event::StartTls => {}
@@ -395,7 +392,7 @@ impl Core {
         }
     }
 
-    /// A piece of the message (write [`Core::output`] next).
+    /// A piece of the message (write [`Engine::output`] next).
     pub(super) fn data(&mut self, chunk: &[u8]) -> Result<(), SmtpError> {
         self.session.write_data(chunk)?;
         Ok(())
@@ -435,13 +432,13 @@ impl Core {
 
     /// A write of the message failed: look for the server's reason in what
     /// it sent (briefly) before reporting the write's error.
-    pub(super) fn refusal_search(&mut self) -> RefusalSearch {
+    pub(super) fn refusal_search(&mut self, now: Instant) -> RefusalSearch {
         let grace = MID_MESSAGE_GRACE.min(self.config.timeouts.response);
         RefusalSearch {
             parser: ReplyParser::new(),
             input: std::mem::take(&mut self.input),
             // At most two seconds: no overflow.
-            until: Instant::now() + grace,
+            until: now + grace,
         }
     }
 

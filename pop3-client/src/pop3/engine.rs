@@ -10,7 +10,7 @@ use pop3_proto::escape::Escaped;
 use pop3_proto::{ClientSession, Event, MsgNum, Payload, SessionConfig, State, Status};
 use tracing::{debug, trace, Span};
 
-use crate::batch::{Answer, Batch, Cmd};
+use super::batch::{Answer, Batch, Cmd};
 use crate::config::Timeouts;
 use crate::error::Error;
 
@@ -73,13 +73,16 @@ pub(crate) struct Engine {
     progress: Option<ProgressFn>,
     body_bytes: u64,
     max_listing: usize,
+    /// Whether the stream is encrypted (decides whether credentials may
+    /// be sent in plaintext).
+    is_tls: bool,
     /// One span for the session, and one per batch of commands inside it.
     span: Span,
     batch_span: Span,
 }
 
 impl Engine {
-    pub(crate) fn new(config: SessionConfig, timeouts: Timeouts, span: Span) -> Self {
+    pub(crate) fn new(config: SessionConfig, timeouts: Timeouts, span: Span, is_tls: bool) -> Self {
         let max_buf = MAX_BUFFER.max(config.max_line.saturating_mul(2));
         Self {
             session: ClientSession::new(config),
@@ -93,6 +96,7 @@ impl Engine {
             progress: None,
             body_bytes: 0,
             max_listing: crate::config::DEFAULT_MAX_LISTING,
+            is_tls,
             batch_span: span.clone(),
             span,
         }
@@ -102,6 +106,16 @@ impl Engine {
     pub(crate) fn with_max_listing(mut self, max: usize) -> Self {
         self.max_listing = max;
         self
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        self.is_tls
+    }
+
+    /// The stream was upgraded to TLS (after STLS).
+    pub(crate) fn tls_established(&mut self) {
+        self.is_tls = true;
+        self.session.tls_established();
     }
 
     pub(crate) fn set_progress(&mut self, progress: Option<ProgressFn>) {
@@ -166,12 +180,12 @@ impl Engine {
 
     /// How long the next read may wait: the idle limit, or less if the
     /// current response's deadline is nearer. An error once it has passed.
-    pub(crate) fn read_timeout(&self, what: &str) -> Result<Duration, Error> {
+    pub(crate) fn read_timeout(&self, what: &str, now: Instant) -> Result<Duration, Error> {
         let idle = self.timeouts.idle;
         let Some(deadline) = self.deadline else {
             return Ok(idle);
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
             return Err(self.timeout(what));
         }
@@ -189,15 +203,15 @@ impl Engine {
     }
 
     /// A limit too large for the clock (`Duration::MAX`) is no deadline.
-    fn restart_deadline(&mut self) {
-        self.deadline = Instant::now().checked_add(self.timeouts.response);
+    fn restart_deadline(&mut self, now: Instant) {
+        self.deadline = now.checked_add(self.timeouts.response);
     }
 
-    /// Starts running `batch`: queues what may be sent now.
-    pub(crate) fn begin(&mut self, batch: &mut Batch) -> Result<(), Error> {
+    /// Starts running `batch` at `now`: queues what may be sent now.
+    pub(crate) fn begin(&mut self, batch: &mut Batch, now: Instant) -> Result<(), Error> {
         self.check_in_step()?;
         self.batch_span = tracing::debug_span!(parent: &self.span, "pop3.command", name = batch.name(), count = batch.len());
-        self.restart_deadline();
+        self.restart_deadline(now);
         self.pump(batch)
     }
 
@@ -240,12 +254,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Processes buffered input for `batch` until the driver must act.
+    /// Processes buffered input for `batch` until the driver must act;
+    /// `now` starts the next answer's deadline when one is complete.
     /// `progress` (the call's own callback) is told of every body chunk,
     /// after the session's ([`Engine::set_progress`]).
     pub(crate) fn step(
         &mut self,
         batch: &mut Batch,
+        now: Instant,
         progress: &mut dyn FnMut(&FetchProgress),
     ) -> Result<Step<'_>, Error> {
         loop {
@@ -279,7 +295,7 @@ impl Engine {
                         }
                     } else {
                         batch.finish(answer, self.session.capabilities().login_delay())?;
-                        self.restart_deadline();
+                        self.restart_deadline(now);
                         self.pump(batch)?;
                     }
                 }
@@ -336,7 +352,7 @@ impl Engine {
                         report(&mut self.progress, progress, batch, index, octets, true);
                     }
                     batch.end_collect(self.session.capabilities().login_delay())?;
-                    self.restart_deadline();
+                    self.restart_deadline(now);
                     self.pump(batch)?;
                     if is_body {
                         return Ok(Step::BodyEnd { index, octets });
@@ -416,9 +432,9 @@ mod tests {
     /// as the engine takes them; returns the largest buffer seen.
     fn drive(engine: &mut Engine, batch: &mut Batch, mut input: &[u8]) -> usize {
         let mut largest = engine.buf.len();
-        engine.begin(batch).unwrap();
+        engine.begin(batch, Instant::now()).unwrap();
         loop {
-            match engine.step(batch, &mut |_| {}).unwrap() {
+            match engine.step(batch, Instant::now(), &mut |_| {}).unwrap() {
                 Step::Done => return largest,
                 Step::Read => {
                     engine.output_written();
@@ -437,7 +453,7 @@ mod tests {
     #[test]
     fn the_read_buffer_grows_for_a_fetch_and_shrinks_after() {
         let span = tracing::Span::none();
-        let mut engine = Engine::new(SessionConfig::default(), Timeouts::default(), span);
+        let mut engine = Engine::new(SessionConfig::default(), Timeouts::default(), span, false);
         assert_eq!(engine.buf.len(), IDLE_BUFFER);
         drive(&mut engine, &mut Batch::greeting(), b"+OK hi\r\n");
         let login = vec![Cmd::User("u".into()), Cmd::Pass(Secret::new("p"))];

@@ -1,186 +1,16 @@
-//! What each client operation sends and how its answers are read: shared by
-//! the blocking and async clients, so neither holds protocol decisions.
-
-use std::io;
+//! How a session starts: the login choice (secure first), `UTF8`, STLS
+//! required and never fallen back from, and the greeting's failures
+//! worded as the security/port mismatch they likely are.
 
 use pop3_proto::sasl::SaslClient;
 use pop3_proto::{
-    apop_digest, check_line_safe, Capabilities, Capability, ClientSession, Command, Greeting,
-    ListEntry, MsgNum, SessionError, Stat, Uid,
+    apop_digest, check_line_safe, Capabilities, Capability, ClientSession, Greeting, SessionError,
 };
 
-use crate::batch::{Answer, Batch, Cmd, ServerRefusal};
+use super::batch::Cmd;
 use crate::config::{AuthMethod, ClientConfig, Credentials, Security};
 use crate::error::{Error, MismatchSign};
 use crate::transport::TlsReason;
-
-/// One message's unique-id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UidlItem {
-    /// Its number in this session.
-    pub msg: MsgNum,
-    /// Its unique-id, stable across sessions.
-    pub uid: Uid,
-}
-
-/// Receives the messages of a fetch, chunk by chunk, in bounded memory.
-pub trait MessageSink {
-    /// Message `index` of the batch (number `msg`) begins.
-    fn begin(&mut self, index: usize, msg: MsgNum) -> io::Result<()> {
-        let _ = (index, msg);
-        Ok(())
-    }
-    /// More of message `index`: exactly the bytes the server sent, unstuffed.
-    fn write(&mut self, index: usize, chunk: &[u8]) -> io::Result<()>;
-    /// Message `index` is complete with `octets` bytes.
-    fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
-        let _ = (index, octets);
-        Ok(())
-    }
-}
-
-/// A sink for commands without bodies.
-pub(crate) struct NoBody;
-
-impl MessageSink for NoBody {
-    fn write(&mut self, _: usize, _: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Streams one message into a `Write`.
-pub(crate) struct WriteSink<'a, W: io::Write + ?Sized>(pub(crate) &'a mut W);
-
-impl<W: io::Write + ?Sized> MessageSink for WriteSink<'_, W> {
-    fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
-        self.0.write_all(chunk)
-    }
-}
-
-/// Collects messages into memory (the `Vec<u8>` conveniences).
-#[derive(Default)]
-pub(crate) struct VecSink(pub(crate) Vec<Vec<u8>>);
-
-impl MessageSink for VecSink {
-    fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
-        if self.0.len() <= index {
-            self.0.resize(index + 1, Vec::new());
-        }
-        Ok(())
-    }
-    fn write(&mut self, index: usize, chunk: &[u8]) -> io::Result<()> {
-        if let Some(buf) = self.0.get_mut(index) {
-            buf.extend_from_slice(chunk);
-        }
-        Ok(())
-    }
-}
-
-/// Pairs each fetch outcome with its collected body.
-pub(crate) fn zip_bodies(
-    outcomes: Vec<Result<u64, ServerRefusal>>,
-    sink: VecSink,
-) -> Vec<Result<Vec<u8>, ServerRefusal>> {
-    let mut bodies = sink.0;
-    bodies.resize(outcomes.len(), Vec::new());
-    outcomes
-        .into_iter()
-        .zip(bodies)
-        .map(|(outcome, body)| outcome.map(|_| body))
-        .collect()
-}
-
-pub(crate) fn one(command: Command<'static>) -> Batch {
-    Batch::strict(vec![Cmd::Plain(command)])
-}
-
-/// The single answer of a strict one-command batch.
-pub(crate) fn only(batch: Batch) -> Answer {
-    batch.into_answers().pop().unwrap_or_default()
-}
-
-pub(crate) fn stat_of(answer: Answer) -> Result<Stat, Error> {
-    answer
-        .stat
-        .ok_or_else(|| Error::Config("STAT answered without its counts".into()))
-}
-
-pub(crate) fn listing_of(answer: Answer) -> Vec<ListEntry> {
-    answer.listing
-}
-
-/// The one entry of a `LIST n` answer.
-pub(crate) fn listing_one(answer: Answer) -> Result<ListEntry, Error> {
-    answer
-        .listing
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Config("empty LIST answer".into()))
-}
-
-/// The one entry of a `UIDL n` answer.
-pub(crate) fn uid_one(answer: Answer) -> Result<UidlItem, Error> {
-    uids_of(answer)
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Config("empty UIDL answer".into()))
-}
-
-pub(crate) fn uids_of(answer: Answer) -> Vec<UidlItem> {
-    answer
-        .uids
-        .into_iter()
-        .map(|(msg, uid)| UidlItem { msg, uid })
-        .collect()
-}
-
-/// A batch fetching `msgs` (RETR each), pipelined when the server allows.
-pub(crate) fn retr_many(msgs: &[MsgNum]) -> Batch {
-    Batch::lenient(msgs.iter().map(|&m| Cmd::Plain(Command::Retr(m))).collect())
-}
-
-/// A batch fetching the header and the first `lines` body lines of `msgs`
-/// (TOP), pipelined when allowed.
-pub(crate) fn top_many(msgs: &[MsgNum], lines: u32) -> Batch {
-    Batch::lenient(
-        msgs.iter()
-            .map(|&msg| Cmd::Plain(Command::Top { msg, lines }))
-            .collect(),
-    )
-}
-
-/// A batch fetching the headers of `msgs` (TOP n 0), pipelined when allowed.
-pub(crate) fn headers_many(msgs: &[MsgNum]) -> Batch {
-    top_many(msgs, 0)
-}
-
-/// Headers collected by a [`headers_many`] batch, as summaries.
-pub(crate) fn summaries_of(
-    outcomes: Vec<Result<u64, ServerRefusal>>,
-    sink: VecSink,
-) -> Vec<Result<crate::summary::MessageSummary, ServerRefusal>> {
-    zip_bodies(outcomes, sink)
-        .into_iter()
-        .map(|o| o.map(|header| crate::summary::MessageSummary::parse(&header)))
-        .collect()
-}
-
-/// A batch deleting `msgs`.
-pub(crate) fn dele_many(msgs: &[MsgNum]) -> Batch {
-    Batch::lenient(msgs.iter().map(|&m| Cmd::Plain(Command::Dele(m))).collect())
-}
-
-/// Per-command outcome of a lenient batch: bytes received, or the refusal.
-pub(crate) fn outcomes(batch: Batch) -> Vec<Result<u64, ServerRefusal>> {
-    batch
-        .into_answers()
-        .into_iter()
-        .map(|a| match a.error {
-            Some(refusal) => Err(refusal),
-            None => Ok(a.octets),
-        })
-        .collect()
-}
 
 /// Whether a CAPA refusal means "old server without CAPA" (RFC 1939 only):
 /// that is not an error, the capabilities are just unknown.
@@ -211,8 +41,8 @@ pub(crate) fn is_refusal(error: &Error) -> bool {
 pub(crate) fn greeting_failed(
     error: Error,
     silent: bool,
-    config: &ClientConfig,
     is_tls: bool,
+    config: &ClientConfig,
 ) -> Error {
     if is_tls {
         return error;

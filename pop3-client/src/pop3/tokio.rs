@@ -3,7 +3,7 @@
 //!
 //! [`Client`] is [`async_client::Client`] over tokio's `TcpStream` (through
 //! tokio-util's compat layer), so every operation of the async client is
-//! there; its futures are `Send` (with a `Send` sink), so a fetch can run
+//! there, and `Client::connect` and `Client::open` connect with tokio's TCP; its futures are `Send` (with a `Send` sink), so a fetch can run
 //! in `tokio::spawn` on a multi-threaded runtime.
 //!
 //! ```no_run
@@ -28,37 +28,11 @@ use futures_io::{AsyncRead, AsyncWrite};
 use pop3_proto::MsgNum;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::async_client;
-use crate::config::{ClientConfig, Credentials};
+use super::async_client;
 use crate::error::Error;
 
 /// The async client over tokio's TCP.
 pub type Client = async_client::Client<Compat<TcpStream>>;
-
-impl async_client::Client<Compat<TcpStream>> {
-    /// Connects with tokio's TCP (the name lookup and each address bounded
-    /// by [`Timeouts::connect`](crate::Timeouts)), secures the connection
-    /// as `config` says (implicit TLS, or STLS), reads the capabilities and
-    /// logs in. Fails before sending any credential if the connection is
-    /// not as secure as asked.
-    pub async fn connect(config: &ClientConfig, credentials: &Credentials) -> Result<Self, Error> {
-        let mut client = Self::open(config).await?;
-        client.login(credentials).await?;
-        Ok(client)
-    }
-
-    /// Connects and secures the connection, without logging in.
-    pub async fn open(config: &ClientConfig) -> Result<Self, Error> {
-        config.validate()?;
-        let tcp = crate::transport::connect_tcp_tokio(
-            &config.host,
-            config.port(),
-            config.timeouts.connect,
-        )
-        .await?;
-        Self::open_over(tcp, config).await
-    }
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> async_client::Client<S> {
     /// RETR, streamed into tokio's `AsyncWrite` (a `tokio::fs::File`, a
