@@ -185,9 +185,9 @@ enum Failure {
 }
 
 impl Failure {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> pop3_client::ErrorKind {
         match self {
-            Self::Incoming(e) => e.kind().as_str(),
+            Self::Incoming(e) => e.kind(),
             Self::Outgoing(e) => e.kind(),
         }
     }
@@ -226,8 +226,14 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// A settings problem in words: `field: problem` names the field, other
+/// text is about the settings as a whole.
 fn config_error(text: impl Into<String>) -> Error {
-    Error::Config(text.into())
+    let text = text.into();
+    match text.split_once(": ") {
+        Some((field, problem)) if !field.contains(' ') => Error::invalid_setting(field, problem),
+        _ => Error::invalid_setting("settings", text),
+    }
 }
 
 fn settings_path(dir: &Path) -> PathBuf {
@@ -698,6 +704,6 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => pop3_examples::fail(e.kind(), e),
+        Err(e) => pop3_examples::fail(e.kind().as_str(), e),
     }
 }

@@ -121,7 +121,9 @@ fn run() -> Result<(), Error> {
     if identical == messages.len() {
         Ok(())
     } else {
-        Err(Error::Config("some messages differed".into()))
+        Err(Error::Io(std::io::Error::other(
+            "some messages differed from what the server holds",
+        )))
     }
 }
 

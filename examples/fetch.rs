@@ -121,18 +121,19 @@ fn progress_printer() -> ProgressFn {
 
 fn open_maildir(cli: &Cli) -> Result<MaildirSink, Error> {
     MaildirSink::create(&cli.maildir).map_err(|e| {
-        Error::Config(format!(
-            "cannot use the Maildir {}: {e}",
-            cli.maildir.display()
-        ))
+        Error::invalid_setting(
+            format!("--maildir {}", cli.maildir.display()),
+            format!("cannot be used: {e}"),
+        )
     })
 }
 
 fn run(cli: &Cli) -> Result<(), Error> {
     let policy = DeletePolicy::from_name(&cli.delete)?;
     if policy == DeletePolicy::WhenDeletedLocally {
-        return Err(Error::Config(
-            "--delete when-deleted-locally needs an application that deletes locally; fetch offers never, after-retrieval and after-days=N".into(),
+        return Err(Error::invalid_setting(
+            "--delete when-deleted-locally",
+            "needs an application that deletes locally; fetch offers never, after-retrieval and after-days=N",
         ));
     }
     // Without a state, "N days after the first fetch" could never come and
@@ -140,8 +141,9 @@ fn run(cli: &Cli) -> Result<(), Error> {
     if cli.state.is_none()
         && (matches!(policy, DeletePolicy::AfterDays(_)) || cli.max_messages.is_some())
     {
-        return Err(Error::Config(
-            "--delete after-days=N and --max-messages need --state FILE (to remember what was fetched, and when)".into(),
+        return Err(Error::invalid_setting(
+            "--delete after-days=N and --max-messages",
+            "need --state FILE (to remember what was fetched, and when)",
         ));
     }
     if cli.state.is_some() || policy.deletes() || cli.max_messages.is_some() {
@@ -202,7 +204,10 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
                 cli.server.user
             );
             file = StateFile::open(path, &key).map_err(|e| {
-                Error::Config(format!("cannot use the state file {}: {e}", path.display()))
+                Error::invalid_setting(
+                    format!("--state {}", path.display()),
+                    format!("cannot be used: {e}"),
+                )
             })?;
             &mut file
         }

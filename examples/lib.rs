@@ -22,17 +22,18 @@ pub fn read_password(
     use pop3_client::Error;
     if let Some(var) = env {
         return std::env::var(var).map_err(|_| {
-            Error::Config(format!(
-                "the environment variable {var} is not set (or not UTF-8)"
-            ))
+            Error::invalid_setting(
+                format!("the environment variable {var}"),
+                "is not set (or not UTF-8)",
+            )
         });
     }
-    let path = file.ok_or_else(|| Error::Config("no password given".into()))?;
+    let path = file.ok_or_else(|| Error::invalid_setting("password", "none was given"))?;
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Config(format!(
-            "cannot read the password file {}: {e}",
-            path.display()
-        ))
+        Error::invalid_setting(
+            format!("the password file {}", path.display()),
+            format!("cannot be read: {e}"),
+        )
     })?;
     Ok(text
         .strip_suffix('\n')

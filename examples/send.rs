@@ -117,6 +117,6 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRefused) => ExitCode::from(3),
-        Err(e) => pop3_examples::fail(e.kind(), e),
+        Err(e) => pop3_examples::fail(e.kind().as_str(), e),
     }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::testing::smtp::{SmtpTestServer, SmtpTestServerConfig};
 use pop3_client::testing::{TestServer, TestServerConfig};
-use pop3_client::testing_smtp::{SmtpTestServer, SmtpTestServerConfig};
 
 fn binary() -> PathBuf {
     pop3_examples::example_binary("account").unwrap()

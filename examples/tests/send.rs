@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use pop3_client::testing_smtp::{SmtpFault, SmtpTestServer, SmtpTestServerConfig};
+use pop3_client::testing::smtp::{SmtpFault, SmtpTestServer, SmtpTestServerConfig};
 
 /// The example binary, built by `cargo test` next to this test's directory.
 fn send_binary() -> PathBuf {

@@ -1,52 +1,13 @@
-//! Connection settings: where, how securely, how to log in, how long to wait.
+//! POP3 settings: an [`Endpoint`] (where, how securely, how long to
+//! wait), how to log in, and the protocol's limits; the credentials.
 
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
 
 use pop3_proto::SessionConfig;
-use rustls::client::danger::ServerCertVerifier;
 
+use crate::endpoint::{CertPin, CustomTls, Endpoint, Protocol, Security, Timeouts, TlsRoots};
 use crate::error::Error;
-use crate::transport::CertPin;
-
-pub use crate::security::Security;
-
-/// Which certificate authorities to trust.
-///
-/// A certificate that is exactly one in a CA file (or PEM) is trusted even
-/// when it is marked as a CA, as OpenSSL and GnuTLS clients do (a bare
-/// `openssl req -x509` makes such certificates); its validity and host name
-/// are still checked. See also [`ClientConfig::pins`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsRoots {
-    /// Mozilla's roots, built in (webpki-roots). The default.
-    WebPki,
-    /// The operating system's store.
-    System,
-    /// The certificates in a PEM file (a private CA, a self-signed server).
-    CaFile(PathBuf),
-    /// The certificates in PEM text held in memory.
-    CaPem(Vec<u8>),
-    /// No authority: only a certificate matching one of
-    /// [`ClientConfig::pins`] is trusted, whatever its issuer, validity or
-    /// names (as mpop's `tls_fingerprint`). Needs at least one pin.
-    PinsOnly,
-}
-
-/// TLS set up by the caller instead of by [`ClientConfig::roots`] and
-/// [`ClientConfig::pins`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum CustomTls {
-    /// A certificate verifier of the caller's (MailKit's validation
-    /// callback): it decides alone which certificates are trusted.
-    Verifier(Arc<dyn ServerCertVerifier>),
-    /// A whole rustls client configuration, used as is.
-    Config(Arc<rustls::ClientConfig>),
-}
 
 /// How to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,52 +53,6 @@ impl AuthMethod {
     /// so plaintext connections may use it.
     pub fn hides_secret(self) -> bool {
         matches!(self, Self::Apop | Self::CramMd5)
-    }
-}
-
-/// Every wait the client makes is bounded by one of these. Any of them may
-/// be `Duration::MAX` for no limit; zero is refused by
-/// [`ClientConfig::validate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// To look up the server's name, and then to establish the TCP
-    /// connection (per address tried).
-    pub connect: Duration,
-    /// To complete a TLS handshake.
-    pub tls_handshake: Duration,
-    /// For a whole response to arrive, from the moment it is awaited (plus
-    /// the allowance for bodies below): a server trickling bytes cannot hold
-    /// the client longer.
-    pub response: Duration,
-    /// For any single read to return data: the longest silence tolerated.
-    pub idle: Duration,
-    /// Bodies earn extra time at this rate (bytes per second): a large
-    /// message over a slow link completes, a trickle does not.
-    pub min_body_rate: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(30),
-            tls_handshake: Duration::from_secs(30),
-            response: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
-            min_body_rate: 8 * 1024,
-        }
-    }
-}
-
-impl Timeouts {
-    /// All timeouts set to `d` (a `--timeout` flag).
-    pub fn all(d: Duration) -> Self {
-        Self {
-            connect: d,
-            tls_handshake: d,
-            response: d,
-            idle: d,
-            ..Self::default()
-        }
     }
 }
 
@@ -212,21 +127,10 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Server host name (checked against its certificate) or IP address.
-    pub host: String,
-    /// Port; `None` for [`Security::default_port`].
-    pub port: Option<u16>,
-    /// How the connection is secured.
-    pub security: Security,
-    /// Which authorities to trust.
-    pub roots: TlsRoots,
-    /// Certificate pins: when there are any, the server's certificate must
-    /// match one of them, beside what `roots` requires ([`TlsRoots::PinsOnly`]:
-    /// instead). Empty by default.
-    pub pins: Vec<CertPin>,
-    /// TLS set up by the caller, replacing `roots` and `pins`. `None` by
-    /// default.
-    pub custom_tls: Option<CustomTls>,
+    /// Where and how securely to connect: host, port, security, trust,
+    /// pins, timeouts. The config dereferences to it, so `config.host`
+    /// and `config.timeouts` read and write as fields of the config.
+    pub endpoint: Endpoint,
     /// How to log in.
     pub auth: AuthMethod,
     /// Send credentials over a connection without TLS. Off by default:
@@ -241,8 +145,6 @@ pub struct ClientConfig {
     /// holds raw UTF-8 with a generated notice. A server that refuses it is
     /// not an error.
     pub utf8: bool,
-    /// Limits on every wait.
-    pub timeouts: Timeouts,
     /// Protocol limits (line cap, body cap: [`DEFAULT_MAX_MESSAGE`],
     /// pipelining window).
     pub session: SessionConfig,
@@ -250,6 +152,19 @@ pub struct ClientConfig {
     /// ([`DEFAULT_MAX_LISTING`]): a server that streams entries forever gets
     /// a protocol error, not the client's memory.
     pub max_listing_entries: usize,
+}
+
+impl Deref for ClientConfig {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl DerefMut for ClientConfig {
+    fn deref_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
 }
 
 /// Most entries in one listing by default: 1,000,000 (far above any real
@@ -261,27 +176,16 @@ impl ClientConfig {
     /// against Mozilla's roots, automatic login.
     pub fn new(host: impl Into<String>) -> Self {
         Self {
-            host: host.into(),
-            port: None,
-            security: Security::Tls,
-            roots: TlsRoots::WebPki,
-            pins: Vec::new(),
-            custom_tls: None,
+            endpoint: Endpoint::new(Protocol::Pop3, host),
             auth: AuthMethod::Auto,
             allow_plaintext_auth: false,
             utf8: true,
-            timeouts: Timeouts::default(),
             session: SessionConfig {
                 max_body: Some(DEFAULT_MAX_MESSAGE),
                 ..SessionConfig::default()
             },
             max_listing_entries: DEFAULT_MAX_LISTING,
         }
-    }
-
-    /// The port to use.
-    pub fn port(&self) -> u16 {
-        self.port.unwrap_or(self.security.default_port())
     }
 
     /// Refuses settings that cannot work, naming the setting: an empty
@@ -291,8 +195,8 @@ impl ClientConfig {
     /// cap, [`TlsRoots::PinsOnly`] without a pin, pins beside a custom TLS
     /// set-up. The clients call it before connecting.
     pub fn validate(&self) -> Result<(), Error> {
-        let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
-        check_endpoint(&self.host, self.port, &self.timeouts)?;
+        let refuse = |setting: &str, why: &str| Err(Error::invalid_setting(setting, why));
+        self.endpoint.validate()?;
         let s = &self.session;
         if s.pipeline_max == 0 {
             return refuse(
@@ -320,7 +224,7 @@ impl ClientConfig {
                 "must be between 1 and 512, and no more than session.max_line",
             );
         }
-        check_trust(&self.roots, &self.pins, self.custom_tls.as_ref())
+        Ok(())
     }
 
     /// A builder for settings for `host`, starting from
@@ -344,65 +248,6 @@ impl ClientConfig {
     /// ```
     pub fn builder(host: impl Into<String>) -> ClientConfigBuilder {
         ClientConfigBuilder(Self::new(host))
-    }
-
-    /// The rustls configuration these settings ask for (see
-    /// [`crate::transport::tls_client_config`]).
-    pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
-        crate::transport::tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
-    }
-}
-
-/// Every wait must be able to succeed: zero is refused, naming the limit.
-/// What every connection's settings need, whatever the protocol: a host,
-/// a port other than 0, timeouts that are not zero.
-pub(crate) fn check_endpoint(
-    host: &str,
-    port: Option<u16>,
-    timeouts: &Timeouts,
-) -> Result<(), Error> {
-    if host.is_empty() {
-        return Err(Error::Config("host is empty".into()));
-    }
-    if port == Some(0) {
-        return Err(Error::Config("port cannot be 0".into()));
-    }
-    check_timeouts(timeouts)
-}
-
-pub(crate) fn check_timeouts(t: &Timeouts) -> Result<(), Error> {
-    for (setting, value) in [
-        ("timeouts.connect", t.connect),
-        ("timeouts.tls_handshake", t.tls_handshake),
-        ("timeouts.response", t.response),
-        ("timeouts.idle", t.idle),
-    ] {
-        if value.is_zero() {
-            return Err(Error::Config(format!(
-                "{setting} is 0, so every wait would fail at once (Duration::MAX means no limit)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Trust settings that can trust something, and do not contradict.
-pub(crate) fn check_trust(
-    roots: &TlsRoots,
-    pins: &[CertPin],
-    custom_tls: Option<&CustomTls>,
-) -> Result<(), Error> {
-    let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
-    match (roots, pins.is_empty(), custom_tls) {
-        (_, false, Some(_)) => refuse(
-            "pins",
-            "cannot be used with custom_tls (the custom set-up decides alone)",
-        ),
-        (TlsRoots::PinsOnly, true, None) => refuse(
-            "roots",
-            "is PinsOnly but no pin is given, so no certificate would be trusted",
-        ),
-        _ => Ok(()),
     }
 }
 
@@ -438,7 +283,7 @@ macro_rules! connection_setters {
 
         /// Trusts the authorities (or the self-signed certificate) in a
         /// PEM file: [`TlsRoots::CaFile`].
-        pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
+        pub fn ca_file(self, path: impl Into<std::path::PathBuf>) -> Self {
             self.roots(TlsRoots::CaFile(path.into()))
         }
 
@@ -475,7 +320,7 @@ macro_rules! connection_setters {
 
         /// The connect, handshake, response and idle limits all set to
         /// `limit` ([`Timeouts::all`]).
-        pub fn timeout(self, limit: Duration) -> Self {
+        pub fn timeout(self, limit: std::time::Duration) -> Self {
             self.timeouts(Timeouts::all(limit))
         }
     };

@@ -5,13 +5,13 @@ use std::io;
 use std::time::Duration;
 
 use pop3_proto::escape::snippet;
-use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SessionError};
+use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SaslError, SessionError};
 use thiserror::Error;
 
-use crate::security::Security;
-use crate::transport::TlsFailure;
+use crate::endpoint::{Protocol, Security, TlsFailure, TlsReason};
 
-/// The failure classes, as short stable names (`fetch` prints them).
+/// The failure classes of both protocols, as short stable names (`fetch`
+/// and `send` print them): one vocabulary for POP3 and SMTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -43,11 +43,46 @@ pub enum ErrorKind {
     /// The connection cannot be used any more (an earlier operation failed
     /// part-way, or the session ended): connect again.
     Unusable,
+    /// The server asks for an app-specific password (or a sign-in through
+    /// the provider's web page) instead of the account's password (SMTP).
+    AppPassword,
+    /// The message is bigger than the server takes (SMTP).
+    TooBig,
+    /// A sending limit (rate or quota) was reached (SMTP).
+    Limit,
+    /// Recipients were refused (SMTP).
+    Recipient,
 }
 
 impl ErrorKind {
-    /// The kind's stable name: connect, tls, auth, in-use, login-delay,
-    /// server, protocol, timeout, io, config, unusable.
+    const ALL: [Self; 17] = [
+        Self::Connect,
+        Self::Tls,
+        Self::Auth,
+        Self::AuthMethod,
+        Self::InUse,
+        Self::LoginDelay,
+        Self::Server,
+        Self::Protocol,
+        Self::Timeout,
+        Self::ConnectionLost,
+        Self::Io,
+        Self::Config,
+        Self::Unusable,
+        Self::AppPassword,
+        Self::TooBig,
+        Self::Limit,
+        Self::Recipient,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The kind's stable name: connect, tls, auth, auth-method, in-use,
+    /// login-delay, server, protocol, timeout, connection-lost, io, config,
+    /// unusable, app-password, too-big, limit, recipient.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -63,7 +98,24 @@ impl ErrorKind {
             Self::Io => "io",
             Self::Config => "config",
             Self::Unusable => "unusable",
+            Self::AppPassword => "app-password",
+            Self::TooBig => "too-big",
+            Self::Limit => "limit",
+            Self::Recipient => "recipient",
         }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind equals its stable name (`error.kind() == "auth"`).
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
     }
 }
 
@@ -93,7 +145,7 @@ pub enum MismatchSign {
 }
 
 impl MismatchSign {
-    fn observed(self) -> String {
+    fn observed(self, protocol: Protocol) -> String {
         match self {
             Self::Silence { after } => format!(
                 "timed out after {after:?} waiting for the greeting, and not one byte of it arrived"
@@ -103,7 +155,10 @@ impl MismatchSign {
                     .into()
             }
             Self::TlsRecord => {
-                "the server sent a TLS record where the POP3 greeting was expected".into()
+                format!(
+                    "the server sent a TLS record where the {} greeting was expected",
+                    protocol.name()
+                )
             }
             Self::NotTls => "the server did not answer the TLS handshake in TLS".into(),
             Self::ClosedDuringHandshake => {
@@ -113,20 +168,30 @@ impl MismatchSign {
     }
 }
 
-fn mismatch_text(sign: MismatchSign, tried: Security, suggested: Security) -> String {
+fn mismatch_text(
+    sign: MismatchSign,
+    tried: Security,
+    suggested: Security,
+    protocol: Protocol,
+) -> String {
+    let name = protocol.name();
+    let tls_port = protocol.default_port(Security::Tls);
+    let plain_port = protocol.default_port(Security::StartTls);
     let likely = match (suggested, sign) {
-        (Security::Tls, MismatchSign::TlsRecord) => {
-            "this port speaks TLS from the first byte (implicit TLS, usually port 995), not plaintext POP3".to_owned()
-        }
+        (Security::Tls, MismatchSign::TlsRecord) => format!(
+            "this port speaks TLS from the first byte (implicit TLS, usually port {tls_port}), not plaintext {name}"
+        ),
         (Security::Tls, _) => format!(
-            "the port may speak TLS from the first byte (implicit TLS, usually port 995) and be waiting for a TLS handshake, which {} does not start",
+            "the port may speak TLS from the first byte (implicit TLS, usually port {tls_port}) and be waiting for a TLS handshake, which {} does not start",
             security_words(tried)
         ),
-        _ => "the port may speak plaintext POP3 (usually port 110, upgraded by STARTTLS) rather than implicit TLS".to_owned(),
+        _ => format!(
+            "the port may speak plaintext {name} (usually port {plain_port}, upgraded by STARTTLS) rather than implicit TLS"
+        ),
     };
     format!(
         "{}: {likely}; try {} instead, or check the port",
-        sign.observed(),
+        sign.observed(protocol),
         security_words(suggested)
     )
 }
@@ -229,7 +294,7 @@ pub enum Error {
     /// The chosen security does not seem to match what the port speaks:
     /// TLS asked of a plaintext port, or plaintext (STARTTLS or none) of an
     /// implicit-TLS port. [`Error::suggested_security`] gives the mode to try.
-    #[error("{}", mismatch_text(*.sign, *.tried, *.suggested))]
+    #[error("{}", mismatch_text(*.sign, *.tried, *.suggested, *.protocol))]
     SecurityMismatch {
         /// What was seen.
         sign: MismatchSign,
@@ -237,6 +302,8 @@ pub enum Error {
         tried: Security,
         /// The security the port seems to expect.
         suggested: Security,
+        /// The protocol spoken (its usual ports are named).
+        protocol: Protocol,
     },
     /// The server did not answer in time.
     #[error("timed out after {after:?} waiting for {what}")]
@@ -249,9 +316,45 @@ pub enum Error {
     /// I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-    /// The settings are invalid or would be unsafe.
-    #[error("{0}")]
-    Config(String),
+    /// A setting cannot work or would be unsafe: which one, and why.
+    #[error("{setting}: {problem}")]
+    InvalidSetting {
+        /// The setting, by its name in the settings (`port`,
+        /// `timeouts.idle`, `roots`) or on the command line.
+        setting: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The password would go over a connection without TLS, and the
+    /// settings do not allow it.
+    #[error("refusing to send the password over a connection without TLS; use implicit TLS or STARTTLS, or explicitly allow plaintext authentication")]
+    PlaintextRefused,
+    /// The server lacks what the settings need (UIDL for a sync that
+    /// keeps mail): the settings must change to work with it.
+    #[error("{host} does not support {detail}")]
+    Unsupported {
+        /// The server.
+        host: String,
+        /// What it lacks, and what to change.
+        detail: String,
+    },
+    /// A TLS upgrade (STLS, STARTTLS) was asked for on a connection that
+    /// is already TLS: the caller's mistake.
+    #[error("a TLS upgrade (STLS or STARTTLS) was asked for on a connection that is already TLS")]
+    AlreadyTls,
+    /// The credentials cannot be put in the chosen SASL mechanism (a user
+    /// name or token it cannot carry).
+    #[error("the credentials cannot be sent with this login method: {0}")]
+    Sasl(SaslError),
+    /// The server answered `+OK` without what the answer must carry (a
+    /// STAT without its counts, an empty `LIST n`): the server's fault.
+    #[error("the server's answer to {command} {problem}")]
+    MalformedAnswer {
+        /// The command.
+        command: &'static str,
+        /// What was missing.
+        problem: &'static str,
+    },
     /// The connection cannot be used any more. Answers are read in order,
     /// so once one was abandoned part-way (its error was returned then), the
     /// next bytes would be misread as the answer to the next command; this
@@ -286,10 +389,16 @@ impl Error {
             Self::InUse { .. } => ErrorKind::InUse,
             Self::LoginDelay { .. } => ErrorKind::LoginDelay,
             Self::Server { .. } => ErrorKind::Server,
-            Self::InvalidArgument(_) | Self::Config(_) => ErrorKind::Config,
-            Self::Protocol(_) | Self::ListingTooLong { .. } | Self::ListingsDisagree { .. } => {
-                ErrorKind::Protocol
-            }
+            Self::InvalidArgument(_)
+            | Self::InvalidSetting { .. }
+            | Self::PlaintextRefused
+            | Self::AlreadyTls
+            | Self::Unsupported { .. }
+            | Self::Sasl(_) => ErrorKind::Config,
+            Self::Protocol(_)
+            | Self::ListingTooLong { .. }
+            | Self::ListingsDisagree { .. }
+            | Self::MalformedAnswer { .. } => ErrorKind::Protocol,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
             Self::Unusable { .. } => ErrorKind::Unusable,
@@ -373,13 +482,53 @@ impl Error {
         matches!(self, Self::Auth { .. })
     }
 
-    /// A TLS upgrade (STLS, STARTTLS) asked for on a connection that is
-    /// already TLS: the caller's mistake, for both protocols.
-    pub(crate) fn already_tls() -> Self {
-        Self::Config(
-            "a TLS upgrade (STLS or STARTTLS) was asked for on a connection that is already TLS"
+    /// A setting that cannot work, named, and why.
+    pub fn invalid_setting(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::InvalidSetting {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same error, worded for `protocol` (its usual ports in a
+    /// security mismatch).
+    pub(crate) fn for_protocol(self, protocol: Protocol) -> Self {
+        match self {
+            Self::SecurityMismatch {
+                sign,
+                tried,
+                suggested,
+                ..
+            } => Self::SecurityMismatch {
+                sign,
+                tried,
+                suggested,
+                protocol,
+            },
+            other => other,
+        }
+    }
+
+    /// A TLS handshake after the server accepted STLS or STARTTLS that
+    /// met no TLS is the server's fault, not a port mismatch: no other
+    /// security is suggested.
+    pub(crate) fn after_upgrade(self, host: &str, protocol: Protocol) -> Self {
+        match self {
+            Self::SecurityMismatch { sign, .. } => Self::Tls {
+                host: host.to_owned(),
+                failure: TlsReason::Other(format!(
+                    "the server accepted {}, then {}",
+                    protocol.starttls_command(),
+                    match sign {
+                        MismatchSign::ClosedDuringHandshake =>
+                            "closed the connection during the TLS handshake",
+                        _ => "did not speak TLS",
+                    }
+                ))
                 .into(),
-        )
+            },
+            other => other,
+        }
     }
 
     /// Maps a `-ERR` answer to the error the application acts on.

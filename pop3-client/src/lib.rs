@@ -86,7 +86,7 @@
 //! - `tokio`: `pop3_client::tokio::Client`, connecting with tokio's TCP; `retr_tokio`
 //!   and `top_tokio` take tokio's `AsyncWrite`.
 //! - `testing`: in-process POP3 and SMTP servers (`pop3_client::testing`,
-//!   `pop3_client::testing_smtp`) with TLS and fault injection.
+//!   `pop3_client::testing::smtp`) with TLS and fault injection.
 //! - `serde`: account settings ([`account::Account`]) serialize.
 //! - `aws-lc-rs`: aws-lc-rs instead of ring as the crypto provider.
 
@@ -94,25 +94,26 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod account;
 mod config;
+pub mod endpoint;
 mod error;
+mod mailbox;
 pub mod pop3;
-mod security;
 pub mod smtp;
-pub mod store;
-pub mod summary;
-pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
-#[cfg(feature = "testing")]
-pub mod testing_smtp;
 mod timer;
 pub mod transport;
 
+pub use mailbox::{account, store, summary, sync};
+
 pub use config::{
-    AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, CustomTls, Secret, Security,
-    Timeouts, TlsRoots, DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
+    AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, Secret, DEFAULT_MAX_LISTING,
+    DEFAULT_MAX_MESSAGE,
+};
+pub use endpoint::{
+    CertPin, CertificateInfo, CustomTls, Endpoint, Protocol, Security, Timeouts, TlsFailure,
+    TlsReason, TlsRoots,
 };
 pub use error::{Error, ErrorKind, MismatchSign};
 #[cfg(feature = "tokio")]
@@ -122,4 +123,3 @@ pub use pop3::{FetchProgress, MessageSink, ProgressFn, ServerRefusal, UidlItem};
 pub use pop3_proto;
 pub use pop3_proto::{Capabilities, Greeting, ListEntry, MsgNum, Stat, Uid};
 pub use smtp_auth;
-pub use transport::{CertPin, CertificateInfo, TlsFailure, TlsReason};

@@ -174,7 +174,8 @@ fn no_greeting_is_told_apart_from_a_cut_greeting() {
             Error::SecurityMismatch {
                 sign: MismatchSign::ClosedBeforeGreeting,
                 tried: Security::StartTls,
-                suggested: Security::Tls
+                suggested: Security::Tls,
+                protocol: pop3_client::Protocol::Pop3,
             }
         ),
         "{err}"

@@ -493,6 +493,7 @@ fn mismatch(err: &Error) -> (MismatchSign, Security, Security) {
             sign,
             tried,
             suggested,
+            ..
         } => (*sign, *tried, *suggested),
         other => panic!("not a mismatch: {other}"),
     }

@@ -1,4 +1,4 @@
-//! The blocking client: the operation list of [`super::client`] over
+//! The blocking client: the operation list of `pop3/client.rs` over
 //! std::io. Every operation is the async client's, without `.await`.
 //!
 //! ```no_run

@@ -105,13 +105,13 @@ macro_rules! pop3_client {
                 secure: bool,
             ) -> Result<Self, $crate::error::Error> {
                 use $crate::pop3::{batch::Batch, engine::Engine, login, sink::NoBody};
-                use $crate::security::Security;
+                use $crate::endpoint::Security;
                 let mut stream = if secure {
                     $Stream::secure(
                         stream,
                         config.security,
                         &config.host,
-                        || $crate::transport::tls_config_for(config),
+                        || config.tls_config(),
                         config.timeouts.tls_handshake,
                     )$(.$aw)??
                 } else {
@@ -139,16 +139,16 @@ macro_rules! pop3_client {
             pub $($async)? fn starttls(&mut self) -> Result<(), $crate::error::Error> {
                 use $crate::pop3::{commands, login, sink::NoBody};
                 if self.is_tls() {
-                    return Err($crate::error::Error::already_tls());
+                    return Err($crate::error::Error::AlreadyTls);
                 }
                 self.run(&mut commands::one(pop3_proto::Command::Stls), &mut NoBody)
                     $(.$aw)?
                     .map_err(|e| login::stls_refused(e, &self.config.host))?;
-                let tls = $crate::transport::tls_config_for(&self.config)?;
+                let tls = self.config.tls_config()?;
                 self.stream
                     .upgrade(&self.config.host, tls, self.config.timeouts.tls_handshake)
                     $(.$aw)?
-                    .map_err(|e| login::stls_handshake_failed(e, &self.config.host))?;
+                    .map_err(|e| e.after_upgrade(&self.config.host, $crate::endpoint::Protocol::Pop3))?;
                 self.engine.tls_established();
                 self.refresh_capabilities()$(.$aw)?
             }

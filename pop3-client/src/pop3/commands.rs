@@ -27,9 +27,10 @@ pub(crate) fn only(batch: Batch) -> Answer {
 }
 
 pub(crate) fn stat_of(answer: Answer) -> Result<Stat, Error> {
-    answer
-        .stat
-        .ok_or_else(|| Error::Config("STAT answered without its counts".into()))
+    answer.stat.ok_or(Error::MalformedAnswer {
+        command: "STAT",
+        problem: "came without its counts",
+    })
 }
 
 pub(crate) fn listing_of(answer: Answer) -> Vec<ListEntry> {
@@ -42,7 +43,10 @@ pub(crate) fn listing_one(answer: Answer) -> Result<ListEntry, Error> {
         .listing
         .into_iter()
         .next()
-        .ok_or_else(|| Error::Config("empty LIST answer".into()))
+        .ok_or(Error::MalformedAnswer {
+            command: "LIST n",
+            problem: "held no entry",
+        })
 }
 
 /// The one entry of a `UIDL n` answer.
@@ -50,7 +54,10 @@ pub(crate) fn uid_one(answer: Answer) -> Result<UidlItem, Error> {
     uids_of(answer)
         .into_iter()
         .next()
-        .ok_or_else(|| Error::Config("empty UIDL answer".into()))
+        .ok_or(Error::MalformedAnswer {
+            command: "UIDL n",
+            problem: "held no entry",
+        })
 }
 
 pub(crate) fn uids_of(answer: Answer) -> Vec<UidlItem> {

@@ -11,7 +11,7 @@ use pop3_proto::{ClientSession, Event, MsgNum, Payload, SessionConfig, State, St
 use tracing::{debug, trace, Span};
 
 use super::batch::{Answer, Batch, Cmd};
-use crate::config::Timeouts;
+use crate::endpoint::Timeouts;
 use crate::error::Error;
 
 /// Largest read buffer: big reads for bulk transfers. It must also exceed

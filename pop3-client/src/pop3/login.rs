@@ -8,9 +8,9 @@ use pop3_proto::{
 };
 
 use super::batch::Cmd;
-use crate::config::{AuthMethod, ClientConfig, Credentials, Security};
+use crate::config::{AuthMethod, ClientConfig, Credentials};
+use crate::endpoint::{Protocol, Security, TlsReason};
 use crate::error::{Error, MismatchSign};
-use crate::transport::TlsReason;
 
 /// Whether a CAPA refusal means "old server without CAPA" (RFC 1939 only):
 /// that is not an error, the capabilities are just unknown.
@@ -61,26 +61,7 @@ pub(crate) fn greeting_failed(
         sign,
         tried,
         suggested: Security::Tls,
-    }
-}
-
-/// A TLS handshake after STLS's `+OK` that met no TLS is the server's
-/// fault, not a port mismatch.
-pub(crate) fn stls_handshake_failed(error: Error, host: &str) -> Error {
-    match error {
-        Error::SecurityMismatch { sign, .. } => Error::Tls {
-            host: host.to_owned(),
-            failure: TlsReason::Other(format!(
-                "the server accepted STLS, then {}",
-                match sign {
-                    MismatchSign::ClosedDuringHandshake =>
-                        "closed the connection during the TLS handshake",
-                    _ => "did not speak TLS",
-                }
-            ))
-            .into(),
-        },
-        other => other,
+        protocol: Protocol::Pop3,
     }
 }
 
@@ -120,9 +101,7 @@ pub(crate) fn login_commands(
 ) -> Result<Vec<Cmd>, Error> {
     let method = config.auth;
     if !is_tls && !config.allow_plaintext_auth && !method.hides_secret() {
-        return Err(Error::Config(
-            "refusing to send the password over a connection without TLS; use implicit TLS or STARTTLS, or explicitly allow plaintext authentication".into(),
-        ));
+        return Err(Error::PlaintextRefused);
     }
     let user = credentials.user.as_str();
     let secret = credentials.secret.expose();
@@ -135,7 +114,7 @@ pub(crate) fn login_commands(
     };
     check_line_safe("user name", user.as_bytes()).map_err(Error::InvalidArgument)?;
     check_line_safe(secret_name, secret.as_bytes()).map_err(Error::InvalidArgument)?;
-    let sasl_error = |e: pop3_proto::SaslError| Error::Config(e.to_string());
+    let sasl_error = Error::Sasl;
     let offered = |name: &str| caps.is_empty() || caps.sasl(name);
     let no_method = |what: &str| {
         let offered = caps.sasl_mechanisms().join(" ");

@@ -1,4 +1,4 @@
-//! POP3: the operations written once ([`client`]), the engine that runs
+//! POP3: the operations written once (the `client` module), the engine that runs
 //! them over [`pop3_proto`]'s session, and the two drivers built from the
 //! list, [`blocking`] and [`async_client`] (and [`tokio`], the async one
 //! over tokio's TCP).

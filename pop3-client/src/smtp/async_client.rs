@@ -1,5 +1,5 @@
 //! The async SMTP driver (futures-io, any runtime): the operation list of
-//! [`super::client`], awaited. Timeouts use a runtime-independent timer.
+//! `smtp/client.rs`, awaited. Timeouts use a runtime-independent timer.
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::io::AsyncReadExt as _;

@@ -1,4 +1,4 @@
-//! The blocking SMTP driver: the operation list of [`super::client`] over
+//! The blocking SMTP driver: the operation list of `smtp/client.rs` over
 //! std::io, without `.await`.
 
 use std::io::Read;

@@ -1,14 +1,9 @@
 //! [`SmtpConfig::builder`] and [`SmtpConfig::validate`].
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use super::SmtpConfig;
-use crate::config::{
-    check_endpoint, check_trust, AuthMethod, CustomTls, Security, Timeouts, TlsRoots,
-};
+use crate::config::AuthMethod;
+use crate::endpoint::{CertPin, CustomTls, Security, Timeouts, TlsRoots};
 use crate::error::Error;
-use crate::transport::CertPin;
 
 impl SmtpConfig {
     /// A builder for settings for `host`, starting from
@@ -36,8 +31,8 @@ impl SmtpConfig {
     /// `Apop`), contradictory trust settings, an EHLO name that is empty
     /// or holds spaces or control characters.
     pub fn validate(&self) -> Result<(), Error> {
-        let refuse = |setting: &str, why: &str| Err(Error::Config(format!("{setting} {why}")));
-        check_endpoint(&self.host, self.port, &self.timeouts)?;
+        let refuse = |setting: &str, why: &str| Err(Error::invalid_setting(setting, why));
+        self.endpoint.validate()?;
         if matches!(self.auth, AuthMethod::User | AuthMethod::Apop) {
             return refuse(
                 "auth",
@@ -55,7 +50,7 @@ impl SmtpConfig {
                 "must be a host name or address literal, without spaces or control characters",
             );
         }
-        check_trust(&self.roots, &self.pins, self.custom_tls.as_ref())
+        Ok(())
     }
 }
 

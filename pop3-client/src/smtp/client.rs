@@ -74,13 +74,15 @@ macro_rules! smtp_client {
                     stream,
                     config.security,
                     &config.host,
-                    || $crate::transport::tls_client_config(&config.roots, &config.pins, config.custom_tls.as_ref()),
+                    || config.tls_config(),
                     config.timeouts.tls_handshake,
-                )$(.$aw)??;
+                )
+                $(.$aw)?
+                .map_err(|e| e.for_protocol($crate::endpoint::Protocol::Smtp))?;
                 let mut client = Self { stream, engine };
                 let event = client.next_event("the greeting")$(.$aw)??;
                 client.engine.ready(event)?;
-                if config.security == $crate::security::Security::StartTls {
+                if config.security == $crate::endpoint::Security::StartTls {
                     client.starttls()$(.$aw)??;
                 }
                 Ok(client)
@@ -105,8 +107,11 @@ macro_rules! smtp_client {
                 let event = self.next_event("the answer to STARTTLS")$(.$aw)??;
                 self.engine.starttls_answered(event)?;
                 let config = &self.engine.config;
-                let tls = $crate::transport::tls_client_config(&config.roots, &config.pins, config.custom_tls.as_ref())?;
-                self.stream.upgrade(&config.host, tls, config.timeouts.tls_handshake)$(.$aw)??;
+                let tls = config.tls_config()?;
+                self.stream
+                    .upgrade(&config.host, tls, config.timeouts.tls_handshake)
+                    $(.$aw)?
+                    .map_err(|e| e.after_upgrade(&config.host, $crate::endpoint::Protocol::Smtp))?;
                 self.engine.tls_established()?;
                 let event = self.next_event("the answer to EHLO")$(.$aw)??;
                 self.engine.ready(event)

@@ -15,7 +15,8 @@ use smtp_auth::{Envelope, Event, ReplyParser, SmtpSession};
 use tracing::{debug, info_span, Span};
 
 use super::{SendReport, SmtpConfig, SmtpError};
-use crate::config::{AuthMethod, Credentials, Security};
+use crate::config::{AuthMethod, Credentials};
+use crate::endpoint::Security;
 use crate::error::Error;
 
 /// Size of the pieces a message is read and sent in.
@@ -246,7 +247,10 @@ impl Engine {
         match event {
             Event::Failed(e) => e.into(),
             Event::Closed => smtp_auth::Error::Disconnected.into(),
-            other => Error::Config(format!("unexpected SMTP event {other:?}")).into(),
+            other => smtp_auth::Error::UnexpectedData {
+                bytes: format!("{other:?}"),
+            }
+            .into(),
         }
     }
 
@@ -279,7 +283,10 @@ impl Engine {
         if !self.input.is_empty() {
             let input = std::mem::take(&mut self.input);
             self.session.advance(&input)?;
-            return Err(Error::Config("data after STARTTLS's answer".into()).into());
+            return Err(smtp_auth::Error::StartTlsInjection {
+                bytes: pop3_proto::escape::snippet(&input),
+            }
+            .into());
         }
         Ok(())
     }
@@ -299,10 +306,7 @@ impl Engine {
         self.check_usable()?;
         let method = self.config.auth;
         if !self.session.is_tls() && !self.config.allow_plaintext_auth && !method.hides_secret() {
-            return Err(Error::Config(
-                "refusing to send the password over a connection without TLS; use implicit TLS or STARTTLS, or explicitly allow plaintext authentication".into(),
-            )
-            .into());
+            return Err(Error::PlaintextRefused.into());
         }
         let sasl = self.choose_sasl(credentials)?;
         debug!(parent: &self.span, mechanism = sasl.mechanism().name(), "AUTH");
@@ -324,7 +328,7 @@ impl Engine {
     fn choose_sasl(&self, credentials: &Credentials) -> Result<SaslClient, SmtpError> {
         let user = credentials.user.as_str();
         let secret = credentials.secret.expose();
-        let sasl_error = |e: pop3_proto::SaslError| Error::Config(e.to_string());
+        let sasl_error = Error::Sasl;
         let offered: Vec<String> = self
             .session
             .capabilities()
@@ -360,8 +364,9 @@ impl Engine {
             )
             .map_err(sasl_error)?,
             AuthMethod::User | AuthMethod::Apop => {
-                return Err(Error::Config(
-                    "USER/PASS and APOP are POP3 login methods; SMTP logs in with SASL (auto, plain, login, cram-md5, xoauth2, oauthbearer)".into(),
+                return Err(Error::invalid_setting(
+                    "auth",
+                    "is a POP3 login method (USER/PASS or APOP); SMTP logs in with SASL (auto, plain, login, cram-md5, xoauth2, oauthbearer)",
                 )
                 .into())
             }

@@ -44,7 +44,10 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use crate::config::{AuthMethod, Security, Timeouts, TlsRoots};
+use std::ops::{Deref, DerefMut};
+
+use crate::config::AuthMethod;
+use crate::endpoint::{Endpoint, Protocol, Security, TlsRoots};
 use crate::error::ErrorKind;
 
 pub use async_client::AsyncSmtpClient;
@@ -55,10 +58,7 @@ pub use smtp_auth::{Capabilities, Delivery, Envelope, RecipientOutcome, Refusal,
 /// The usual submission port for a security mode: 465 for implicit TLS
 /// (RFC 8314), 587 for STARTTLS and plaintext (RFC 6409).
 pub fn smtp_default_port(security: Security) -> u16 {
-    match security {
-        Security::Tls => 465,
-        Security::StartTls | Security::Plain => 587,
-    }
+    Protocol::Smtp.default_port(security)
 }
 
 /// Everything needed to reach an SMTP submission server: start from
@@ -66,19 +66,11 @@ pub fn smtp_default_port(security: Security) -> u16 {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SmtpConfig {
-    /// Server host name (checked against its certificate) or IP address.
-    pub host: String,
-    /// Port; `None` for [`smtp_default_port`].
-    pub port: Option<u16>,
-    /// How the connection is secured (never falls back to plaintext).
-    pub security: Security,
-    /// Which authorities to trust.
-    pub roots: TlsRoots,
-    /// Certificate pins (SHA-256), as for POP3: alone with
-    /// [`TlsRoots::PinsOnly`], or beside `roots` (both must hold).
-    pub pins: Vec<crate::CertPin>,
-    /// TLS set up by the caller, replacing `roots` and `pins`.
-    pub custom_tls: Option<crate::CustomTls>,
+    /// Where and how securely to connect (the POP3 settings' type, with
+    /// SMTP's ports: 465 for implicit TLS, 587 otherwise). The config
+    /// dereferences to it, so `config.host` and `config.timeouts` read and
+    /// write as fields of the config.
+    pub endpoint: Endpoint,
     /// How to log in: `Auto` takes SASL PLAIN, then LOGIN; `Plain`, `Login`,
     /// `CramMd5`, `XOAuth2` and `OAuthBearer` ask for one mechanism. `User`
     /// and `Apop` are POP3's and refused.
@@ -86,32 +78,31 @@ pub struct SmtpConfig {
     /// Send credentials over a connection without TLS. Off by default:
     /// anyone on the path could read them. CRAM-MD5 needs no permission.
     pub allow_plaintext_auth: bool,
-    /// Limits on every wait.
-    pub timeouts: Timeouts,
     /// The name sent with EHLO (default `localhost`).
     pub ehlo_name: String,
 }
 
-impl SmtpConfig {
-    /// The rustls configuration these settings ask for: the same trust
-    /// rules as POP3 (one implementation, in `transport`).
-    pub fn tls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, crate::Error> {
-        crate::transport::tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
+impl Deref for SmtpConfig {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
     }
+}
 
+impl DerefMut for SmtpConfig {
+    fn deref_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+}
+
+impl SmtpConfig {
     /// Settings for `host` with implicit TLS on port 465, certificates
     /// checked against Mozilla's roots, automatic login.
     pub fn new(host: impl Into<String>) -> Self {
         Self {
-            host: host.into(),
-            port: None,
-            security: Security::Tls,
-            roots: TlsRoots::WebPki,
-            pins: Vec::new(),
-            custom_tls: None,
+            endpoint: Endpoint::new(Protocol::Smtp, host),
             auth: AuthMethod::Auto,
             allow_plaintext_auth: false,
-            timeouts: Timeouts::default(),
             ehlo_name: "localhost".into(),
         }
     }
@@ -139,11 +130,6 @@ impl SmtpConfig {
         (config, credentials)
     }
 
-    /// The port to use.
-    pub fn port(&self) -> u16 {
-        self.port.unwrap_or(smtp_default_port(self.security))
-    }
-
     /// An account's outgoing server with its trust settings, and the
     /// credentials ("same credentials": the incoming ones); `None` when the
     /// account has no outgoing server.
@@ -165,10 +151,13 @@ impl SmtpConfig {
 /// changes (before the new one is kept).
 pub fn verify_outgoing(account: &crate::account::Account) -> Result<(), SmtpError> {
     let (config, credentials) = SmtpConfig::for_account(account).ok_or_else(|| {
-        SmtpError::Client(crate::Error::Config(format!(
-            "the account {} has no outgoing server",
-            account.name
-        )))
+        SmtpError::Client(crate::Error::invalid_setting(
+            "outgoing",
+            format!(
+                "is none: the account {} has no outgoing server",
+                account.name
+            ),
+        ))
     })?;
     SmtpClient::verify(&config, &credentials)
 }
@@ -199,25 +188,22 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
-    /// A stable short name: connect, tls, auth, app-password, too-big,
-    /// limit, recipient, server, protocol, timeout, io, config.
-    pub fn kind(&self) -> &'static str {
+    /// The failure class, in the one vocabulary of both protocols
+    /// ([`ErrorKind`]; it compares equal to its stable name, so
+    /// `error.kind() == "limit"` reads as `send` prints it).
+    pub fn kind(&self) -> ErrorKind {
         match self {
             // TLS was asked for and the server would not start it.
             Self::Smtp(smtp_auth::Error::Refused(r)) if r.step == smtp_auth::Step::StartTls => {
-                "tls"
+                ErrorKind::Tls
             }
-            Self::Smtp(e) => e.kind(),
-            Self::Client(e) => match e.kind() {
-                ErrorKind::Connect => "connect",
-                ErrorKind::Tls => "tls",
-                ErrorKind::Auth | ErrorKind::AuthMethod => "auth",
-                ErrorKind::InUse | ErrorKind::LoginDelay | ErrorKind::Server => "server",
-                ErrorKind::Protocol => "protocol",
-                ErrorKind::Timeout => "timeout",
-                ErrorKind::ConnectionLost | ErrorKind::Io | ErrorKind::Unusable => "io",
-                ErrorKind::Config => "config",
-            },
+            Self::Smtp(smtp_auth::Error::MechanismNotOffered { .. }) => ErrorKind::AuthMethod,
+            Self::Smtp(smtp_auth::Error::UnexpectedEof { .. } | smtp_auth::Error::Disconnected) => {
+                ErrorKind::ConnectionLost
+            }
+            // smtp-auth names the rest with the same words.
+            Self::Smtp(e) => ErrorKind::from_name(e.kind()).unwrap_or(ErrorKind::Protocol),
+            Self::Client(e) => e.kind(),
         }
     }
 

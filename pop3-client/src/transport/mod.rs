@@ -13,12 +13,10 @@ pub use stream::{AsyncStream, Connection};
 pub use tcp::connect_tcp_tokio;
 pub use tcp::{connect_tcp, lookup};
 pub use tls::{
-    crypto_provider, describe_tls_error, server_name, tls_client_config, tls_config_for,
-    tls_connect_async, tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,
+    crypto_provider, describe_tls_error, server_name, tls_client_config, tls_connect_async,
+    tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,
 };
-pub use trust::{
-    certificate_fingerprint, CertPin, CertificateInfo, TlsFailure, TlsReason, TrustVerifier,
-};
+pub use trust::{certificate_fingerprint, TrustVerifier};
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -21,8 +21,8 @@ use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tls::{tls_connect_async, tls_connect_blocking, AsyncTlsStream, BlockingTlsStream};
 use super::ReadTimeout;
+use crate::endpoint::Security;
 use crate::error::Error;
-use crate::security::Security;
 use crate::timer::within;
 
 fn detached() -> io::Error {
@@ -87,7 +87,7 @@ impl<S: ReadTimeout> Connection<S> {
             Self::Plain(s) => s,
             other => {
                 *self = other;
-                return Err(Error::already_tls());
+                return Err(Error::AlreadyTls);
             }
         };
         *self = Self::Tls(Box::new(tls_connect_blocking(plain, host, tls, handshake)?));
@@ -247,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncStream<S> {
             Self::Plain(s) => s,
             other => {
                 *self = other;
-                return Err(Error::already_tls());
+                return Err(Error::AlreadyTls);
             }
         };
         *self = Self::Tls(Box::new(

@@ -13,9 +13,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConnection, RootCertStore};
 
-use super::trust::{reason_of, CertPin, TlsFailure, TlsReason, TrustVerifier};
+use super::trust::{reason_of, TrustVerifier};
 use super::ReadTimeout;
-use crate::config::{CustomTls, Security, TlsRoots};
+use crate::endpoint::{CertPin, CustomTls, Protocol, Security, TlsFailure, TlsReason, TlsRoots};
 use crate::error::{Error, MismatchSign};
 
 /// A blocking TLS stream, over TCP unless said otherwise.
@@ -36,8 +36,11 @@ fn pem_certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'stat
     let certs: Result<Vec<_>, _> = CertificateDer::pem_reader_iter(BufReader::new(pem)).collect();
     match certs {
         Ok(certs) if !certs.is_empty() => Ok(certs),
-        Ok(_) => Err(Error::Config(format!("{origin} holds no PEM certificate"))),
-        Err(e) => Err(Error::Config(format!("{origin} is not valid PEM: {e}"))),
+        Ok(_) => Err(Error::invalid_setting(origin, "holds no PEM certificate")),
+        Err(e) => Err(Error::invalid_setting(
+            origin,
+            format!("is not valid PEM: {e}"),
+        )),
     }
 }
 
@@ -70,19 +73,20 @@ fn load_roots(
                 let _ = store.add(cert);
             }
             if store.is_empty() {
-                return Err(Error::Config(
-                    "no usable certificate authority in the system's store".into(),
+                return Err(Error::invalid_setting(
+                    "roots",
+                    "is System, but the system's store holds no usable certificate authority",
                 ));
             }
         }
         TlsRoots::CaFile(path) => {
             let origin = format!("CA file {}", path.display());
             let pem = std::fs::read(path)
-                .map_err(|e| Error::Config(format!("cannot read {origin}: {e}")))?;
+                .map_err(|e| Error::invalid_setting(&origin, format!("cannot be read: {e}")))?;
             for cert in pem_certificates(&pem, &origin)? {
                 store
                     .add(cert.clone())
-                    .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+                    .map_err(|e| Error::invalid_setting(&origin, e.to_string()))?;
                 exact.push(cert);
             }
         }
@@ -90,7 +94,7 @@ fn load_roots(
             for cert in pem_certificates(pem, "the CA certificate")? {
                 store
                     .add(cert.clone())
-                    .map_err(|e| Error::Config(format!("the CA certificate: {e}")))?;
+                    .map_err(|e| Error::invalid_setting("the CA certificate", e.to_string()))?;
                 exact.push(cert);
             }
         }
@@ -125,23 +129,25 @@ pub fn tls_client_config(
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?
+        .map_err(|e| Error::invalid_setting("the TLS set-up", e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-/// The rustls configuration a client's settings ask for: its roots, pins
-/// or custom set-up (see [`tls_client_config`]).
-pub fn tls_config_for(config: &crate::ClientConfig) -> Result<Arc<rustls::ClientConfig>, Error> {
-    tls_client_config(&config.roots, &config.pins, config.custom_tls.as_ref())
+impl crate::endpoint::Endpoint {
+    /// The rustls configuration these settings ask for: their roots, pins
+    /// or custom set-up (see [`tls_client_config`]).
+    pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        tls_client_config(&self.roots, &self.pins, self.custom_tls.as_ref())
+    }
 }
 
 /// The name the certificate must match.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     ServerName::try_from(host.to_owned())
-        .map_err(|_| Error::Config(format!("\"{host}\" is not a valid host name")))
+        .map_err(|_| Error::invalid_setting("host", format!("\"{host}\" is not a valid host name")))
 }
 
 /// A rustls error as a typed failure: for a refused certificate, the
@@ -172,6 +178,9 @@ fn not_tls(sign: MismatchSign) -> Error {
         sign,
         tried: Security::Tls,
         suggested: Security::StartTls,
+        // The protocol is named by the client that knows it
+        // (Error::for_protocol).
+        protocol: Protocol::Pop3,
     }
 }
 

@@ -10,7 +10,6 @@
 //! that names the reason and describes the presented certificate, so a user
 //! can decide to pin it.
 
-use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,86 +20,8 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use super::x509;
+use crate::endpoint::{CertPin, CertificateInfo, Fingerprint, TlsFailure, TlsReason};
 use crate::error::Error;
-
-/// A certificate pin: the SHA-256 digest of what the server must present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CertPin {
-    /// The digest of the whole certificate (DER), as shown by
-    /// `openssl x509 -noout -fingerprint -sha256` and used by mpop's
-    /// `tls_fingerprint` and fetchmail's `sslfingerprint`.
-    Certificate([u8; 32]),
-    /// The digest of the certificate's SubjectPublicKeyInfo (DER): it
-    /// survives a renewal that keeps the key.
-    PublicKey([u8; 32]),
-}
-
-impl CertPin {
-    /// A pin on the whole certificate from its SHA-256 fingerprint in hex:
-    /// 64 hex digits, upper or lower case, optionally separated by colons
-    /// (`AB:CD:...`) or spaces.
-    pub fn certificate_sha256(hex: &str) -> Result<Self, Error> {
-        parse_sha256(hex).map(Self::Certificate)
-    }
-
-    /// A pin on the public key from the SHA-256 of its SubjectPublicKeyInfo
-    /// in hex (same forms as [`CertPin::certificate_sha256`]).
-    pub fn public_key_sha256(hex: &str) -> Result<Self, Error> {
-        parse_sha256(hex).map(Self::PublicKey)
-    }
-
-    fn matches(&self, certificate: &[u8; 32], public_key: Option<&[u8; 32]>) -> bool {
-        match self {
-            Self::Certificate(digest) => digest == certificate,
-            Self::PublicKey(digest) => Some(digest) == public_key,
-        }
-    }
-}
-
-impl fmt::Display for CertPin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Certificate(d) => write!(f, "certificate SHA-256 {}", Fingerprint(d)),
-            Self::PublicKey(d) => write!(f, "public key SHA-256 {}", Fingerprint(d)),
-        }
-    }
-}
-
-fn parse_sha256(text: &str) -> Result<[u8; 32], Error> {
-    let digits: Vec<u8> = text.bytes().filter(|b| *b != b':' && *b != b' ').collect();
-    let invalid = || {
-        Error::Config(format!(
-            "\"{}\" is not a SHA-256 fingerprint (64 hex digits, colons allowed)",
-            pop3_proto::escape::snippet(text.as_bytes())
-        ))
-    };
-    if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(invalid());
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let hex = std::str::from_utf8(pair).map_err(|_| invalid())?;
-        *byte = u8::from_str_radix(hex, 16).map_err(|_| invalid())?;
-    }
-    Ok(out)
-}
-
-/// A digest shown as colon-separated upper-case hex (`AB:CD:...`), the form
-/// `openssl x509 -fingerprint` prints and `fetch --pin-sha256` accepts.
-struct Fingerprint<'a>(&'a [u8]);
-
-impl fmt::Display for Fingerprint<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
-    }
-}
 
 /// The SHA-256 digest of `data`, with the crypto provider's own hash (every
 /// provider has one: TLS needs it).
@@ -125,160 +46,22 @@ pub fn certificate_fingerprint(der: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Why a secure connection could not be made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsReason {
-    /// The certificate is not signed by a trusted authority.
-    UnknownIssuer,
-    /// The certificate is self-signed and not in the trust file.
-    SelfSigned,
-    /// The certificate's validity period has ended.
-    Expired,
-    /// The certificate's validity period has not begun.
-    NotYetValid,
-    /// The certificate is for another host name.
-    WrongHost,
-    /// The certificate is a CA certificate, and not exactly one in the
-    /// trust file.
-    CaUsedAsEndEntity,
-    /// The certificate has been revoked.
-    Revoked,
-    /// The certificate matches none of the pins.
-    PinMismatch,
-    /// Another certificate problem, in words.
-    BadCertificate(String),
-    /// STARTTLS was required and the server does not offer STLS.
-    StlsMissing,
-    /// STARTTLS was required and the server refused STLS (its words, escaped).
-    StlsRefused(String),
-    /// The server did not answer in TLS.
-    NotTls,
-    /// The server closed the connection during the handshake.
-    ClosedDuringHandshake,
-    /// The server aborted the handshake with this alert.
-    Alert(String),
-    /// Another handshake failure, in words.
-    Other(String),
-}
-
-impl fmt::Display for TlsReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::UnknownIssuer => f.write_str("the server's certificate is not signed by a trusted authority (a private CA: pass its certificate as the CA file)"),
-            Self::SelfSigned => f.write_str("the server's certificate is self-signed, so not signed by a trusted authority (pass it as the CA file, or pin its fingerprint)"),
-            Self::Expired => f.write_str("the server's certificate has expired"),
-            Self::NotYetValid => f.write_str("the server's certificate is not valid yet (check this computer's clock)"),
-            Self::WrongHost => f.write_str("the server's certificate is for a different host name (check the server name you typed)"),
-            Self::CaUsedAsEndEntity => f.write_str("the server's certificate is a CA certificate, which is trusted for a server only when it is exactly the one in the CA file (pass it as the CA file, or pin its fingerprint)"),
-            Self::Revoked => f.write_str("the server's certificate has been revoked"),
-            Self::PinMismatch => f.write_str("the server's certificate matches none of the pinned fingerprints (if the server's certificate was renewed, check the new fingerprint with its administrator)"),
-            Self::BadCertificate(words) => write!(f, "the server's certificate is unusable: {words}"),
-            Self::StlsMissing => f.write_str("the server does not offer STLS, and STARTTLS was required; no credentials were sent (use implicit TLS on port 995 if the server supports it)"),
-            Self::StlsRefused(text) => write!(f, "the server refused STLS (\"{text}\"), and STARTTLS was required; no credentials were sent"),
-            Self::NotTls => f.write_str("the server did not speak TLS (is this the right port for the chosen security?)"),
-            Self::ClosedDuringHandshake => f.write_str("the server closed the connection during the handshake (is this the right port for the chosen security?)"),
-            Self::Alert(alert) => write!(f, "the server aborted the handshake ({alert})"),
-            Self::Other(words) => f.write_str(words),
-        }
+/// What a certificate shows a user deciding whether to trust it.
+fn certificate_info(der: &[u8], provider: &CryptoProvider) -> CertificateInfo {
+    let parsed = x509::parse(der);
+    let unreadable = || "(unreadable)".to_owned();
+    CertificateInfo {
+        subject: parsed
+            .as_ref()
+            .map_or_else(unreadable, |p| x509::name_to_string(p.subject)),
+        issuer: parsed
+            .as_ref()
+            .map_or_else(unreadable, |p| x509::name_to_string(p.issuer)),
+        not_before: parsed.as_ref().map(|p| p.not_before),
+        not_after: parsed.as_ref().map(|p| p.not_after),
+        sha256: sha256(provider, der).unwrap_or_default(),
     }
 }
-
-/// What the server presented, for a user deciding whether to trust it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateInfo {
-    /// The subject's distinguished name (`CN=..., O=...`), escaped.
-    pub subject: String,
-    /// The issuer's distinguished name, escaped.
-    pub issuer: String,
-    /// Start of the validity period, seconds since the Unix epoch (`None`
-    /// if the certificate could not be read).
-    pub not_before: Option<i64>,
-    /// End of the validity period, seconds since the Unix epoch.
-    pub not_after: Option<i64>,
-    /// The SHA-256 digest of the certificate (DER): what a pin names.
-    pub sha256: [u8; 32],
-}
-
-impl CertificateInfo {
-    fn new(der: &[u8], provider: &CryptoProvider) -> Self {
-        let parsed = x509::parse(der);
-        let unreadable = || "(unreadable)".to_owned();
-        Self {
-            subject: parsed
-                .as_ref()
-                .map_or_else(unreadable, |p| x509::name_to_string(p.subject)),
-            issuer: parsed
-                .as_ref()
-                .map_or_else(unreadable, |p| x509::name_to_string(p.issuer)),
-            not_before: parsed.as_ref().map(|p| p.not_before),
-            not_after: parsed.as_ref().map(|p| p.not_after),
-            sha256: sha256(provider, der).unwrap_or_default(),
-        }
-    }
-
-    /// The SHA-256 fingerprint as `AB:CD:...`, ready for `--pin-sha256`.
-    pub fn fingerprint(&self) -> String {
-        Fingerprint(&self.sha256).to_string()
-    }
-}
-
-impl fmt::Display for CertificateInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "subject \"{}\", issuer \"{}\"",
-            self.subject, self.issuer
-        )?;
-        if let (Some(from), Some(until)) = (self.not_before, self.not_after) {
-            write!(
-                f,
-                ", valid from {} until {}",
-                x509::format_time(from),
-                x509::format_time(until)
-            )?;
-        }
-        write!(f, ", SHA-256 fingerprint {}", self.fingerprint())
-    }
-}
-
-/// A TLS failure: the reason, and the certificate the server presented
-/// when that is what was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFailure {
-    /// Why.
-    pub reason: TlsReason,
-    /// The server's certificate, when it was refused.
-    pub certificate: Option<Box<CertificateInfo>>,
-}
-
-impl TlsFailure {
-    /// A failure with no certificate to show.
-    pub fn new(reason: TlsReason) -> Self {
-        Self {
-            reason,
-            certificate: None,
-        }
-    }
-}
-
-impl From<TlsReason> for TlsFailure {
-    fn from(reason: TlsReason) -> Self {
-        Self::new(reason)
-    }
-}
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.reason)?;
-        if let Some(cert) = &self.certificate {
-            write!(f, "; the server presented a certificate with {cert}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for TlsFailure {}
 
 /// A rustls certificate error in a reason.
 pub(crate) fn reason_of(error: &CertificateError) -> TlsReason {
@@ -347,13 +130,14 @@ impl TrustVerifier {
             Some(roots) => Some(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .build()
-                    .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?,
+                    .map_err(|e| Error::invalid_setting("the TLS set-up", e.to_string()))?,
             ),
             None => None,
         };
         if authority.is_none() && pins.is_empty() {
-            return Err(Error::Config(
-                "no certificate authority and no pin: nothing would be trusted".into(),
+            return Err(Error::invalid_setting(
+                "roots",
+                "names no certificate authority and no pin is given: nothing would be trusted",
             ));
         }
         Ok(Self {
@@ -367,7 +151,7 @@ impl TrustVerifier {
     fn refuse(&self, reason: TlsReason, end_entity: &[u8]) -> rustls::Error {
         let failure = TlsFailure {
             reason,
-            certificate: Some(Box::new(CertificateInfo::new(end_entity, &self.provider))),
+            certificate: Some(Box::new(certificate_info(end_entity, &self.provider))),
         };
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(failure))))
     }

@@ -150,14 +150,18 @@ impl SyncRun {
     pub fn new(options: SyncOptions, now: u64, user: &str) -> Result<Self, crate::Error> {
         let recent_mode = pop3_proto::is_recent_mode_user(user);
         if recent_mode && options.policy.deletes() {
-            return Err(crate::Error::Config(format!(
-                "the user name {user} asks for Gmail's recent: mode, where mail must stay on the server; the delete policy \"{}\" is refused (use never)",
-                options.policy.name()
-            )));
+            return Err(crate::Error::invalid_setting(
+                "policy",
+                format!(
+                    "\"{}\" is refused: the user name {user} asks for Gmail's recent: mode, where mail must stay on the server (use never)",
+                    options.policy.name()
+                ),
+            ));
         }
         if options.group_size == 0 || options.max_sessions == 0 {
-            return Err(crate::Error::Config(
-                "sync options: group_size and max_sessions must be at least 1".into(),
+            return Err(crate::Error::invalid_setting(
+                "group_size and max_sessions",
+                "must be at least 1",
             ));
         }
         Ok(Self {

@@ -5,6 +5,8 @@
 //! It listens on loopback only and stops when the [`TestServer`] is dropped;
 //! connection threads end when their client goes or after a minute idle.
 
+pub mod smtp;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +18,8 @@ use pop3_proto::server::{ServerAction, ServerMessage, ServerOptions, ServerSessi
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConnection, StreamOwned};
 
-use crate::config::{ClientConfig, Security, Timeouts, TlsRoots};
+use crate::config::ClientConfig;
+use crate::endpoint::{Security, Timeouts, TlsRoots};
 
 /// Misbehaviour to inject, to test how the client copes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

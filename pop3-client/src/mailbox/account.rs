@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::{AuthMethod, ClientConfig, Credentials, Secret, Security, TlsRoots};
+use crate::config::{AuthMethod, ClientConfig, Credentials, Secret};
+use crate::endpoint::{Security, TlsRoots};
 
 /// A setting that cannot be used, named by its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +43,10 @@ impl AccountError {
 
 impl From<AccountError> for crate::Error {
     fn from(e: AccountError) -> Self {
-        crate::Error::Config(e.to_string())
+        crate::Error::InvalidSetting {
+            setting: e.field,
+            problem: e.problem,
+        }
     }
 }
 
@@ -542,7 +546,7 @@ fn check_endpoint(
 mod security_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::config::Security;
+    use crate::endpoint::Security;
 
     pub(super) fn serialize<S: Serializer>(s: &Security, ser: S) -> Result<S::Ok, S::Error> {
         ser.serialize_str(s.as_str())

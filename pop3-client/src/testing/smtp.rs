@@ -18,7 +18,7 @@ use crate::testing::{accept_loop, tls_accept, Conn};
 use base64::Engine as _;
 use pop3_proto::sasl::SaslClient;
 
-use crate::config::{Security, Timeouts, TlsRoots};
+use crate::endpoint::{Security, Timeouts, TlsRoots};
 use crate::smtp::SmtpConfig;
 
 /// Longest command line read (the client's lines are far shorter).

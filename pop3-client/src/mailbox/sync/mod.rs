@@ -203,9 +203,10 @@ fn listing_without_uids(sizes: &[crate::ListEntry]) -> Vec<Listed> {
 }
 
 fn no_uidl_error(host: &str) -> Error {
-    Error::Config(format!(
-        "{host} does not support UIDL, so messages cannot be told apart between runs and a sync could fetch them twice; allow \"fetch all, then delete\" to fetch everything and delete it from the server"
-    ))
+    Error::Unsupported {
+        host: host.to_owned(),
+        detail: "UIDL, so messages cannot be told apart between runs and a sync could fetch them twice; allow \"fetch all, then delete\" to fetch everything and delete it from the server".into(),
+    }
 }
 
 /// Passes a group's messages to the sink under their reserved names.
@@ -345,9 +346,10 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
                     return Err(no_uidl_error(host));
                 }
                 if self.run.options().policy != crate::account::DeletePolicy::AfterRetrieval {
-                    return Err(Error::Config(format!(
-                        "{host} does not support UIDL: \"fetch all, then delete\" needs the delete policy after-retrieval (without UIDL nothing can be kept on the server without fetching it again)"
-                    )));
+                    return Err(Error::Unsupported {
+                        host: host.to_owned(),
+                        detail: "UIDL: \"fetch all, then delete\" needs the delete policy after-retrieval (without UIDL nothing can be kept on the server without fetching it again)".into(),
+                    });
                 }
                 self.with_uids = false;
                 self.run.without_uidl();
