@@ -2,7 +2,6 @@
 //! wait), how to log in, and the protocol's limits; the credentials.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 
 use pop3_proto::SessionConfig;
 
@@ -154,18 +153,7 @@ pub struct ClientConfig {
     pub max_listing_entries: usize,
 }
 
-impl Deref for ClientConfig {
-    type Target = Endpoint;
-    fn deref(&self) -> &Endpoint {
-        &self.endpoint
-    }
-}
-
-impl DerefMut for ClientConfig {
-    fn deref_mut(&mut self) -> &mut Endpoint {
-        &mut self.endpoint
-    }
-}
+crate::endpoint::holds_endpoint!(ClientConfig);
 
 /// Most entries in one listing by default: 1,000,000 (far above any real
 /// mailbox; about 100 MB of UIDs at most).

@@ -59,6 +59,27 @@ impl Protocol {
     }
 }
 
+/// Makes a protocol's settings type dereference to the [`Endpoint`] it
+/// holds in its `endpoint` field, so the endpoint's fields read and write
+/// as the settings' own.
+macro_rules! holds_endpoint {
+    ($settings:ty) => {
+        impl std::ops::Deref for $settings {
+            type Target = $crate::endpoint::Endpoint;
+            fn deref(&self) -> &$crate::endpoint::Endpoint {
+                &self.endpoint
+            }
+        }
+
+        impl std::ops::DerefMut for $settings {
+            fn deref_mut(&mut self) -> &mut $crate::endpoint::Endpoint {
+                &mut self.endpoint
+            }
+        }
+    };
+}
+pub(crate) use holds_endpoint;
+
 /// Where and how securely to connect: what every connection needs,
 /// whatever the protocol. [`crate::ClientConfig`] and
 /// [`crate::smtp::SmtpConfig`] each hold one and dereference to it, so its

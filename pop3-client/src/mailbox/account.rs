@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::{AuthMethod, ClientConfig, Credentials, Secret};
-use crate::endpoint::{Security, TlsRoots};
+use crate::endpoint::{Protocol, Security, TlsRoots};
 
 /// A setting that cannot be used, named by its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -379,7 +379,7 @@ impl Account {
                 port,
                 security,
             } => {
-                check_endpoint("outgoing", host, *port, *security, Protocol::Smtp)?;
+                check_host_and_port("outgoing", host, *port, *security, Protocol::Smtp)?;
             }
             Outgoing::Separate(server) => check_server("outgoing", server, Protocol::Smtp)?,
         }
@@ -458,12 +458,6 @@ impl Account {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Protocol {
-    Pop3,
-    Smtp,
-}
-
 fn check_text(field: &str, value: &str) -> Result<(), AccountError> {
     if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Err(AccountError::new(
@@ -479,7 +473,7 @@ fn check_server(
     server: &ServerSettings,
     protocol: Protocol,
 ) -> Result<(), AccountError> {
-    check_endpoint(side, &server.host, server.port, server.security, protocol)?;
+    check_host_and_port(side, &server.host, server.port, server.security, protocol)?;
     check_text(&format!("{side}.user"), &server.user)?;
     if server.user.trim().is_empty() {
         return Err(AccountError::new(
@@ -498,7 +492,7 @@ fn check_server(
     Ok(())
 }
 
-fn check_endpoint(
+fn check_host_and_port(
     side: &str,
     host: &str,
     port: u16,

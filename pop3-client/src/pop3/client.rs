@@ -437,15 +437,15 @@ macro_rules! pop3_client {
             what: &str,
         ) -> Result<(), $crate::error::Error> {
             use std::time::Instant;
-            use $crate::pop3::engine::Step;
+            use $crate::pop3::engine::Action;
             engine.begin(batch, Instant::now())?;
             loop {
-                match engine.step(batch, Instant::now(), progress)? {
-                    Step::Done => return Ok(()),
-                    Step::BodyStart { index, msg } => sink.begin(index, msg)$(.$aw)??,
-                    Step::Body { index, chunk } => sink.write(index, chunk)$(.$aw)??,
-                    Step::BodyEnd { index, octets } => sink.end(index, octets)$(.$aw)??,
-                    Step::Read => {
+                match engine.next_action(batch, Instant::now(), progress)? {
+                    Action::Done => return Ok(()),
+                    Action::BodyStart { index, msg } => sink.begin(index, msg)$(.$aw)??,
+                    Action::Body { index, chunk } => sink.write(index, chunk)$(.$aw)??,
+                    Action::BodyEnd { index, octets } => sink.end(index, octets)$(.$aw)??,
+                    Action::Read => {
                         // Everything queued goes out before waiting for
                         // answers. Only the bytes are held across a wait,
                         // not the engine.

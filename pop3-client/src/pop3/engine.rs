@@ -46,7 +46,7 @@ pub struct FetchProgress {
 pub type ProgressFn = Box<dyn FnMut(&FetchProgress) + Send>;
 
 /// What a driver must do next.
-pub(crate) enum Step<'a> {
+pub(crate) enum Action<'a> {
     /// Read more input (after writing the output).
     Read,
     /// A message body begins (RETR/TOP answered `+OK`).
@@ -258,24 +258,24 @@ impl Engine {
     /// `now` starts the next answer's deadline when one is complete.
     /// `progress` (the call's own callback) is told of every body chunk,
     /// after the session's ([`Engine::set_progress`]).
-    pub(crate) fn step(
+    pub(crate) fn next_action(
         &mut self,
         batch: &mut Batch,
         now: Instant,
         progress: &mut dyn FnMut(&FetchProgress),
-    ) -> Result<Step<'_>, Error> {
+    ) -> Result<Action<'_>, Error> {
         loop {
             if batch.is_done() {
                 self.deadline = None;
                 self.shrink_when_idle();
-                return Ok(Step::Done);
+                return Ok(Action::Done);
             }
             // The event borrows the session; the span is borrowed beside it.
             let span = &self.batch_span;
             let (used, event) = self.session.advance(&self.buf[self.start..self.end])?;
             self.start += used;
             match event {
-                Event::NeedInput => return Ok(Step::Read),
+                Event::NeedInput => return Ok(Action::Read),
                 Event::Greeting(greeting) => {
                     debug!(parent: span, status = ?greeting.status, text = %Escaped(&greeting.text), "greeting");
                     batch.greeted(greeting)?;
@@ -291,7 +291,7 @@ impl Engine {
                         batch.collect(answer);
                         if let (Some(msg), true) = (msg, answer_is_body(reply.command)) {
                             self.body_bytes = 0;
-                            return Ok(Step::BodyStart { index, msg });
+                            return Ok(Action::BodyStart { index, msg });
                         }
                     } else {
                         batch.finish(answer, self.session.capabilities().login_delay())?;
@@ -342,7 +342,7 @@ impl Engine {
                     } else {
                         b".\r"
                     };
-                    return Ok(Step::Body { index, chunk });
+                    return Ok(Action::Body { index, chunk });
                 }
                 Event::End(kind) => {
                     let index = batch.answered_count();
@@ -355,7 +355,7 @@ impl Engine {
                     self.restart_deadline(now);
                     self.pump(batch)?;
                     if is_body {
-                        return Ok(Step::BodyEnd { index, octets });
+                        return Ok(Action::BodyEnd { index, octets });
                     }
                 }
             }
@@ -434,9 +434,12 @@ mod tests {
         let mut largest = engine.buf.len();
         engine.begin(batch, Instant::now()).unwrap();
         loop {
-            match engine.step(batch, Instant::now(), &mut |_| {}).unwrap() {
-                Step::Done => return largest,
-                Step::Read => {
+            match engine
+                .next_action(batch, Instant::now(), &mut |_| {})
+                .unwrap()
+            {
+                Action::Done => return largest,
+                Action::Read => {
                     engine.output_written();
                     let spare = engine.spare();
                     let n = spare.len().min(input.len());

@@ -43,10 +43,9 @@ macro_rules! smtp_client {
             /// STARTTLS is asked for and missing, refused, or followed by
             /// injected data.
             pub $($async)? fn connect(config: &$crate::smtp::SmtpConfig) -> Result<Self, $crate::smtp::SmtpError> {
-                // Checks the settings before connecting.
-                $crate::smtp::engine::Engine::new(config)?;
+                config.validate()?;
                 let tcp = $connect_tcp(&config.host, config.port(), config.timeouts.connect)$(.$aw)??;
-                Self::connect_over(tcp, config)$(.$aw)?
+                Self::start(tcp, config)$(.$aw)?
             }
 
             /// Checks settings and credentials without sending mail:
@@ -66,6 +65,17 @@ macro_rules! smtp_client {
             /// `config.security` says (never a fallback), the greeting and
             /// EHLO (again after STARTTLS).
             pub $($async)? fn connect_over(
+                stream: S,
+                config: &$crate::smtp::SmtpConfig,
+            ) -> Result<Self, $crate::smtp::SmtpError> {
+                config.validate()?;
+                Self::start(stream, config)$(.$aw)?
+            }
+
+            /// Secures `stream`, reads the greeting and EHLO's answer, and
+            /// upgrades with STARTTLS when asked. The settings are
+            /// validated by the caller, once.
+            $($async)? fn start(
                 stream: S,
                 config: &$crate::smtp::SmtpConfig,
             ) -> Result<Self, $crate::smtp::SmtpError> {

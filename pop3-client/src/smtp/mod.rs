@@ -44,8 +44,6 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use std::ops::{Deref, DerefMut};
-
 use crate::config::AuthMethod;
 use crate::endpoint::{Endpoint, Protocol, Security, TlsRoots};
 use crate::error::ErrorKind;
@@ -82,18 +80,7 @@ pub struct SmtpConfig {
     pub ehlo_name: String,
 }
 
-impl Deref for SmtpConfig {
-    type Target = Endpoint;
-    fn deref(&self) -> &Endpoint {
-        &self.endpoint
-    }
-}
-
-impl DerefMut for SmtpConfig {
-    fn deref_mut(&mut self) -> &mut Endpoint {
-        &mut self.endpoint
-    }
-}
+crate::endpoint::holds_endpoint!(SmtpConfig);
 
 impl SmtpConfig {
     /// Settings for `host` with implicit TLS on port 465, certificates

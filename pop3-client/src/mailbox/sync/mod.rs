@@ -253,7 +253,7 @@ impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
 /// and async drivers: they only connect, list, fetch, delete and quit as
 /// this tells them. Generic over the store and the sink (rather than
 /// `dyn`) so that the async sync's future is `Send` when they are.
-struct Steps<'a, St: ?Sized, Sk: ?Sized> {
+struct SyncEngine<'a, St: ?Sized, Sk: ?Sized> {
     run: SyncRun,
     store: &'a mut St,
     sink: &'a mut Sk,
@@ -274,7 +274,7 @@ struct Group {
     names: Vec<String>,
 }
 
-impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> Steps<'a, St, Sk> {
+impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, Sk> {
     /// Refuses what cannot work, then reconciles an earlier run's
     /// interrupted deliveries.
     fn start(
@@ -552,9 +552,9 @@ pub fn sync_blocking(
     options: SyncOptions,
     mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
 ) -> Result<SyncReport, Error> {
-    let mut steps = Steps::start(options, &credentials.user, store, sink)?;
-    sync_sessions!(steps, Client::connect(config, credentials), &config.host, progress;);
-    Ok(steps.run.finish())
+    let mut engine = SyncEngine::start(options, &credentials.user, store, sink)?;
+    sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
+    Ok(engine.run.finish())
 }
 
 /// Syncs a mailbox with the async client, exactly as [`sync_blocking`]
@@ -584,9 +584,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
 {
-    let mut steps = Steps::start(options, user, store, sink)?;
-    sync_sessions!(steps, connect(), host, progress; .await);
-    Ok(steps.run.finish())
+    let mut engine = SyncEngine::start(options, user, store, sink)?;
+    sync_sessions!(engine, connect(), host, progress; .await);
+    Ok(engine.run.finish())
 }
 
 #[cfg(test)]
