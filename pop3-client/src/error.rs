@@ -8,7 +8,10 @@ use pop3_proto::escape::snippet;
 use pop3_proto::{CommandKind, EncodeError, RespCode, RespCodeKind, SaslError, SessionError};
 use thiserror::Error;
 
-use crate::endpoint::{Protocol, Security, TlsFailure, TlsReason};
+use crate::endpoint::protocol::Protocol;
+use crate::endpoint::security::Security;
+use crate::endpoint::setting_error::SettingError;
+use crate::endpoint::tls_failure::{TlsFailure, TlsReason};
 
 /// The failure classes of both protocols, as short stable names (`fetch`
 /// and `send` print them): one vocabulary for POP3 and SMTP.
@@ -276,7 +279,7 @@ pub enum Error {
     /// A LIST or UIDL answer held more entries than the configured cap.
     #[error("the server listed more than {limit} messages in one answer; it may be broken (raise ClientConfig::max_listing_entries if the mailbox really is that large)")]
     ListingTooLong {
-        /// The cap ([`crate::ClientConfig::max_listing_entries`]).
+        /// The cap ([`crate::config::ClientConfig::max_listing_entries`]).
         limit: usize,
     },
     /// The server broke the protocol (the offending bytes are shown escaped).
@@ -568,6 +571,15 @@ impl Error {
             temporary,
             code,
             server_text,
+        }
+    }
+}
+
+impl From<SettingError> for Error {
+    fn from(e: SettingError) -> Self {
+        Self::InvalidSetting {
+            setting: e.setting,
+            problem: e.problem,
         }
     }
 }

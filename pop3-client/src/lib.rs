@@ -105,7 +105,8 @@ pub mod testing;
 mod timer;
 pub mod transport;
 
-pub use mailbox::{account, store, summary, sync};
+pub use mailbox::{account, store, sync};
+pub use pop3::summary;
 
 pub use config::{
     AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, Secret, DEFAULT_MAX_LISTING,

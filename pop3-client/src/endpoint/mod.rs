@@ -4,60 +4,22 @@
 //! vocabulary below the transport and the errors: [`Security`], the trust
 //! settings, and how TLS failed.
 
-mod security;
-mod tls_failure;
+pub(crate) mod protocol;
+pub(crate) mod security;
+pub(crate) mod setting_error;
+pub(crate) mod tls_failure;
 mod trust;
 
 use std::time::Duration;
 
+pub use protocol::Protocol;
 pub use security::Security;
+pub use setting_error::SettingError;
 #[cfg(test)]
 pub(crate) use tls_failure::format_time;
 pub(crate) use tls_failure::Fingerprint;
 pub use tls_failure::{CertificateInfo, TlsFailure, TlsReason};
 pub use trust::{CertPin, CustomTls, TlsRoots};
-
-use crate::error::Error;
-
-/// Which protocol an endpoint serves: it decides the usual ports, and the
-/// words errors use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// POP3: 995 with implicit TLS, 110 otherwise.
-    Pop3,
-    /// SMTP submission: 465 with implicit TLS (RFC 8314), 587 otherwise
-    /// (RFC 6409).
-    Smtp,
-}
-
-impl Protocol {
-    /// The usual port for `security`.
-    pub fn default_port(self, security: Security) -> u16 {
-        match (self, security) {
-            (Self::Pop3, Security::Tls) => 995,
-            (Self::Pop3, _) => 110,
-            (Self::Smtp, Security::Tls) => 465,
-            (Self::Smtp, _) => 587,
-        }
-    }
-
-    /// The protocol's name, as errors say it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Pop3 => "POP3",
-            Self::Smtp => "SMTP",
-        }
-    }
-
-    /// Its command that upgrades a plaintext connection to TLS.
-    pub fn starttls_command(self) -> &'static str {
-        match self {
-            Self::Pop3 => "STLS",
-            Self::Smtp => "STARTTLS",
-        }
-    }
-}
 
 /// Makes a protocol's settings type dereference to the [`Endpoint`] it
 /// holds in its `endpoint` field, so the endpoint's fields read and write
@@ -65,14 +27,14 @@ impl Protocol {
 macro_rules! holds_endpoint {
     ($settings:ty) => {
         impl std::ops::Deref for $settings {
-            type Target = $crate::endpoint::Endpoint;
-            fn deref(&self) -> &$crate::endpoint::Endpoint {
+            type Target = crate::endpoint::Endpoint;
+            fn deref(&self) -> &crate::endpoint::Endpoint {
                 &self.endpoint
             }
         }
 
         impl std::ops::DerefMut for $settings {
-            fn deref_mut(&mut self) -> &mut $crate::endpoint::Endpoint {
+            fn deref_mut(&mut self) -> &mut crate::endpoint::Endpoint {
                 &mut self.endpoint
             }
         }
@@ -81,7 +43,7 @@ macro_rules! holds_endpoint {
 pub(crate) use holds_endpoint;
 
 /// Where and how securely to connect: what every connection needs,
-/// whatever the protocol. [`crate::ClientConfig`] and
+/// whatever the protocol. [`crate::config::ClientConfig`] and
 /// [`crate::smtp::SmtpConfig`] each hold one and dereference to it, so its
 /// fields read and write as theirs (`config.host`, `config.timeouts`).
 #[derive(Debug, Clone)]
@@ -139,8 +101,8 @@ impl Endpoint {
     /// host, port 0, a zero timeout (`Duration::MAX` is the way to say "no
     /// limit"), [`TlsRoots::PinsOnly`] without a pin, pins beside a custom
     /// TLS set-up.
-    pub fn validate(&self) -> Result<(), Error> {
-        let refuse = |setting: &str, problem: &str| Err(Error::invalid_setting(setting, problem));
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let refuse = |setting: &str, problem: &str| Err(SettingError::new(setting, problem));
         if self.host.is_empty() {
             return refuse("host", "is empty");
         }

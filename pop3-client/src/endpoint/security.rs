@@ -13,7 +13,7 @@ pub enum Security {
     /// if the server does not offer STLS or refuses it.
     StartTls,
     /// No TLS (port 110). Credentials are refused unless
-    /// [`crate::ClientConfig::allow_plaintext_auth`] is set.
+    /// [`crate::config::ClientConfig::allow_plaintext_auth`] is set.
     Plain,
 }
 

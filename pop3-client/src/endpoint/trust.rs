@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 
+use super::setting_error::SettingError;
 use super::tls_failure::Fingerprint;
-use crate::error::Error;
 
 /// Which certificate authorities to trust.
 ///
@@ -62,13 +62,13 @@ impl CertPin {
     /// A pin on the whole certificate from its SHA-256 fingerprint in hex:
     /// 64 hex digits, upper or lower case, optionally separated by colons
     /// (`AB:CD:...`) or spaces.
-    pub fn certificate_sha256(hex: &str) -> Result<Self, Error> {
+    pub fn certificate_sha256(hex: &str) -> Result<Self, SettingError> {
         parse_sha256(hex).map(Self::Certificate)
     }
 
     /// A pin on the public key from the SHA-256 of its SubjectPublicKeyInfo
     /// in hex (same forms as [`CertPin::certificate_sha256`]).
-    pub fn public_key_sha256(hex: &str) -> Result<Self, Error> {
+    pub fn public_key_sha256(hex: &str) -> Result<Self, SettingError> {
         parse_sha256(hex).map(Self::PublicKey)
     }
 
@@ -89,10 +89,10 @@ impl fmt::Display for CertPin {
     }
 }
 
-fn parse_sha256(text: &str) -> Result<[u8; 32], Error> {
+fn parse_sha256(text: &str) -> Result<[u8; 32], SettingError> {
     let digits: Vec<u8> = text.bytes().filter(|b| *b != b':' && *b != b' ').collect();
     let invalid = || {
-        Error::invalid_setting(
+        SettingError::new(
             "pins",
             format!(
                 "\"{}\" is not a SHA-256 fingerprint (64 hex digits, colons allowed)",

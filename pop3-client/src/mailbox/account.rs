@@ -41,9 +41,9 @@ impl AccountError {
     }
 }
 
-impl From<AccountError> for crate::Error {
+impl From<AccountError> for crate::error::Error {
     fn from(e: AccountError) -> Self {
-        crate::Error::InvalidSetting {
+        crate::error::Error::InvalidSetting {
             setting: e.field,
             problem: e.problem,
         }
@@ -178,7 +178,7 @@ pub enum DeletePolicy {
     /// Delete a message this many days after it was first fetched.
     AfterDays(u32),
     /// Delete a message once the application says it was deleted locally
-    /// ([`crate::sync::mark_deleted_locally`]); the deletion happens at the
+    /// ([`crate::mailbox::sync::mark_deleted_locally`]); the deletion happens at the
     /// next sync.
     WhenDeletedLocally,
 }

@@ -1,7 +1,7 @@
 //! The async client: the operation list of `pop3/client.rs` over
 //! futures-io, on any executor (its timeouts use a runtime-independent
 //! timer). Every operation is the blocking client's, awaited. With the
-//! `tokio` feature, [`crate::tokio::Client`] connects with tokio's TCP.
+//! `tokio` feature, [`crate::pop3::tokio::Client`] connects with tokio's TCP.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]

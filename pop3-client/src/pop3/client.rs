@@ -25,22 +25,22 @@ macro_rules! pop3_client {
         $(#[$client_doc])*
         pub struct Client<S: $($bound)+ $(= $default)?> {
             stream: $Stream<S>,
-            engine: $crate::pop3::engine::Engine,
+            engine: crate::pop3::engine::Engine,
             greeting: pop3_proto::Greeting,
-            config: $crate::config::ClientConfig,
+            config: crate::config::ClientConfig,
         }
 
         $(#[$tcp_cfg])*
         impl Client<$Tcp> {
             /// Connects as `config` says (TCP, the name lookup and each
-            /// address bounded by [`Timeouts::connect`](crate::Timeouts);
+            /// address bounded by [`Timeouts::connect`](crate::endpoint::Timeouts);
             /// implicit TLS or STLS), reads the capabilities and logs in.
             /// Fails before sending any credential if the connection is
             /// not as secure as asked.
             pub $($async)? fn connect(
-                config: &$crate::config::ClientConfig,
-                credentials: &$crate::config::Credentials,
-            ) -> Result<Self, $crate::error::Error> {
+                config: &crate::config::ClientConfig,
+                credentials: &crate::config::Credentials,
+            ) -> Result<Self, crate::error::Error> {
                 let mut client = Self::open(config)$(.$aw)??;
                 client.login(credentials)$(.$aw)??;
                 Ok(client)
@@ -48,8 +48,8 @@ macro_rules! pop3_client {
 
             /// Connects and secures the connection, without logging in.
             pub $($async)? fn open(
-                config: &$crate::config::ClientConfig,
-            ) -> Result<Self, $crate::error::Error> {
+                config: &crate::config::ClientConfig,
+            ) -> Result<Self, crate::error::Error> {
                 config.validate()?;
                 let tcp = $connect_tcp(&config.host, config.port(), config.timeouts.connect)$(.$aw)??;
                 Self::start(tcp, config, false, true)$(.$aw)?
@@ -62,9 +62,9 @@ macro_rules! pop3_client {
             /// or STLS), capabilities, login.
             pub $($async)? fn connect_over(
                 stream: S,
-                config: &$crate::config::ClientConfig,
-                credentials: &$crate::config::Credentials,
-            ) -> Result<Self, $crate::error::Error> {
+                config: &crate::config::ClientConfig,
+                credentials: &crate::config::Credentials,
+            ) -> Result<Self, crate::error::Error> {
                 let mut client = Self::open_over(stream, config)$(.$aw)??;
                 client.login(credentials)$(.$aw)??;
                 Ok(client)
@@ -73,8 +73,8 @@ macro_rules! pop3_client {
             /// Like [`Client::connect_over`] without the login.
             pub $($async)? fn open_over(
                 stream: S,
-                config: &$crate::config::ClientConfig,
-            ) -> Result<Self, $crate::error::Error> {
+                config: &crate::config::ClientConfig,
+            ) -> Result<Self, crate::error::Error> {
                 config.validate()?;
                 Self::start(stream, config, false, true)$(.$aw)?
             }
@@ -87,9 +87,9 @@ macro_rules! pop3_client {
             /// acted on.
             pub $($async)? fn from_stream(
                 stream: S,
-                config: &$crate::config::ClientConfig,
+                config: &crate::config::ClientConfig,
                 is_tls: bool,
-            ) -> Result<Self, $crate::error::Error> {
+            ) -> Result<Self, crate::error::Error> {
                 config.validate()?;
                 Self::start(stream, config, is_tls, false)$(.$aw)?
             }
@@ -100,12 +100,12 @@ macro_rules! pop3_client {
             /// once.
             $($async)? fn start(
                 stream: S,
-                config: &$crate::config::ClientConfig,
+                config: &crate::config::ClientConfig,
                 caller_tls: bool,
                 secure: bool,
-            ) -> Result<Self, $crate::error::Error> {
-                use $crate::pop3::{batch::Batch, engine::Engine, login, sink::NoBody};
-                use $crate::endpoint::Security;
+            ) -> Result<Self, crate::error::Error> {
+                use crate::pop3::{batch::Batch, engine::Engine, login, sink::NoBody};
+                use crate::endpoint::Security;
                 let mut stream = if secure {
                     $Stream::secure(
                         stream,
@@ -136,10 +136,10 @@ macro_rules! pop3_client {
 
             /// Sends STLS and upgrades the connection to TLS, then reads
             /// the capabilities again.
-            pub $($async)? fn starttls(&mut self) -> Result<(), $crate::error::Error> {
-                use $crate::pop3::{commands, login, sink::NoBody};
+            pub $($async)? fn starttls(&mut self) -> Result<(), crate::error::Error> {
+                use crate::pop3::{commands, login, sink::NoBody};
                 if self.is_tls() {
-                    return Err($crate::error::Error::AlreadyTls);
+                    return Err(crate::error::Error::AlreadyTls);
                 }
                 self.run(&mut commands::one(pop3_proto::Command::Stls), &mut NoBody)
                     $(.$aw)?
@@ -148,7 +148,7 @@ macro_rules! pop3_client {
                 self.stream
                     .upgrade(&self.config.host, tls, self.config.timeouts.tls_handshake)
                     $(.$aw)?
-                    .map_err(|e| e.after_upgrade(&self.config.host, $crate::endpoint::Protocol::Pop3))?;
+                    .map_err(|e| e.after_upgrade(&self.config.host, crate::endpoint::Protocol::Pop3))?;
                 self.engine.tls_established();
                 self.refresh_capabilities()$(.$aw)?
             }
@@ -156,17 +156,17 @@ macro_rules! pop3_client {
             /// Runs `batch` with no progress callback of the call's own.
             $($async)? fn run<K: $Sink + ?Sized>(
                 &mut self,
-                batch: &mut $crate::pop3::batch::Batch,
+                batch: &mut crate::pop3::batch::Batch,
                 sink: &mut K,
-            ) -> Result<(), $crate::error::Error> {
+            ) -> Result<(), crate::error::Error> {
                 drive(&mut self.stream, &mut self.engine, batch, sink, &mut |_| {}, "the server's answer")$(.$aw)?
             }
 
             $($async)? fn single(
                 &mut self,
                 command: pop3_proto::Command<'static>,
-            ) -> Result<$crate::pop3::batch::Answer, $crate::error::Error> {
-                use $crate::pop3::{commands, sink::NoBody};
+            ) -> Result<crate::pop3::batch::Answer, crate::error::Error> {
+                use crate::pop3::{commands, sink::NoBody};
                 let mut batch = commands::one(command);
                 self.run(&mut batch, &mut NoBody)$(.$aw)??;
                 Ok(commands::only(batch))
@@ -174,9 +174,9 @@ macro_rules! pop3_client {
 
             /// Reads CAPA again (an old server without CAPA leaves them
             /// empty).
-            pub $($async)? fn refresh_capabilities(&mut self) -> Result<(), $crate::error::Error> {
+            pub $($async)? fn refresh_capabilities(&mut self) -> Result<(), crate::error::Error> {
                 match self.single(pop3_proto::Command::Capa)$(.$aw)? {
-                    Err(e) if $crate::pop3::login::capa_unsupported(&e) => Ok(()),
+                    Err(e) if crate::pop3::login::capa_unsupported(&e) => Ok(()),
                     other => other.map(drop),
                 }
             }
@@ -184,13 +184,13 @@ macro_rules! pop3_client {
             /// Logs in with the method chosen by the settings and the
             /// server's capabilities, then reads the capabilities again.
             /// `UTF8` is sent before (or, if only advertised then, after)
-            /// when [`ClientConfig::utf8`](crate::ClientConfig::utf8) asks
+            /// when [`ClientConfig::utf8`](crate::config::ClientConfig::utf8) asks
             /// for it.
             pub $($async)? fn login(
                 &mut self,
-                credentials: &$crate::config::Credentials,
-            ) -> Result<(), $crate::error::Error> {
-                use $crate::pop3::{batch::Batch, login, sink::NoBody};
+                credentials: &crate::config::Credentials,
+            ) -> Result<(), crate::error::Error> {
+                use crate::pop3::{batch::Batch, login, sink::NoBody};
                 let commands = login::login_commands(
                     &self.config,
                     credentials,
@@ -207,8 +207,8 @@ macro_rules! pop3_client {
             /// Sends `UTF8` if the settings ask for it, the server
             /// advertises it and it is not on yet. A refusal leaves it off
             /// and is not an error.
-            $($async)? fn enable_utf8(&mut self) -> Result<(), $crate::error::Error> {
-                use $crate::pop3::login;
+            $($async)? fn enable_utf8(&mut self) -> Result<(), crate::error::Error> {
+                use crate::pop3::login;
                 if !login::wants_utf8(&self.config, &self.engine.session) {
                     return Ok(());
                 }
@@ -247,39 +247,39 @@ macro_rules! pop3_client {
             }
 
             /// Calls `progress` for every chunk of every message fetched.
-            pub fn on_progress(&mut self, progress: Option<$crate::pop3::engine::ProgressFn>) {
+            pub fn on_progress(&mut self, progress: Option<crate::pop3::engine::ProgressFn>) {
                 self.engine.set_progress(progress);
             }
 
             /// STAT: message count and total size.
-            pub $($async)? fn stat(&mut self) -> Result<pop3_proto::Stat, $crate::error::Error> {
-                $crate::pop3::commands::stat_of(self.single(pop3_proto::Command::Stat)$(.$aw)??)
+            pub $($async)? fn stat(&mut self) -> Result<pop3_proto::Stat, crate::error::Error> {
+                crate::pop3::commands::stat_of(self.single(pop3_proto::Command::Stat)$(.$aw)??)
             }
 
             /// LIST: every message's number and size.
-            pub $($async)? fn list(&mut self) -> Result<Vec<pop3_proto::ListEntry>, $crate::error::Error> {
-                Ok($crate::pop3::commands::listing_of(self.single(pop3_proto::Command::List(None))$(.$aw)??))
+            pub $($async)? fn list(&mut self) -> Result<Vec<pop3_proto::ListEntry>, crate::error::Error> {
+                Ok(crate::pop3::commands::listing_of(self.single(pop3_proto::Command::List(None))$(.$aw)??))
             }
 
             /// `LIST n`: one message's size.
             pub $($async)? fn list_one(
                 &mut self,
                 msg: pop3_proto::MsgNum,
-            ) -> Result<pop3_proto::ListEntry, $crate::error::Error> {
-                $crate::pop3::commands::listing_one(self.single(pop3_proto::Command::List(Some(msg)))$(.$aw)??)
+            ) -> Result<pop3_proto::ListEntry, crate::error::Error> {
+                crate::pop3::commands::listing_one(self.single(pop3_proto::Command::List(Some(msg)))$(.$aw)??)
             }
 
             /// UIDL: every message's unique-id.
-            pub $($async)? fn uidl(&mut self) -> Result<Vec<$crate::pop3::UidlItem>, $crate::error::Error> {
-                Ok($crate::pop3::commands::uids_of(self.single(pop3_proto::Command::Uidl(None))$(.$aw)??))
+            pub $($async)? fn uidl(&mut self) -> Result<Vec<crate::pop3::UidlItem>, crate::error::Error> {
+                Ok(crate::pop3::commands::uids_of(self.single(pop3_proto::Command::Uidl(None))$(.$aw)??))
             }
 
             /// `UIDL n`: one message's unique-id.
             pub $($async)? fn uidl_one(
                 &mut self,
                 msg: pop3_proto::MsgNum,
-            ) -> Result<$crate::pop3::UidlItem, $crate::error::Error> {
-                $crate::pop3::commands::uid_one(self.single(pop3_proto::Command::Uidl(Some(msg)))$(.$aw)??)
+            ) -> Result<crate::pop3::UidlItem, crate::error::Error> {
+                crate::pop3::commands::uid_one(self.single(pop3_proto::Command::Uidl(Some(msg)))$(.$aw)??)
             }
 
             /// TOP: the header and the first `lines` body lines, into
@@ -289,10 +289,10 @@ macro_rules! pop3_client {
                 msg: pop3_proto::MsgNum,
                 lines: u32,
                 out: &mut W,
-            ) -> Result<u64, $crate::error::Error> {
-                use $crate::pop3::commands;
+            ) -> Result<u64, crate::error::Error> {
+                use crate::pop3::commands;
                 let mut batch = commands::one(pop3_proto::Command::Top { msg, lines });
-                self.run(&mut batch, &mut $crate::pop3::sink::$WriteSink(out))$(.$aw)??;
+                self.run(&mut batch, &mut crate::pop3::sink::$WriteSink(out))$(.$aw)??;
                 Ok(commands::only(batch).octets)
             }
 
@@ -302,17 +302,17 @@ macro_rules! pop3_client {
                 &mut self,
                 msg: pop3_proto::MsgNum,
                 out: &mut W,
-            ) -> Result<u64, $crate::error::Error> {
-                use $crate::pop3::commands;
+            ) -> Result<u64, crate::error::Error> {
+                use crate::pop3::commands;
                 let mut batch = commands::one(pop3_proto::Command::Retr(msg));
-                self.run(&mut batch, &mut $crate::pop3::sink::$WriteSink(out))$(.$aw)??;
+                self.run(&mut batch, &mut crate::pop3::sink::$WriteSink(out))$(.$aw)??;
                 Ok(commands::only(batch).octets)
             }
 
             /// RETR into memory.
-            pub $($async)? fn retr_vec(&mut self, msg: pop3_proto::MsgNum) -> Result<Vec<u8>, $crate::error::Error> {
-                let mut sink = $crate::pop3::sink::VecSink::default();
-                let mut batch = $crate::pop3::commands::one(pop3_proto::Command::Retr(msg));
+            pub $($async)? fn retr_vec(&mut self, msg: pop3_proto::MsgNum) -> Result<Vec<u8>, crate::error::Error> {
+                let mut sink = crate::pop3::sink::VecSink::default();
+                let mut batch = crate::pop3::commands::one(pop3_proto::Command::Retr(msg));
                 self.run(&mut batch, &mut sink)$(.$aw)??;
                 Ok(sink.0.pop().unwrap_or_default())
             }
@@ -324,7 +324,7 @@ macro_rules! pop3_client {
                 &mut self,
                 msgs: &[pop3_proto::MsgNum],
                 sink: &mut K,
-            ) -> Result<Vec<Result<u64, $crate::pop3::ServerRefusal>>, $crate::error::Error> {
+            ) -> Result<Vec<Result<u64, crate::pop3::ServerRefusal>>, crate::error::Error> {
                 self.retr_many_with_progress(msgs, sink, &mut |_| {})$(.$aw)?
             }
 
@@ -337,9 +337,9 @@ macro_rules! pop3_client {
                 &mut self,
                 msgs: &[pop3_proto::MsgNum],
                 sink: &mut K,
-                progress: &mut (dyn FnMut(&$crate::pop3::engine::FetchProgress) + Send),
-            ) -> Result<Vec<Result<u64, $crate::pop3::ServerRefusal>>, $crate::error::Error> {
-                use $crate::pop3::commands;
+                progress: &mut (dyn FnMut(&crate::pop3::engine::FetchProgress) + Send),
+            ) -> Result<Vec<Result<u64, crate::pop3::ServerRefusal>>, crate::error::Error> {
+                use crate::pop3::commands;
                 let mut batch = commands::retr_many(msgs);
                 drive(&mut self.stream, &mut self.engine, &mut batch, sink, progress, "the server's answer")$(.$aw)??;
                 Ok(commands::outcomes(batch))
@@ -349,10 +349,10 @@ macro_rules! pop3_client {
             pub $($async)? fn retr_many_vec(
                 &mut self,
                 msgs: &[pop3_proto::MsgNum],
-            ) -> Result<Vec<Result<Vec<u8>, $crate::pop3::ServerRefusal>>, $crate::error::Error> {
-                let mut sink = $crate::pop3::sink::VecSink::default();
+            ) -> Result<Vec<Result<Vec<u8>, crate::pop3::ServerRefusal>>, crate::error::Error> {
+                let mut sink = crate::pop3::sink::VecSink::default();
                 let outcomes = self.retr_many(msgs, &mut sink)$(.$aw)??;
-                Ok($crate::pop3::sink::zip_bodies(outcomes, sink))
+                Ok(crate::pop3::sink::zip_bodies(outcomes, sink))
             }
 
             /// TOP for many messages (the header and the first `lines` body
@@ -363,8 +363,8 @@ macro_rules! pop3_client {
                 msgs: &[pop3_proto::MsgNum],
                 lines: u32,
                 sink: &mut K,
-            ) -> Result<Vec<Result<u64, $crate::pop3::ServerRefusal>>, $crate::error::Error> {
-                use $crate::pop3::commands;
+            ) -> Result<Vec<Result<u64, crate::pop3::ServerRefusal>>, crate::error::Error> {
+                use crate::pop3::commands;
                 let mut batch = commands::top_many(msgs, lines);
                 self.run(&mut batch, sink)$(.$aw)??;
                 Ok(commands::outcomes(batch))
@@ -376,14 +376,14 @@ macro_rules! pop3_client {
             pub $($async)? fn summaries(
                 &mut self,
                 msgs: &[pop3_proto::MsgNum],
-            ) -> Result<Vec<Result<$crate::summary::MessageSummary, $crate::pop3::ServerRefusal>>, $crate::error::Error> {
-                let mut sink = $crate::pop3::sink::VecSink::default();
+            ) -> Result<Vec<Result<crate::pop3::summary::MessageSummary, crate::pop3::ServerRefusal>>, crate::error::Error> {
+                let mut sink = crate::pop3::sink::VecSink::default();
                 let outcomes = self.top_many(msgs, 0, &mut sink)$(.$aw)??;
-                Ok($crate::pop3::commands::summaries_of(outcomes, sink))
+                Ok(crate::pop3::commands::summaries_of(outcomes, sink))
             }
 
             /// DELE: marks `msg` for deletion (done at [`Client::quit`]).
-            pub $($async)? fn dele(&mut self, msg: pop3_proto::MsgNum) -> Result<(), $crate::error::Error> {
+            pub $($async)? fn dele(&mut self, msg: pop3_proto::MsgNum) -> Result<(), crate::error::Error> {
                 self.single(pop3_proto::Command::Dele(msg))$(.$aw)?.map(drop)
             }
 
@@ -391,27 +391,27 @@ macro_rules! pop3_client {
             pub $($async)? fn dele_many(
                 &mut self,
                 msgs: &[pop3_proto::MsgNum],
-            ) -> Result<Vec<Result<(), $crate::pop3::ServerRefusal>>, $crate::error::Error> {
-                use $crate::pop3::{commands, sink::NoBody};
+            ) -> Result<Vec<Result<(), crate::pop3::ServerRefusal>>, crate::error::Error> {
+                use crate::pop3::{commands, sink::NoBody};
                 let mut batch = commands::dele_many(msgs);
                 self.run(&mut batch, &mut NoBody)$(.$aw)??;
                 Ok(commands::outcomes(batch).into_iter().map(|o| o.map(drop)).collect())
             }
 
             /// RSET: unmarks every deletion.
-            pub $($async)? fn rset(&mut self) -> Result<(), $crate::error::Error> {
+            pub $($async)? fn rset(&mut self) -> Result<(), crate::error::Error> {
                 self.single(pop3_proto::Command::Rset)$(.$aw)?.map(drop)
             }
 
             /// NOOP: keeps the connection alive.
-            pub $($async)? fn noop(&mut self) -> Result<(), $crate::error::Error> {
+            pub $($async)? fn noop(&mut self) -> Result<(), crate::error::Error> {
                 self.single(pop3_proto::Command::Noop)$(.$aw)?.map(drop)
             }
 
             /// QUIT: commits deletions and ends the session; then closes
             /// the stream, which over TLS sends close_notify, so the server
             /// sees a clean end.
-            pub $($async)? fn quit(mut self) -> Result<(), $crate::error::Error> {
+            pub $($async)? fn quit(mut self) -> Result<(), crate::error::Error> {
                 self.single(pop3_proto::Command::Quit)$(.$aw)??;
                 // The session is over and committed; a server that already
                 // closed its side cannot make that an error.
@@ -430,14 +430,14 @@ macro_rules! pop3_client {
         /// the sink. Every decision is the engine's; this only moves bytes.
         $($async)? fn drive<S: $($bound)+, K: $Sink + ?Sized>(
             stream: &mut $Stream<S>,
-            engine: &mut $crate::pop3::engine::Engine,
-            batch: &mut $crate::pop3::batch::Batch,
+            engine: &mut crate::pop3::engine::Engine,
+            batch: &mut crate::pop3::batch::Batch,
             sink: &mut K,
-            progress: &mut (dyn FnMut(&$crate::pop3::engine::FetchProgress) + Send),
+            progress: &mut (dyn FnMut(&crate::pop3::engine::FetchProgress) + Send),
             what: &str,
-        ) -> Result<(), $crate::error::Error> {
+        ) -> Result<(), crate::error::Error> {
             use std::time::Instant;
-            use $crate::pop3::engine::Action;
+            use crate::pop3::engine::Action;
             engine.begin(batch, Instant::now())?;
             loop {
                 match engine.next_action(batch, Instant::now(), progress)? {

@@ -6,7 +6,7 @@ use pop3_proto::{Command, ListEntry, MsgNum, Stat, Uid};
 use super::batch::{Answer, Batch, Cmd, ServerRefusal};
 use super::sink::{zip_bodies, VecSink};
 use crate::error::Error;
-use crate::summary::MessageSummary;
+use crate::pop3::summary::MessageSummary;
 
 /// One message's unique-id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

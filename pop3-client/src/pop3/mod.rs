@@ -9,6 +9,7 @@ mod commands;
 mod engine;
 mod login;
 mod sink;
+pub mod summary;
 
 pub mod async_client;
 pub mod blocking;

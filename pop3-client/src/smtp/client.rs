@@ -25,7 +25,7 @@ macro_rules! smtp_client {
         /// password, a refused message) leaves it usable.
         pub struct $Client<S: $($bound)+ $(= $default)?> {
             stream: $Stream<S>,
-            engine: $crate::smtp::engine::Engine,
+            engine: crate::smtp::engine::Engine,
         }
 
         impl<S: $($bound)+> std::fmt::Debug for $Client<S> {
@@ -42,7 +42,7 @@ macro_rules! smtp_client {
             /// STARTTLS). Fails, before any command past EHLO is sent, if
             /// STARTTLS is asked for and missing, refused, or followed by
             /// injected data.
-            pub $($async)? fn connect(config: &$crate::smtp::SmtpConfig) -> Result<Self, $crate::smtp::SmtpError> {
+            pub $($async)? fn connect(config: &crate::smtp::SmtpConfig) -> Result<Self, crate::smtp::SmtpError> {
                 config.validate()?;
                 let tcp = $connect_tcp(&config.host, config.port(), config.timeouts.connect)$(.$aw)??;
                 Self::start(tcp, config)$(.$aw)?
@@ -51,9 +51,9 @@ macro_rules! smtp_client {
             /// Checks settings and credentials without sending mail:
             /// connects, secures the connection, logs in and quits.
             pub $($async)? fn verify(
-                config: &$crate::smtp::SmtpConfig,
-                credentials: &$crate::config::Credentials,
-            ) -> Result<(), $crate::smtp::SmtpError> {
+                config: &crate::smtp::SmtpConfig,
+                credentials: &crate::config::Credentials,
+            ) -> Result<(), crate::smtp::SmtpError> {
                 let mut client = Self::connect(config)$(.$aw)??;
                 client.login(credentials)$(.$aw)??;
                 client.quit()$(.$aw)?
@@ -66,8 +66,8 @@ macro_rules! smtp_client {
             /// EHLO (again after STARTTLS).
             pub $($async)? fn connect_over(
                 stream: S,
-                config: &$crate::smtp::SmtpConfig,
-            ) -> Result<Self, $crate::smtp::SmtpError> {
+                config: &crate::smtp::SmtpConfig,
+            ) -> Result<Self, crate::smtp::SmtpError> {
                 config.validate()?;
                 Self::start(stream, config)$(.$aw)?
             }
@@ -77,9 +77,9 @@ macro_rules! smtp_client {
             /// validated by the caller, once.
             $($async)? fn start(
                 stream: S,
-                config: &$crate::smtp::SmtpConfig,
-            ) -> Result<Self, $crate::smtp::SmtpError> {
-                let engine = $crate::smtp::engine::Engine::new(config)?;
+                config: &crate::smtp::SmtpConfig,
+            ) -> Result<Self, crate::smtp::SmtpError> {
+                let engine = crate::smtp::engine::Engine::new(config)?;
                 let stream = $Stream::secure(
                     stream,
                     config.security,
@@ -88,11 +88,11 @@ macro_rules! smtp_client {
                     config.timeouts.tls_handshake,
                 )
                 $(.$aw)?
-                .map_err(|e| e.for_protocol($crate::endpoint::Protocol::Smtp))?;
+                .map_err(|e| e.for_protocol(crate::endpoint::Protocol::Smtp))?;
                 let mut client = Self { stream, engine };
                 let event = client.next_event("the greeting")$(.$aw)??;
                 client.engine.ready(event)?;
-                if config.security == $crate::endpoint::Security::StartTls {
+                if config.security == crate::endpoint::Security::StartTls {
                     client.starttls()$(.$aw)??;
                 }
                 Ok(client)
@@ -103,16 +103,16 @@ macro_rules! smtp_client {
             /// quits.
             pub $($async)? fn verify_over(
                 stream: S,
-                config: &$crate::smtp::SmtpConfig,
-                credentials: &$crate::config::Credentials,
-            ) -> Result<(), $crate::smtp::SmtpError> {
+                config: &crate::smtp::SmtpConfig,
+                credentials: &crate::config::Credentials,
+            ) -> Result<(), crate::smtp::SmtpError> {
                 let mut client = Self::connect_over(stream, config)$(.$aw)??;
                 client.login(credentials)$(.$aw)??;
                 client.quit()$(.$aw)?
             }
 
             /// STARTTLS, the handshake, and EHLO again.
-            $($async)? fn starttls(&mut self) -> Result<(), $crate::smtp::SmtpError> {
+            $($async)? fn starttls(&mut self) -> Result<(), crate::smtp::SmtpError> {
                 self.engine.start_starttls()?;
                 let event = self.next_event("the answer to STARTTLS")$(.$aw)??;
                 self.engine.starttls_answered(event)?;
@@ -121,7 +121,7 @@ macro_rules! smtp_client {
                 self.stream
                     .upgrade(&config.host, tls, config.timeouts.tls_handshake)
                     $(.$aw)?
-                    .map_err(|e| e.after_upgrade(&config.host, $crate::endpoint::Protocol::Smtp))?;
+                    .map_err(|e| e.after_upgrade(&config.host, crate::endpoint::Protocol::Smtp))?;
                 self.engine.tls_established()?;
                 let event = self.next_event("the answer to EHLO")$(.$aw)??;
                 self.engine.ready(event)
@@ -142,7 +142,7 @@ macro_rules! smtp_client {
             /// Credentials go only over TLS unless plaintext is allowed
             /// (CRAM-MD5 needs no permission). A refused login leaves the
             /// client usable.
-            pub $($async)? fn login(&mut self, credentials: &$crate::config::Credentials) -> Result<(), $crate::smtp::SmtpError> {
+            pub $($async)? fn login(&mut self, credentials: &crate::config::Credentials) -> Result<(), crate::smtp::SmtpError> {
                 self.engine.start_login(credentials)?;
                 let event = self.next_event("the answer to AUTH")$(.$aw)??;
                 self.engine.login_answered(event)
@@ -160,7 +160,7 @@ macro_rules! smtp_client {
                 from: &str,
                 to: &[T],
                 message: impl $($Reader)+,
-            ) -> Result<$crate::smtp::SendReport, $crate::smtp::SmtpError> {
+            ) -> Result<crate::smtp::SendReport, crate::smtp::SmtpError> {
                 let envelope = smtp_auth::Envelope::new(from, to.iter().map(|t| t.as_ref().to_owned()));
                 self.send_envelope(&envelope, message)$(.$aw)?
             }
@@ -173,8 +173,8 @@ macro_rules! smtp_client {
                 &mut self,
                 envelope: &smtp_auth::Envelope,
                 mut message: impl $($Reader)+,
-            ) -> Result<$crate::smtp::SendReport, $crate::smtp::SmtpError> {
-                use $crate::smtp::engine::{Engine, CHUNK};
+            ) -> Result<crate::smtp::SendReport, crate::smtp::SmtpError> {
+                use crate::smtp::engine::{Engine, CHUNK};
                 let extra = self.engine.start_send(envelope)?;
                 let event = self
                     .next_event_within("the answer to MAIL FROM, RCPT TO and DATA", extra)
@@ -202,7 +202,7 @@ macro_rules! smtp_client {
 
             /// Sends QUIT and waits for its answer (or the server closing);
             /// then closes the stream, which over TLS sends close_notify.
-            pub $($async)? fn quit(mut self) -> Result<(), $crate::smtp::SmtpError> {
+            pub $($async)? fn quit(mut self) -> Result<(), crate::smtp::SmtpError> {
                 self.engine.start_quit()?;
                 let event = self.next_event("the answer to QUIT")$(.$aw)??;
                 self.engine.quit_answered(event)?;
@@ -212,7 +212,7 @@ macro_rules! smtp_client {
                 Ok(())
             }
 
-            $($async)? fn write_output(&mut self, what: &str) -> Result<(), $crate::smtp::SmtpError> {
+            $($async)? fn write_output(&mut self, what: &str) -> Result<(), crate::smtp::SmtpError> {
                 if self.engine.output().is_empty() {
                     return Ok(());
                 }
@@ -230,8 +230,8 @@ macro_rules! smtp_client {
             /// server that refuses a message part-way often says why before
             /// closing, so a reply already sent is read (briefly) and
             /// reported instead of the write's error.
-            $($async)? fn refusal_mid_message(&mut self) -> Option<$crate::smtp::SmtpError> {
-                use $crate::smtp::engine::MidMessage;
+            $($async)? fn refusal_mid_message(&mut self) -> Option<crate::smtp::SmtpError> {
+                use crate::smtp::engine::MidMessage;
                 let mut search = self.engine.refusal_search(std::time::Instant::now());
                 let mut buf = [0u8; 4096];
                 loop {
@@ -247,7 +247,7 @@ macro_rules! smtp_client {
                 }
             }
 
-            $($async)? fn next_event(&mut self, what: &str) -> Result<smtp_auth::Event, $crate::smtp::SmtpError> {
+            $($async)? fn next_event(&mut self, what: &str) -> Result<smtp_auth::Event, crate::smtp::SmtpError> {
                 self.next_event_within(what, std::time::Duration::ZERO)$(.$aw)?
             }
 
@@ -258,7 +258,7 @@ macro_rules! smtp_client {
                 &mut self,
                 what: &str,
                 extra: std::time::Duration,
-            ) -> Result<smtp_auth::Event, $crate::smtp::SmtpError> {
+            ) -> Result<smtp_auth::Event, crate::smtp::SmtpError> {
                 self.engine.begin_wait(extra, std::time::Instant::now());
                 let result = self.pump(what)$(.$aw)?;
                 self.engine.end_wait(result)
@@ -266,8 +266,8 @@ macro_rules! smtp_client {
 
             /// The driver loop: write, read within the deadline, hand the
             /// bytes to the engine until it has an event.
-            $($async)? fn pump(&mut self, what: &str) -> Result<smtp_auth::Event, $crate::smtp::SmtpError> {
-                let mut buf = vec![0u8; $crate::smtp::engine::READ_BUFFER];
+            $($async)? fn pump(&mut self, what: &str) -> Result<smtp_auth::Event, crate::smtp::SmtpError> {
+                let mut buf = vec![0u8; crate::smtp::engine::READ_BUFFER];
                 loop {
                     let event = self.engine.advance()?;
                     // Everything queued goes out before waiting for replies

@@ -26,10 +26,10 @@
 //! and never falls back to plaintext; credentials go only over TLS unless
 //! [`SmtpConfig::allow_plaintext_auth`] is set (CRAM-MD5, which hides the
 //! secret, excepted); every reply must arrive within
-//! [`Timeouts::response`](crate::Timeouts) of being awaited, each read waits
-//! at most [`Timeouts::idle`](crate::Timeouts), and the reply to a message
+//! [`Timeouts::response`](crate::endpoint::Timeouts) of being awaited, each read waits
+//! at most [`Timeouts::idle`](crate::endpoint::Timeouts), and the reply to a message
 //! gets extra time for its size at
-//! [`Timeouts::min_body_rate`](crate::Timeouts). A message is streamed from
+//! [`Timeouts::min_body_rate`](crate::endpoint::Timeouts). A message is streamed from
 //! any reader in 64 KiB pieces, so memory stays bounded.
 //!
 //! [`transport`]: crate::transport
@@ -95,10 +95,10 @@ impl SmtpConfig {
     }
 
     /// Settings for an account's outgoing server
-    /// ([`Account::outgoing_settings`](crate::account::Account::outgoing_settings)),
+    /// ([`Account::outgoing_settings`](crate::mailbox::account::Account::outgoing_settings)),
     /// with the credentials to log in with.
     pub fn from_settings(
-        settings: &crate::account::ServerSettings,
+        settings: &crate::mailbox::account::ServerSettings,
     ) -> (Self, crate::config::Credentials) {
         let mut config = Self::new(settings.host.clone());
         config.port = Some(settings.port);
@@ -106,7 +106,7 @@ impl SmtpConfig {
         config.allow_plaintext_auth = settings.allow_plaintext_auth;
         if matches!(
             settings.credential,
-            crate::account::Credential::OAuth2Token(_)
+            crate::mailbox::account::Credential::OAuth2Token(_)
         ) {
             config.auth = AuthMethod::XOAuth2;
         }
@@ -121,7 +121,7 @@ impl SmtpConfig {
     /// credentials ("same credentials": the incoming ones); `None` when the
     /// account has no outgoing server.
     pub fn for_account(
-        account: &crate::account::Account,
+        account: &crate::mailbox::account::Account,
     ) -> Option<(Self, crate::config::Credentials)> {
         let settings = account.outgoing_settings()?;
         let (mut config, credentials) = Self::from_settings(&settings);
@@ -136,9 +136,9 @@ impl SmtpConfig {
 /// connects, secures the connection, logs in and quits, sending no mail.
 /// Call it when the account is added and whenever its outgoing password
 /// changes (before the new one is kept).
-pub fn verify_outgoing(account: &crate::account::Account) -> Result<(), SmtpError> {
+pub fn verify_outgoing(account: &crate::mailbox::account::Account) -> Result<(), SmtpError> {
     let (config, credentials) = SmtpConfig::for_account(account).ok_or_else(|| {
-        SmtpError::Client(crate::Error::invalid_setting(
+        SmtpError::Client(crate::error::Error::invalid_setting(
             "outgoing",
             format!(
                 "is none: the account {} has no outgoing server",
@@ -168,7 +168,7 @@ pub enum SmtpError {
     /// Connecting, TLS, timeouts, local I/O, settings: the same failures as
     /// the POP3 client's.
     #[error(transparent)]
-    Client(#[from] crate::Error),
+    Client(#[from] crate::error::Error),
     /// The SMTP exchange failed: the server refused, or broke the protocol.
     #[error("{}", describe(.0))]
     Smtp(#[from] smtp_auth::Error),

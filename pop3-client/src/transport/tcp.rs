@@ -150,7 +150,7 @@ mod tests {
             "{err}"
         );
         let err = connect_error("mail.example.com", 995, err);
-        assert_eq!(err.kind(), crate::ErrorKind::Connect);
+        assert_eq!(err.kind(), crate::error::ErrorKind::Connect);
         assert!(err.is_transient());
     }
 

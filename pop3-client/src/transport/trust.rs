@@ -312,8 +312,9 @@ mod tests {
             format!("certificate SHA-256 {colons}")
         );
         for bad in ["", "ab", &"zz".repeat(32), &"ab".repeat(33), "é"] {
-            let err = CertPin::certificate_sha256(bad).unwrap_err();
-            assert_eq!(err.kind(), crate::ErrorKind::Config, "{bad}");
+            let err = crate::error::Error::from(CertPin::certificate_sha256(bad).unwrap_err());
+            assert_eq!(err.kind(), crate::error::ErrorKind::Config, "{bad}");
+            assert!(err.to_string().starts_with("pins: "), "{err}");
         }
     }
 

@@ -41,13 +41,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pop3_proto::{MsgNum, Uid};
 
-use crate::async_client::{AsyncMessageSink, Client as AsyncClient};
-use crate::blocking::Client;
 use crate::config::{ClientConfig, Credentials};
 use crate::error::Error;
+use crate::mailbox::store::DeliverySink;
+use crate::pop3::async_client::{AsyncMessageSink, Client as AsyncClient};
+use crate::pop3::blocking::Client;
 use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
-use crate::store::DeliverySink;
 
 pub use plan::{Listed, SessionPlan, SyncOptions, SyncReport, SyncRun};
 use state::{StateChange, StateStore};
@@ -59,7 +59,7 @@ pub fn request_full_fetch(store: &mut dyn StateStore, uid: &Uid) -> io::Result<(
 }
 
 /// Marks `uid` as deleted by the application, for the policy
-/// [`crate::account::DeletePolicy::WhenDeletedLocally`]: the next sync
+/// [`crate::mailbox::account::DeletePolicy::WhenDeletedLocally`]: the next sync
 /// deletes it on the server.
 pub fn mark_deleted_locally(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
     store.apply(&[StateChange::DeletedLocally { uid: uid.clone() }])
@@ -152,8 +152,8 @@ fn remove_copies<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
 /// They must agree: a message number listed twice, or missing from either,
 /// would fetch a message twice or never; the session is refused instead.
 fn join_listing(
-    uids: Vec<crate::UidlItem>,
-    sizes: &[crate::ListEntry],
+    uids: Vec<crate::pop3::UidlItem>,
+    sizes: &[pop3_proto::ListEntry],
 ) -> Result<Vec<Listed>, Error> {
     let disagree = |detail: String| Error::ListingsDisagree { detail };
     let mut by_msg: HashMap<MsgNum, u64> = HashMap::with_capacity(sizes.len());
@@ -189,7 +189,7 @@ fn join_listing(
 
 /// Without UIDL (only when allowed): every listed message, named by its
 /// number in this session; nothing is remembered between runs.
-fn listing_without_uids(sizes: &[crate::ListEntry]) -> Vec<Listed> {
+fn listing_without_uids(sizes: &[pop3_proto::ListEntry]) -> Vec<Listed> {
     sizes
         .iter()
         .filter_map(|e| {
@@ -323,8 +323,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     fn listed(
         &mut self,
         login_delay: Option<u32>,
-        sizes: &[crate::ListEntry],
-        uids: Result<Vec<crate::UidlItem>, Error>,
+        sizes: &[pop3_proto::ListEntry],
+        uids: Result<Vec<crate::pop3::UidlItem>, Error>,
         host: &str,
     ) -> Result<SessionPlan, Error> {
         let first = !self.run.any_session();
@@ -345,7 +345,9 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 if !self.run.options().allow_without_uidl {
                     return Err(no_uidl_error(host));
                 }
-                if self.run.options().policy != crate::account::DeletePolicy::AfterRetrieval {
+                if self.run.options().policy
+                    != crate::mailbox::account::DeletePolicy::AfterRetrieval
+                {
                     return Err(Error::Unsupported {
                         host: host.to_owned(),
                         detail: "UIDL: \"fetch all, then delete\" needs the delete policy after-retrieval (without UIDL nothing can be kept on the server without fetching it again)".into(),
@@ -424,7 +426,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     fn end_group(
         &mut self,
         group: &[Listed],
-        outcomes: Result<Vec<Result<u64, crate::ServerRefusal>>, Error>,
+        outcomes: Result<Vec<Result<u64, crate::pop3::ServerRefusal>>, Error>,
         headers_only: bool,
     ) -> Result<(), Error> {
         let outcomes = match outcomes {
@@ -478,7 +480,10 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
 }
 
 /// The messages whose DELE the server accepted.
-fn accepted(deletions: &[Listed], outcomes: Vec<Result<(), crate::ServerRefusal>>) -> Vec<Listed> {
+fn accepted(
+    deletions: &[Listed],
+    outcomes: Vec<Result<(), crate::pop3::ServerRefusal>>,
+) -> Vec<Listed> {
     deletions
         .iter()
         .zip(outcomes)
@@ -593,15 +598,15 @@ where
 mod tests {
     use super::*;
 
-    fn uidl(msg: u32, uid: &str) -> crate::UidlItem {
-        crate::UidlItem {
+    fn uidl(msg: u32, uid: &str) -> crate::pop3::UidlItem {
+        crate::pop3::UidlItem {
             msg: MsgNum::new(msg).unwrap(),
             uid: Uid::new(uid.as_bytes()).unwrap(),
         }
     }
 
-    fn list(msg: u32, octets: u64) -> crate::ListEntry {
-        crate::ListEntry {
+    fn list(msg: u32, octets: u64) -> pop3_proto::ListEntry {
+        pop3_proto::ListEntry {
             msg: MsgNum::new(msg).unwrap(),
             octets,
         }
@@ -624,7 +629,7 @@ mod tests {
             (vec![uidl(1, "a")], vec![list(1, 5), list(1, 6)]),
         ] {
             let e = join_listing(uids, &sizes).unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::Protocol, "{e}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::Protocol, "{e}");
         }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use pop3_proto::{MsgNum, Uid};
 
-use crate::account::DeletePolicy;
-use crate::sync::state::{StateChange, SyncState, UidRecord, UidStatus};
+use crate::mailbox::account::DeletePolicy;
+use crate::mailbox::sync::state::{StateChange, SyncState, UidRecord, UidStatus};
 
 /// Seconds in a day.
 const DAY: u64 = 24 * 60 * 60;
@@ -33,7 +33,7 @@ pub struct SyncOptions {
     pub group_bytes: u64,
     /// Messages larger than this (as listed) are fetched headers only
     /// (TOP n 0) and marked for a later full fetch: when the application
-    /// asks ([`crate::sync::request_full_fetch`]) or once a sync's limit
+    /// asks ([`crate::mailbox::sync::request_full_fetch`]) or once a sync's limit
     /// allows. `None` (the default): every message whole. A message stored
     /// headers only is never deleted from the server.
     pub headers_only_above: Option<u64>,
@@ -147,10 +147,10 @@ pub struct SyncRun {
 impl SyncRun {
     /// Starts a sync at `now` (Unix seconds). A deleting policy with a
     /// `recent:` user is refused before anything is connected.
-    pub fn new(options: SyncOptions, now: u64, user: &str) -> Result<Self, crate::Error> {
+    pub fn new(options: SyncOptions, now: u64, user: &str) -> Result<Self, crate::error::Error> {
         let recent_mode = pop3_proto::is_recent_mode_user(user);
         if recent_mode && options.policy.deletes() {
-            return Err(crate::Error::invalid_setting(
+            return Err(crate::error::Error::invalid_setting(
                 "policy",
                 format!(
                     "\"{}\" is refused: the user name {user} asks for Gmail's recent: mode, where mail must stay on the server (use never)",
@@ -159,7 +159,7 @@ impl SyncRun {
             ));
         }
         if options.group_size == 0 || options.max_sessions == 0 {
-            return Err(crate::Error::invalid_setting(
+            return Err(crate::error::Error::invalid_setting(
                 "group_size and max_sessions",
                 "must be at least 1",
             ));
@@ -362,7 +362,7 @@ impl SyncRun {
         groups
     }
 
-    fn due_for_deletion(&self, record: &crate::sync::state::UidRecord) -> bool {
+    fn due_for_deletion(&self, record: &crate::mailbox::sync::state::UidRecord) -> bool {
         match self.options.policy {
             DeletePolicy::KeepOnServer => false,
             // Fetched in an earlier run that ended before its QUIT.
@@ -736,7 +736,7 @@ mod tests {
             ..SyncOptions::default()
         };
         let e = SyncRun::new(options, 0, "recent:me@gmail.com").unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config);
     }
 
     #[test]

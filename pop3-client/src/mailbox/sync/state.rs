@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use pop3_proto::Uid;
 
-use crate::store::sync_dir;
+use crate::mailbox::store::sync_dir;
 
 /// Where a remembered message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub enum UidStatus {
     /// listed again, the server gave it to a new message.
     Deleted,
     /// Only its header is stored (it was above
-    /// [`crate::sync::SyncOptions::headers_only_above`]); the whole message
-    /// is fetched once asked for ([`crate::sync::request_full_fetch`]) or
+    /// [`crate::mailbox::sync::SyncOptions::headers_only_above`]); the whole message
+    /// is fetched once asked for ([`crate::mailbox::sync::request_full_fetch`]) or
     /// once the limit allows. Never deleted from the server in this state.
     HeadersOnly,
 }
@@ -327,7 +327,7 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
 
 impl StateFile {
     /// Opens (creating if needed) the state of account `key` (host, port and
-    /// user: [`crate::account::Account::state_key`]) at `path`, and locks it.
+    /// user: [`crate::mailbox::account::Account::state_key`]) at `path`, and locks it.
     /// A file kept for another account is refused.
     pub fn open(path: impl AsRef<Path>, key: &str) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
