@@ -101,6 +101,7 @@ impl AsyncWrite for Polled {
 /// generic over the driver), a module of the same name with two tests,
 /// `scenario::blocking` and `scenario::async_driver`, so every scenario is
 /// written once and the test list shows it run on both drivers.
+#[allow(unused_macros)]
 macro_rules! both {
     ($Blocking:ident, $Async:ident; $($scenario:ident),+ $(,)?) => {
         $(
@@ -119,4 +120,5 @@ macro_rules! both {
     };
 }
 
+#[allow(unused_imports)]
 pub(crate) use both;
