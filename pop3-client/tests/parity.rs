@@ -1,188 +1,408 @@
-//! The blocking and async clients offer the same operations, and both end
-//! a TLS session with close_notify.
+//! The blocking and async clients offer the same operations with the same
+//! signatures. One call list per protocol calls every public operation
+//! with the same argument values and binds each result to a variable of an
+//! explicit type; it is expanded once for the blocking client and once for
+//! the async one (with `.await`) and run against the in-process servers.
+//! A signature that differs between the drivers fails to compile; an
+//! operation added to `src/pop3/client.rs` or `src/smtp/client.rs` and not
+//! to the list fails `the_lists_call_every_public_operation`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+mod common;
 
-use pop3_client::testing::self_signed_tls;
-use pop3_client::{ClientConfig, Credentials, Security, Timeouts, TlsRoots};
-use rustls::{ServerConnection, StreamOwned};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
 
-/// A one-connection TLS POP3 server that answers CAPA and QUIT, then reports
-/// how the client ended the TLS session: `Ok(())` for close_notify, the
-/// read error otherwise.
-fn tls_server() -> (ClientConfig, mpsc::Receiver<io::Result<()>>) {
-    let (pem, tls) = self_signed_tls().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let conn = ServerConnection::new(tls).unwrap();
-        let mut stream = BufReader::new(StreamOwned::new(conn, tcp));
-        let outcome = (|| {
-            stream.get_mut().write_all(b"+OK ready\r\n")?;
-            stream.get_mut().flush()?;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if stream.read_line(&mut line)? == 0 {
-                    return Err(io::Error::other("closed before QUIT"));
-                }
-                let answer: &[u8] = match line.trim_end() {
-                    "CAPA" => b"+OK\r\nUSER\r\n.\r\n",
-                    "QUIT" => b"+OK bye\r\n",
-                    "USER me" | "PASS secret" | "STAT" => b"+OK 0 0\r\n",
-                    _ => b"-ERR no\r\n",
-                };
-                stream.get_mut().write_all(answer)?;
-                stream.get_mut().flush()?;
-                if answer.starts_with(b"+OK bye") {
-                    break;
-                }
+use pop3_client::async_client::AsyncMessageSink;
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::smtp::{Capabilities as SmtpCapabilities, Envelope, SendReport, SmtpError};
+use pop3_client::summary::MessageSummary;
+use pop3_client::testing::smtp::{SmtpTestServer, SmtpTestServerConfig};
+use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_client::transport::{AsyncStream, Connection};
+use pop3_client::{
+    Capabilities, Credentials, Error, Greeting, ListEntry, MessageSink, MsgNum, ServerRefusal,
+    Stat, UidlItem,
+};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+/// Runs a call list, one entry at a time: `await NAME: TYPE = RECV.OP(ARGS);`
+/// or `await NAME: TYPE = Client::OP(ARGS);` (with the driver's `.await`
+/// appended), the same without `await` for an operation that is not async,
+/// and `{ STATEMENTS }` for setup and checks. Every operation called is
+/// recorded in `$called` under the name of the method actually called.
+macro_rules! calls {
+    ($called:ident [$($aw:tt)*]) => {};
+    ($called:ident [$($aw:tt)*]
+        await $v:ident : $T:ty = $recv:ident . $op:ident ( $($arg:expr),* $(,)? );
+        $($rest:tt)*
+    ) => {
+        #[allow(unused_mut, unused_variables, clippy::let_unit_value)]
+        let mut $v: $T = $recv.$op($($arg),*) $($aw)*;
+        $called.push(stringify!($op));
+        calls!($called [$($aw)*] $($rest)*);
+    };
+    ($called:ident [$($aw:tt)*]
+        await $v:ident : $T:ty = $C:ident :: $op:ident ( $($arg:expr),* $(,)? );
+        $($rest:tt)*
+    ) => {
+        #[allow(unused_mut, unused_variables)]
+        let mut $v: $T = $C::$op($($arg),*) $($aw)*;
+        $called.push(stringify!($op));
+        calls!($called [$($aw)*] $($rest)*);
+    };
+    ($called:ident [$($aw:tt)*]
+        $v:ident : $T:ty = $recv:ident . $op:ident ( $($arg:expr),* $(,)? );
+        $($rest:tt)*
+    ) => {
+        #[allow(unused_mut, unused_variables, clippy::let_unit_value)]
+        let mut $v: $T = $recv.$op($($arg),*);
+        $called.push(stringify!($op));
+        calls!($called [$($aw)*] $($rest)*);
+    };
+    ($called:ident [$($aw:tt)*] { $($statement:tt)* } $($rest:tt)*) => {
+        $($statement)*
+        calls!($called [$($aw)*] $($rest)*);
+    };
+}
+
+// ---------------------------------------------------------------------------
+// POP3
+// ---------------------------------------------------------------------------
+
+fn pop3_server() -> TestServer {
+    TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: (1..=3)
+            .map(|i| ServerMessage {
+                uid: format!("p-{i}"),
+                content: format!(
+                    "From: a{i}@example.org\r\nSubject: parity {i}\r\n\r\n.line {i}\r\n"
+                )
+                .into_bytes(),
+            })
+            .collect(),
+        ..TestServerConfig::default()
+    })
+    .unwrap()
+}
+
+fn creds() -> Credentials {
+    Credentials::new("user", "password")
+}
+
+fn m(n: u32) -> MsgNum {
+    MsgNum::new(n).unwrap()
+}
+
+/// A sink keeping each message's body, blocking and async: the same value
+/// goes to both drivers.
+#[derive(Default)]
+struct Bodies(Vec<Vec<u8>>);
+
+impl MessageSink for Bodies {
+    fn begin(&mut self, _: usize, _: MsgNum) -> io::Result<()> {
+        self.0.push(Vec::new());
+        Ok(())
+    }
+    fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
+        match self.0.last_mut() {
+            Some(body) => body.extend_from_slice(chunk),
+            None => return Err(io::Error::other("no message begun")),
+        }
+        Ok(())
+    }
+}
+
+impl AsyncMessageSink for Bodies {
+    async fn begin(&mut self, index: usize, msg: MsgNum) -> io::Result<()> {
+        MessageSink::begin(self, index, msg)
+    }
+    async fn write(&mut self, index: usize, chunk: &[u8]) -> io::Result<()> {
+        MessageSink::write(self, index, chunk)
+    }
+}
+
+fn std_tcp(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).unwrap()
+}
+
+async fn tokio_tcp(addr: SocketAddr) -> Compat<tokio::net::TcpStream> {
+    tokio::net::TcpStream::connect(addr).await.unwrap().compat()
+}
+
+/// Every public POP3 operation of `$Client` (whose `into_inner` gives
+/// `$Inner`), over streams from `$stream`. Returns the operations called
+/// and what the server answered, for comparing the drivers.
+macro_rules! pop3_parity {
+    ($Client:ty, $Inner:ty, $stream:path, [$($aw:tt)*]) => {{
+        type Client = $Client;
+        let server = pop3_server();
+        let config = server.client_config();
+        let creds = creds();
+        let addr = server.addr();
+        let msgs = [m(1), m(2)];
+        let mut writer: Vec<u8> = Vec::new();
+        let mut sink = Bodies::default();
+        let mut called: Vec<&'static str> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        calls!(called [$($aw)*]
+            await connected: Result<Client, Error> = Client::connect(&config, &creds);
+            { let mut c = connected.unwrap(); }
+            await opened: Result<Client, Error> = Client::open(&config);
+            { let mut o = opened.unwrap(); assert!(o.is_tls()); }
+            await login: Result<(), Error> = o.login(&creds);
+            { login.unwrap(); }
+            { let stream = $stream(addr) $($aw)*; }
+            await over: Result<Client, Error> = Client::connect_over(stream, &config, &creds);
+            { assert!(over.unwrap().is_tls()); }
+            { let stream = $stream(addr) $($aw)*; }
+            await opened_over: Result<Client, Error> = Client::open_over(stream, &config);
+            { assert!(opened_over.unwrap().is_tls()); }
+            { let stream = $stream(addr) $($aw)*; }
+            await plain: Result<Client, Error> = Client::from_stream(stream, &config, false);
+            { let mut plain = plain.unwrap(); assert!(!plain.is_tls()); }
+            await upgraded: Result<(), Error> = plain.starttls();
+            { upgraded.unwrap(); assert!(plain.is_tls()); }
+            await refreshed: Result<(), Error> = plain.refresh_capabilities();
+            { refreshed.unwrap(); }
+
+            utf8: bool = c.utf8_enabled();
+            greeting: &Greeting = c.greeting();
+            { assert!(!greeting.text.is_empty()); }
+            capabilities: &Capabilities = c.capabilities();
+            { seen.push(format!("pipelining {}", capabilities.pipelining())); }
+            tls: bool = c.is_tls();
+            { assert!(tls); seen.push(format!("utf8 {utf8}")); }
+            recent: bool = c.recent_mode();
+            { assert!(!recent); }
+            progress: () = c.on_progress(None);
+
+            await stat: Result<Stat, Error> = c.stat();
+            { seen.push(format!("{:?}", stat.unwrap())); }
+            await list: Result<Vec<ListEntry>, Error> = c.list();
+            { seen.push(format!("{:?}", list.unwrap())); }
+            await list_one: Result<ListEntry, Error> = c.list_one(m(2));
+            { seen.push(format!("{:?}", list_one.unwrap())); }
+            await uidl: Result<Vec<UidlItem>, Error> = c.uidl();
+            { seen.push(format!("{:?}", uidl.unwrap())); }
+            await uidl_one: Result<UidlItem, Error> = c.uidl_one(m(3));
+            { seen.push(format!("{:?}", uidl_one.unwrap())); }
+            await top: Result<u64, Error> = c.top(m(1), 0, &mut writer);
+            { seen.push(format!("top {}", top.unwrap())); }
+            await retr: Result<u64, Error> = c.retr(m(1), &mut writer);
+            { seen.push(format!("retr {} {:?}", retr.unwrap(), String::from_utf8_lossy(&writer))); }
+            await retr_vec: Result<Vec<u8>, Error> = c.retr_vec(m(2));
+            { seen.push(String::from_utf8_lossy(&retr_vec.unwrap()).into_owned()); }
+            await retr_many: Result<Vec<Result<u64, ServerRefusal>>, Error> =
+                c.retr_many(&msgs, &mut sink);
+            { seen.push(format!("{:?}", retr_many.unwrap())); }
+            { let mut chunks = 0u64; }
+            await retr_many_with_progress: Result<Vec<Result<u64, ServerRefusal>>, Error> =
+                c.retr_many_with_progress(&msgs, &mut sink, &mut |_| chunks += 1);
+            { seen.push(format!("{:?}", retr_many_with_progress.unwrap())); assert!(chunks >= 2); }
+            await retr_many_vec: Result<Vec<Result<Vec<u8>, ServerRefusal>>, Error> =
+                c.retr_many_vec(&[m(3), m(99)]);
+            { seen.push(format!("{:?}", retr_many_vec.unwrap())); }
+            await top_many: Result<Vec<Result<u64, ServerRefusal>>, Error> =
+                c.top_many(&msgs, 0, &mut sink);
+            { seen.push(format!("{:?} {:?}", top_many.unwrap(), sink.0)); }
+            await summaries: Result<Vec<Result<MessageSummary, ServerRefusal>>, Error> =
+                c.summaries(&msgs);
+            { seen.push(format!("{:?}", summaries.unwrap())); }
+            await dele: Result<(), Error> = c.dele(m(1));
+            { dele.unwrap(); }
+            await rset: Result<(), Error> = c.rset();
+            { rset.unwrap(); }
+            await dele_many: Result<Vec<Result<(), ServerRefusal>>, Error> =
+                c.dele_many(&[m(2), m(99)]);
+            { seen.push(format!("{:?}", dele_many.unwrap())); }
+            await noop: Result<(), Error> = c.noop();
+            { noop.unwrap(); }
+            await quit: Result<(), Error> = c.quit();
+            { quit.unwrap(); }
+            inner: $Inner = o.into_inner();
+        );
+        let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+        seen.push(format!("{left:?}"));
+        (called, seen)
+    }};
+}
+
+fn pop3_blocking() -> (Vec<&'static str>, Vec<String>) {
+    pop3_parity!(
+        pop3_client::blocking::Client,
+        Connection<TcpStream>,
+        std_tcp,
+        []
+    )
+}
+
+fn pop3_async() -> (Vec<&'static str>, Vec<String>) {
+    common::runtime().block_on(async {
+        pop3_parity!(
+            pop3_client::tokio::Client,
+            AsyncStream<Compat<tokio::net::TcpStream>>,
+            tokio_tcp,
+            [.await]
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// SMTP
+// ---------------------------------------------------------------------------
+
+/// Every public SMTP operation of `$Client`, over streams from `$stream`.
+macro_rules! smtp_parity {
+    ($Client:ty, $stream:path, [$($aw:tt)*]) => {{
+        type Client = $Client;
+        let server = SmtpTestServer::start(SmtpTestServerConfig::default()).unwrap();
+        let config = server.client_config();
+        let creds = creds();
+        let addr = server.addr();
+        let mut called: Vec<&'static str> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        calls!(called [$($aw)*]
+            await connected: Result<Client, SmtpError> = Client::connect(&config);
+            { let mut c = connected.unwrap(); }
+            capabilities: Option<&SmtpCapabilities> = c.capabilities();
+            { seen.push(format!("{:?}", capabilities.map(|c| c.pipelining))); }
+            tls: bool = c.is_tls();
+            { assert!(tls); }
+            await login: Result<(), SmtpError> = c.login(&creds);
+            { login.unwrap(); }
+            await sent: Result<SendReport, SmtpError> =
+                c.send("me@example.org", &["you@example.net"], &b"one\n"[..]);
+            { seen.push(format!("{:?}", sent.unwrap())); }
+            { let envelope = Envelope::new("me@example.org", ["you@example.net"]).with_size(4); }
+            await sent_envelope: Result<SendReport, SmtpError> =
+                c.send_envelope(&envelope, &b"two\n"[..]);
+            { seen.push(format!("{:?}", sent_envelope.unwrap())); }
+            await quit: Result<(), SmtpError> = c.quit();
+            { quit.unwrap(); }
+            await verified: Result<(), SmtpError> = Client::verify(&config, &creds);
+            { verified.unwrap(); }
+            { let stream = $stream(addr) $($aw)*; }
+            await over: Result<Client, SmtpError> = Client::connect_over(stream, &config);
+            { assert!(over.unwrap().is_tls()); }
+            { let stream = $stream(addr) $($aw)*; }
+            await verified_over: Result<(), SmtpError> =
+                Client::verify_over(stream, &config, &creds);
+            { verified_over.unwrap(); }
+        );
+        for message in server.messages() {
+            seen.push(format!(
+                "{} {:?} {:?}",
+                message.from,
+                message.to,
+                String::from_utf8_lossy(&message.data)
+            ));
+        }
+        (called, seen)
+    }};
+}
+
+fn smtp_blocking() -> (Vec<&'static str>, Vec<String>) {
+    smtp_parity!(pop3_client::smtp::SmtpClient, std_tcp, [])
+}
+
+fn smtp_async() -> (Vec<&'static str>, Vec<String>) {
+    common::runtime().block_on(async {
+        smtp_parity!(
+            pop3_client::smtp::AsyncSmtpClient<Compat<tokio::net::TcpStream>>,
+            tokio_tcp,
+            [.await]
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pop3_blocking_and_async_agree() {
+    let (blocking_called, blocking_seen) = pop3_blocking();
+    let (async_called, async_seen) = pop3_async();
+    assert_eq!(blocking_called, async_called);
+    assert_eq!(blocking_seen, async_seen);
+    // What the list did: messages 2 (DELE after RSET) and 99 (refused).
+    assert_eq!(blocking_seen.last().unwrap(), r#"["p-1", "p-3"]"#);
+}
+
+#[test]
+fn smtp_blocking_and_async_agree() {
+    let (blocking_called, blocking_seen) = smtp_blocking();
+    let (async_called, async_seen) = smtp_async();
+    assert_eq!(blocking_called, async_called);
+    assert_eq!(blocking_seen, async_seen);
+    assert!(
+        blocking_seen.iter().any(|s| s.contains("two\\r\\n")),
+        "{blocking_seen:?}"
+    );
+}
+
+/// The names of the public operations an operation list in `source`
+/// declares: `pub fn NAME`, `pub async fn NAME` or `pub $($async)? fn
+/// NAME` (any qualifiers between `pub` and `fn`).
+fn public_operations(source: &str) -> BTreeSet<String> {
+    source
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim_start().strip_prefix("pub ")?;
+            let (qualifiers, after) = rest.split_once("fn ")?;
+            let qualifiers_only = qualifiers
+                .split_whitespace()
+                .all(|q| ["async", "const", "unsafe"].contains(&q) || q.starts_with("$("));
+            if !qualifiers_only {
+                return None;
             }
-            // rustls reads 0 bytes after close_notify, and fails with
-            // UnexpectedEof when TCP ends without it.
-            let mut rest = Vec::new();
-            io::Read::read_to_end(&mut stream, &mut rest)?;
-            Ok(())
-        })();
-        let _ = tx.send(outcome);
-    });
-    let mut config = ClientConfig::new("localhost");
-    config.port = Some(port);
-    config.security = Security::Tls;
-    config.roots = TlsRoots::CaPem(pem.into_bytes());
-    config.timeouts = Timeouts::all(Duration::from_secs(10));
-    (config, rx)
-}
-
-fn assert_clean_close(rx: &mpsc::Receiver<io::Result<()>>) {
-    let outcome = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    assert!(outcome.is_ok(), "no close_notify: {outcome:?}");
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            Some(name)
+        })
+        .collect()
 }
 
 #[test]
-fn the_blocking_quit_sends_close_notify() {
-    let (config, rx) = tls_server();
-    let client = pop3_client::blocking::Client::open(&config).unwrap();
-    assert!(client.is_tls());
-    client.quit().unwrap();
-    assert_clean_close(&rx);
-}
-
-#[tokio::test]
-async fn the_async_quit_sends_close_notify() {
-    let (config, rx) = tls_server();
-    let client = pop3_client::tokio::Client::open(&config).await.unwrap();
-    assert!(client.is_tls());
-    client.quit().await.unwrap();
-    assert_clean_close(&rx);
-}
-
-#[test]
-fn a_caller_tls_stream_logs_in_and_gets_close_notify() {
-    let (config, rx) = tls_server();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", config.port())).unwrap();
-    let tls = config.tls_config().unwrap();
-    // The caller's own TLS: rustls's stream is a ReadTimeout as it is.
-    let stream = pop3_client::transport::tls_connect_blocking(
-        tcp,
-        "localhost",
-        tls,
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let mut client = pop3_client::blocking::Client::from_stream(stream, &config, true).unwrap();
-    assert!(client.is_tls());
-    client.login(&Credentials::new("me", "secret")).unwrap();
-    assert_eq!(client.stat().unwrap().count, 0);
-    client.quit().unwrap();
-    assert_clean_close(&rx);
-}
-
-#[tokio::test]
-async fn a_caller_tls_stream_is_secure_for_the_async_client_too() {
-    use tokio_util::compat::TokioAsyncReadCompatExt;
-    let (config, rx) = tls_server();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", config.port()))
-        .await
-        .unwrap();
-    let tls = pop3_client::transport::tls_connect_async(
-        tcp.compat(),
-        "localhost",
-        config.tls_config().unwrap(),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    // Said to be secure: credentials go without allow_plaintext_auth.
-    let mut client = pop3_client::async_client::Client::from_stream(tls, &config, true)
-        .await
-        .unwrap();
-    assert!(client.is_tls());
-    client
-        .login(&Credentials::new("me", "secret"))
-        .await
-        .unwrap();
-    assert_eq!(client.stat().await.unwrap().count, 0);
-    client.quit().await.unwrap();
-    assert_clean_close(&rx);
-}
-
-#[tokio::test]
-async fn a_stream_said_to_be_plaintext_keeps_the_password() {
-    let (config, _rx) = tls_server();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", config.port()))
-        .await
-        .unwrap();
-    let tls = pop3_client::transport::tls_connect_async(
-        tokio_util::compat::TokioAsyncReadCompatExt::compat(tcp),
-        "localhost",
-        config.tls_config().unwrap(),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    let mut client = pop3_client::async_client::Client::from_stream(tls, &config, false)
-        .await
-        .unwrap();
-    assert!(!client.is_tls());
-    let err = client
-        .login(&Credentials::new("me", "secret"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), pop3_client::ErrorKind::Config, "{err}");
-}
-
-#[test]
-fn without_close_notify_the_server_sees_a_cut() {
-    // The check's own control: the same session over a stream whose
-    // `close` only flushes ends without close_notify, and the server
-    // reads that as an error.
-    let (config, rx) = tls_server();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", config.port())).unwrap();
-    let stream = pop3_client::transport::tls_connect_blocking(
-        tcp,
-        "localhost",
-        config.tls_config().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let client = pop3_client::blocking::Client::from_stream(
-        pop3_client::transport::Unbounded(stream),
-        &config,
-        true,
-    )
-    .unwrap();
-    client.quit().unwrap();
-    let outcome = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    let err = outcome.unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+fn the_lists_call_every_public_operation() {
+    for (protocol, source, called, sentinel) in [
+        (
+            "POP3",
+            include_str!("../src/pop3/client.rs"),
+            pop3_blocking().0,
+            "retr_many_with_progress",
+        ),
+        (
+            "SMTP",
+            include_str!("../src/smtp/client.rs"),
+            smtp_blocking().0,
+            "send_envelope",
+        ),
+    ] {
+        let declared = public_operations(source);
+        assert!(
+            declared.contains(sentinel),
+            "{protocol}: the operations were not found in the source: {declared:?}"
+        );
+        let called: BTreeSet<String> = called.iter().map(|s| s.to_string()).collect();
+        let missing: Vec<&String> = declared.difference(&called).collect();
+        assert!(
+            missing.is_empty(),
+            "{protocol}: operations not in the parity list: {missing:?}"
+        );
+        let unknown: Vec<&String> = called.difference(&declared).collect();
+        assert!(
+            unknown.is_empty(),
+            "{protocol}: the parity list calls what the source does not declare: {unknown:?}"
+        );
+    }
 }
