@@ -26,7 +26,7 @@ super::client::pop3_client! {
     /// A POP3 client over a futures-io stream, plaintext or TLS.
     stream: AsyncStream<S: [AsyncRead + AsyncWrite + Unpin]>,
     default_stream: [],
-    tcp: #[cfg(feature = "tokio")] [tokio_util::compat::Compat<tokio::net::TcpStream>]
+    tcp: #[cfg(feature = "tokio")] [tokio_util::compat::Compat<::tokio::net::TcpStream>]
         by crate::transport::connect_tcp_tokio,
     sink: AsyncMessageSink,
     writer: [futures_io::AsyncWrite + Unpin] into AsyncWriteSink,

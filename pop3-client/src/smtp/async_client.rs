@@ -32,7 +32,7 @@ super::client::smtp_client! {
     client: AsyncSmtpClient,
     stream: AsyncStream<S: [AsyncRead + AsyncWrite + Unpin]>,
     default_stream: [],
-    tcp: #[cfg(feature = "tokio")] [tokio_util::compat::Compat<tokio::net::TcpStream>]
+    tcp: #[cfg(feature = "tokio")] [tokio_util::compat::Compat<::tokio::net::TcpStream>]
         by crate::transport::connect_tcp_tokio,
     reader: [AsyncRead + Unpin],
     async; .await
