@@ -36,7 +36,7 @@ use pop3_client::smtp::{verify_outgoing, SmtpConfig, SmtpError};
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
 use pop3_client::sync::{sync_blocking, SyncOptions};
-use pop3_client::{Error, Security};
+use pop3_client::{Error, Protocol, Security};
 use pop3_examples::SecurityArg;
 use serde::{Deserialize, Serialize};
 
@@ -359,7 +359,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     if let Some(security) = security {
         account.incoming.security = security.into();
         if port.is_none() && host.is_some() {
-            account.incoming.port = Security::from(security).default_port();
+            account.incoming.port = Protocol::Pop3.default_port(Security::from(security));
         }
     }
     if let Some(host) = host {

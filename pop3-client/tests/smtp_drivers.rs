@@ -655,9 +655,9 @@ fn connect_over_a_callers_stream_without_any_runtime<D: SmtpDriver>() {
 
 #[test]
 fn default_ports() {
-    use pop3_client::smtp::smtp_default_port;
-    assert_eq!(smtp_default_port(Security::Tls), 465);
-    assert_eq!(smtp_default_port(Security::StartTls), 587);
+    use pop3_client::Protocol;
+    assert_eq!(Protocol::Smtp.default_port(Security::Tls), 465);
+    assert_eq!(Protocol::Smtp.default_port(Security::StartTls), 587);
     assert_eq!(SmtpConfig::new("h").port(), 465);
 }
 

@@ -147,7 +147,13 @@ pub enum Event<'a> {
     UidlEntries(UidlEntries<'a>),
     /// One line of a LANG listing, as sent.
     Language(&'a [u8]),
-    /// Unstuffed bytes of a RETR or TOP body, borrowing the input.
+    /// Unstuffed bytes of a RETR or TOP body, borrowing the input. A chunk
+    /// taken from the input ends where the used bytes end: with `(used,
+    /// Event::Body(chunk))` from [`ClientSession::advance`], it is
+    /// `input[used - chunk.len()..used]`, so a driver can find it again in
+    /// its buffer. The only chunks not taken from the input are `"."` and
+    /// `".\r"`: a line-start dot the server forgot to stuff, kept as
+    /// content.
     Body(&'a [u8]),
     /// The multi-line answer to this command is complete.
     End(CommandKind),

@@ -33,12 +33,4 @@ impl Security {
             .into_iter()
             .find(|s| s.as_str() == name)
     }
-
-    /// The usual port for this mode: 995 for TLS, 110 otherwise.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Tls => 995,
-            Self::StartTls | Self::Plain => 110,
-        }
-    }
 }

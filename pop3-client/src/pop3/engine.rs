@@ -313,12 +313,15 @@ impl Engine {
                 Event::Body(chunk) => {
                     let index = batch.answered_count();
                     let len = chunk.len();
-                    // The chunk borrows the buffer (or, in rare lenient cases,
-                    // is a static "." or ".\r"); find where, so it can be
-                    // borrowed again outside this loop.
-                    let (start, at) = (self.buf.as_ptr() as usize, chunk.as_ptr() as usize);
-                    let in_buffer = at >= start && at + len <= start + self.buf.len();
-                    let offset = at.wrapping_sub(start);
+                    // A chunk from the input ends where the used bytes end
+                    // (pop3-proto's `Event::Body` says so); the only others
+                    // are the "." or ".\r" of a dot the server forgot to
+                    // stuff. Knowing where it ends, it is borrowed again from
+                    // the buffer outside this loop.
+                    let end = self.start;
+                    let from_buffer = end
+                        .checked_sub(len)
+                        .is_some_and(|start| len > 2 || self.buf[start..end] == *chunk);
                     self.body_bytes += len as u64;
                     batch.current().octets = self.body_bytes;
                     report(
@@ -335,8 +338,9 @@ impl Engine {
                         self.deadline =
                             deadline.checked_add(Duration::from_secs_f64(len as f64 / rate));
                     }
-                    let chunk: &[u8] = if in_buffer {
-                        &self.buf[offset..offset + len]
+                    debug_assert!(!from_buffer || self.buf[end - len..end] == *chunk);
+                    let chunk: &[u8] = if from_buffer {
+                        &self.buf[end - len..end]
                     } else if len == 1 {
                         b"."
                     } else {

@@ -45,19 +45,13 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use crate::config::AuthMethod;
-use crate::endpoint::{Endpoint, Protocol, Security, TlsRoots};
+use crate::endpoint::{Endpoint, Protocol, TlsRoots};
 use crate::error::ErrorKind;
 
 pub use async_client::AsyncSmtpClient;
 pub use blocking::SmtpClient;
 pub use builder::SmtpConfigBuilder;
 pub use smtp_auth::{Capabilities, Delivery, Envelope, RecipientOutcome, Refusal, RefusalKind};
-
-/// The usual submission port for a security mode: 465 for implicit TLS
-/// (RFC 8314), 587 for STARTTLS and plaintext (RFC 6409).
-pub fn smtp_default_port(security: Security) -> u16 {
-    Protocol::Smtp.default_port(security)
-}
 
 /// Everything needed to reach an SMTP submission server: start from
 /// [`SmtpConfig::new`] and set fields, or use [`SmtpConfig::builder`].

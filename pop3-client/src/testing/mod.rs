@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConnection, StreamOwned};
 
 use crate::config::ClientConfig;
-use crate::endpoint::{Security, Timeouts, TlsRoots};
+use crate::endpoint::{Endpoint, Protocol, Security, Timeouts, TlsRoots};
 
 /// Misbehaviour to inject, to test how the client copes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,15 +84,13 @@ impl Default for GmailMode {
 
 struct Shared {
     messages: Mutex<Vec<ServerMessage>>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// A running server on 127.0.0.1.
 pub struct TestServer {
-    addr: SocketAddr,
-    ca_pem: String,
+    listener: Listener,
     shared: Arc<Shared>,
-    implicit_tls: bool,
 }
 
 /// The certificate a [`TestServer`] presents (all self-signed, made at start).
@@ -174,64 +172,48 @@ impl TestServer {
         config: TestServerConfig,
         certificate: TestCertificate,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let (ca_pem, tls) = self_signed_tls_with(certificate)?;
+        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             messages: Mutex::new(config.messages.clone()),
-            stop: AtomicBool::new(false),
+            stop: Arc::clone(&stop),
         });
+        let serving = Arc::clone(&shared);
         let implicit_tls = config.implicit_tls;
-        let (stopping, serving) = (Arc::clone(&shared), Arc::clone(&shared));
-        accept_loop(
-            listener,
-            "pop3-test",
-            move || stopping.stop.load(Ordering::SeqCst),
-            move |stream, n| {
+        let listener =
+            Listener::start("pop3-test", ca_pem, implicit_tls, stop, move |stream, n| {
                 let _ = serve(stream, &serving, &tls, &config, n);
-            },
-        )?;
-        Ok(Self {
-            addr,
-            ca_pem,
-            shared,
-            implicit_tls,
-        })
+            })?;
+        Ok(Self { listener, shared })
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr
     }
 
     /// The server certificate, as PEM: trust it as a CA.
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        &self.listener.ca_pem
     }
 
     /// The SHA-256 fingerprint of the server's certificate (`AB:CD:...`),
     /// as a pin names it.
     pub fn fingerprint(&self) -> String {
         use rustls::pki_types::pem::PemObject;
-        CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+        CertificateDer::from_pem_slice(self.listener.ca_pem.as_bytes())
             .map(|der| crate::transport::certificate_fingerprint(&der))
             .unwrap_or_default()
     }
 
     /// Client settings for this server: 127.0.0.1, its port, the security
     /// its listener speaks (`StartTls` for a plaintext listener), its
-    /// certificate trusted, short timeouts.
+    /// certificate trusted, 10-second timeouts.
     pub fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new("127.0.0.1");
-        config.port = Some(self.addr.port());
-        config.security = if self.implicit_tls {
-            Security::Tls
-        } else {
-            Security::StartTls
-        };
-        config.roots = TlsRoots::CaPem(self.ca_pem.clone().into_bytes());
-        config.timeouts = Timeouts::all(Duration::from_secs(10));
-        config
+        ClientConfig {
+            endpoint: self.listener.endpoint(Protocol::Pop3),
+            ..ClientConfig::new("127.0.0.1")
+        }
     }
 
     /// The messages left on the server (after committed deletions).
@@ -244,40 +226,85 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
+/// What the POP3 and SMTP test servers share: a listener on an ephemeral
+/// port of 127.0.0.1 whose connections are each served on a thread of
+/// their own, the certificate it presents, the security it speaks, and the
+/// stop flag that dropping it sets (then it connects once to wake the
+/// accept loop, which checks the flag at each connection).
+pub(crate) struct Listener {
+    addr: SocketAddr,
+    ca_pem: String,
+    implicit_tls: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Binds 127.0.0.1:0 and serves each connection with `serve` (given
+    /// its number) until `stop` is set.
+    pub(crate) fn start(
+        name: &'static str,
+        ca_pem: String,
+        implicit_tls: bool,
+        stop: Arc<AtomicBool>,
+        serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let serve = Arc::new(serve);
+        let stopped = Arc::clone(&stop);
+        thread::Builder::new()
+            .name(format!("{name}-server"))
+            .spawn(move || {
+                for (n, stream) in listener.incoming().enumerate() {
+                    if stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let serve = Arc::clone(&serve);
+                    let _ = thread::Builder::new()
+                        .name(format!("{name}-conn-{n}"))
+                        .spawn(move || serve(stream, n));
+                }
+            })?;
+        Ok(Self {
+            addr,
+            ca_pem,
+            implicit_tls,
+            stop,
+        })
+    }
+
+    /// Where a client reaches this server: 127.0.0.1, its port, the
+    /// security its listener speaks (`StartTls` for a plaintext listener),
+    /// its certificate trusted, 10-second timeouts.
+    pub(crate) fn endpoint(&self, protocol: Protocol) -> Endpoint {
+        let mut endpoint = Endpoint::new(protocol, "127.0.0.1");
+        endpoint.port = Some(self.addr.port());
+        endpoint.security = if self.implicit_tls {
+            Security::Tls
+        } else {
+            Security::StartTls
+        };
+        endpoint.roots = TlsRoots::CaPem(self.ca_pem.clone().into_bytes());
+        endpoint.timeouts = Timeouts::all(Duration::from_secs(10));
+        endpoint
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 }
 
-/// Accepts connections on `listener` until `stopped` says so (checked at
-/// each one: a server's `Drop` sets its flag, then connects once to wake
-/// the loop), each served on a thread of its own by `serve` with its
-/// number. The POP3 and SMTP test servers share it.
-pub(crate) fn accept_loop(
-    listener: TcpListener,
-    name: &'static str,
-    stopped: impl Fn() -> bool + Send + 'static,
-    serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
-) -> io::Result<()> {
-    let serve = Arc::new(serve);
-    thread::Builder::new()
-        .name(format!("{name}-server"))
-        .spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
-                if stopped() {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let serve = Arc::clone(&serve);
-                let _ = thread::Builder::new()
-                    .name(format!("{name}-conn-{n}"))
-                    .spawn(move || serve(stream, n));
-            }
-        })?;
-    Ok(())
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
 }
 
 /// A test server's side of a connection: plaintext, TLS, or handed away

@@ -9,16 +9,16 @@
 //! client goes or after a minute idle.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::testing::{accept_loop, tls_accept, Conn};
+use crate::testing::{tls_accept, Conn, Listener};
 use base64::Engine as _;
 use pop3_proto::sasl::SaslClient;
 
-use crate::endpoint::{Security, Timeouts, TlsRoots};
+use crate::endpoint::Protocol;
 use crate::smtp::SmtpConfig;
 
 /// Longest command line read (the client's lines are far shorter).
@@ -112,66 +112,48 @@ pub struct ReceivedLine {
 struct Shared {
     messages: Mutex<Vec<ReceivedMessage>>,
     lines: Mutex<Vec<ReceivedLine>>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// A running SMTP server on 127.0.0.1.
 pub struct SmtpTestServer {
-    addr: SocketAddr,
-    ca_pem: String,
+    listener: Listener,
     shared: Arc<Shared>,
-    implicit_tls: bool,
 }
 
 impl SmtpTestServer {
     /// Starts listening on an ephemeral port of 127.0.0.1.
     pub fn start(config: SmtpTestServerConfig) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let (ca_pem, tls) = crate::testing::self_signed_tls()?;
         let shared = Arc::new(Shared::default());
+        let serving = Arc::clone(&shared);
         let implicit_tls = config.implicit_tls;
-        let (stopping, serving) = (Arc::clone(&shared), Arc::clone(&shared));
-        accept_loop(
-            listener,
-            "smtp-test",
-            move || stopping.stop.load(Ordering::SeqCst),
-            move |stream, n| {
+        let stop = Arc::clone(&shared.stop);
+        let listener =
+            Listener::start("smtp-test", ca_pem, implicit_tls, stop, move |stream, n| {
                 let _ = Connection::serve(stream, &serving, &tls, &config, n);
-            },
-        )?;
-        Ok(Self {
-            addr,
-            ca_pem,
-            shared,
-            implicit_tls,
-        })
+            })?;
+        Ok(Self { listener, shared })
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// The server certificate, as PEM: trust it as a CA.
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        self.listener.ca_pem()
     }
 
     /// Client settings for this server: 127.0.0.1, its port, the security
     /// its listener speaks (`StartTls` for a plaintext listener), its
     /// certificate trusted, 10-second timeouts.
     pub fn client_config(&self) -> SmtpConfig {
-        let mut config = SmtpConfig::new("127.0.0.1");
-        config.port = Some(self.addr.port());
-        config.security = if self.implicit_tls {
-            Security::Tls
-        } else {
-            Security::StartTls
-        };
-        config.roots = TlsRoots::CaPem(self.ca_pem.clone().into_bytes());
-        config.timeouts = Timeouts::all(Duration::from_secs(10));
-        config
+        SmtpConfig {
+            endpoint: self.listener.endpoint(Protocol::Smtp),
+            ..SmtpConfig::new("127.0.0.1")
+        }
     }
 
     /// The messages accepted so far.
@@ -190,14 +172,6 @@ impl SmtpTestServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-}
-
-impl Drop for SmtpTestServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
     }
 }
 
