@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::Instant;
 
 use pop3_client::blocking::Client;
 use pop3_client::testing::InteropServer;
@@ -185,7 +185,11 @@ fn fetch_state_delete_killed_runs_and_account_against_dovecot() {
     assert!(expected.keys().any(|m| m.windows(3).any(|w| w == b"\n..")));
     assert!(expected.keys().any(|m| m.iter().any(|&b| b >= 0x80)));
     let a = tempfile::tempdir().unwrap();
+    // How long a whole run takes on this machine: the kills in (c) land at
+    // moments spread over it, so they fall mid-run on a fast machine too.
+    let started = Instant::now();
     let first = run(&mut dovecot.fetch(a.path(), "never"));
+    let whole_run = started.elapsed();
     assert!(
         stdout(&first).starts_with(&format!("fetched {count} new messages")),
         "{}",
@@ -215,18 +219,21 @@ fn fetch_state_delete_killed_runs_and_account_against_dovecot() {
     assert_eq!(delivered(a.path()), expected, "(b) nothing fetched twice");
 
     // (c) Refill, then 20 runs killed at a fixed pseudo-random sequence of
-    // moments (5 to 250 ms; an uninterrupted run takes about half a second here), then
-    // one run that finishes.
+    // moments spread over the time a whole run took in (a), then one run
+    // that finishes.
     dovecot.fill(count);
     let expected = dovecot.on_server();
     let c = tempfile::tempdir().unwrap();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut killed_mid_run = 0;
-    for _ in 0..20 {
+    for i in 0..20 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(5 + seed % 245);
+        // Run i is killed about i/19 of the way through a whole run, give or
+        // take 2%: the kills sweep a run from its start to its end.
+        let jitter = (seed % 1000) as f64 / 1000.0 * 0.04 - 0.02;
+        let wait = whole_run.mul_f64((0.03 + 0.97 * f64::from(i) / 19.0 + jitter).max(0.01));
         let mut child = dovecot
             .fetch(c.path(), "after-retrieval")
             .stdout(Stdio::null())
