@@ -57,6 +57,7 @@ fn run() -> Result<(), Error> {
         implicit_tls: true,
         fault: Fault::None,
         gmail: None,
+        ..TestServerConfig::default()
     })?;
     println!(
         "server: POP3 over TLS on {} (self-signed certificate generated at start)",

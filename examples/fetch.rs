@@ -6,6 +6,7 @@
 //!     [--auth auto|user|apop|plain|login|cram-md5|xoauth2|oauthbearer]
 //!     [--ca-file PEM] [--pin-sha256 HEX]... [--allow-plaintext-auth] [--timeout SECS]
 //!     --maildir DIR [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
+//!     [--max-attempts N] [--headers-only-above BYTES]
 //! ```
 //!
 //! `--ca-file` trusts the authorities in a PEM file, and a certificate that
@@ -20,7 +21,13 @@
 //! then renamed) holding exactly the bytes the server sent, unstuffed, CRLF
 //! kept. Messages stay on the server unless `--delete` says otherwise. With
 //! `--state FILE` only messages not yet recorded there are fetched, exactly
-//! once even when a run is killed (see `pop3_client::sync`). Exit status 0 on success; otherwise the
+//! once even when a run is killed (see `pop3_client::sync`). A message that
+//! fails is reported on stderr (`failed UID: REASON`) and the rest goes on;
+//! after `--max-attempts` failures (3; one per run) it is quarantined: kept
+//! on the server, skipped, reported as `quarantined UID: REASON`, and counted
+//! in the summary line. `--headers-only-above BYTES` stores larger messages
+//! headers only. Exit status 0 on success (failed or quarantined messages
+//! included); otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
 //! auth, auth-method, in-use, login-delay, server, protocol, timeout,
 //! connection-lost, io, config, unusable.
@@ -68,6 +75,13 @@ struct Cli {
     /// Fetch at most N messages in this run.
     #[arg(long)]
     max_messages: Option<usize>,
+    /// Quarantine a message after it failed in N runs (default 3): it stays
+    /// on the server and is skipped. Needs --state.
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Store messages larger than BYTES (as listed) headers only.
+    #[arg(long, value_name = "BYTES")]
+    headers_only_above: Option<u64>,
 }
 
 fn password(cli: &Cli) -> Result<String, Error> {
@@ -139,14 +153,26 @@ fn run(cli: &Cli) -> Result<(), Error> {
     // Without a state, "N days after the first fetch" could never come and
     // a cap would fetch the same first messages every run.
     if cli.state.is_none()
-        && (matches!(policy, DeletePolicy::AfterDays(_)) || cli.max_messages.is_some())
+        && (matches!(policy, DeletePolicy::AfterDays(_))
+            || cli.max_messages.is_some()
+            || cli.max_attempts.is_some())
     {
         return Err(Error::invalid_setting(
-            "--delete after-days=N and --max-messages",
+            "--delete after-days=N, --max-messages and --max-attempts",
             "need --state FILE (to remember what was fetched, and when)",
         ));
     }
-    if cli.state.is_some() || policy.deletes() || cli.max_messages.is_some() {
+    if cli.max_attempts == Some(0) {
+        return Err(Error::invalid_setting(
+            "--max-attempts",
+            "must be at least 1",
+        ));
+    }
+    if cli.state.is_some()
+        || policy.deletes()
+        || cli.max_messages.is_some()
+        || cli.headers_only_above.is_some()
+    {
         return run_sync(cli, policy);
     }
     let started = Instant::now();
@@ -180,13 +206,16 @@ fn run(cli: &Cli) -> Result<(), Error> {
     Ok(())
 }
 
-/// `--state`, `--delete`, `--max-messages`: an incremental sync.
+/// `--state`, `--delete`, `--max-messages`, `--headers-only-above`: an
+/// incremental sync.
 fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
     let started = Instant::now();
     let config = config(cli)?;
     let options = SyncOptions {
         policy,
         max_messages: cli.max_messages,
+        max_attempts: cli.max_attempts.unwrap_or(3),
+        headers_only_above: cli.headers_only_above,
         ..SyncOptions::default()
     };
     // Refused before connecting: recent: mode with a deleting policy.
@@ -221,12 +250,22 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         options,
         Some(&mut progress_printer()),
     )?;
+    for failed in &report.failed {
+        eprintln!(
+            "failed {}: {} (attempt {}; tried again next run)",
+            failed.uid, failed.reason, failed.attempts
+        );
+    }
+    for quarantined in &report.quarantined {
+        eprintln!("quarantined {}: {}", quarantined.uid, quarantined.reason);
+    }
     println!(
-        "fetched {} new messages ({} bytes), deleted {}, skipped {}, left {} from {} into {} in {} session(s), {:.1} s{}",
+        "fetched {} new messages ({} bytes), deleted {}, skipped {}, quarantined {}, left {} from {} into {} in {} session(s), {:.1} s{}",
         report.new,
         report.bytes,
         report.deleted,
         report.skipped,
+        report.quarantined.len(),
         report.left,
         cli.server.host,
         cli.maildir.display(),

@@ -93,6 +93,7 @@ fn fetches_into_maildir_over_tls_and_starttls() {
             implicit_tls,
             fault: Fault::None,
             gmail: None,
+            ..TestServerConfig::default()
         })
         .unwrap();
         let (output, dir) = run_fetch(&server, "password", &["--security", security]);
@@ -226,6 +227,7 @@ fn raw_utf8_headers_are_stored_as_the_server_holds_them() {
         implicit_tls: true,
         fault: Fault::None,
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap();
     let (output, dir) = run_fetch(&server, "password", &[]);
@@ -248,4 +250,100 @@ fn help_states_the_apop_and_cram_md5_exception() {
         help.contains("Not needed for --auth apop (POP3) or cram-md5"),
         "{help}"
     );
+}
+
+/// The case: one message the server refuses every time, one it
+/// cuts in the middle every time. The others are stored and deleted in the
+/// first run; the two are quarantined by the third; the fourth exits 0
+/// without asking for them, and only they stay on the server.
+#[test]
+fn messages_that_always_fail_are_quarantined_and_the_rest_flows() {
+    use pop3_client::testing::BadMessage;
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: corpus(),
+        bad_messages: vec![
+            ("f3".into(), BadMessage::Refused),
+            ("f7".into(), BadMessage::CutMidway),
+        ],
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.addr().port().to_string();
+    let run = || {
+        let output = Command::new(fetch_binary())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "starttls",
+            ])
+            .args(["--user", "user", "--password-env", "FETCH_TEST_PASSWORD"])
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--maildir")
+            .arg(dir.path().join("Maildir"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .args(["--delete", "after-retrieval", "--max-attempts", "3"])
+            .env("FETCH_TEST_PASSWORD", "password")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    let good = corpus().len() - 2;
+    let (stdout, stderr) = run();
+    assert!(
+        stdout.starts_with(&format!("fetched {good} new messages")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("deleted {good}, skipped 2, quarantined 0")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("failed f3: the server refused to send it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed f7: the connection was lost"),
+        "{stderr}"
+    );
+    run();
+    let (stdout, stderr) = run();
+    assert!(stdout.contains("skipped 0, quarantined 2"), "{stdout}");
+    assert!(
+        stderr.contains("quarantined f3: the server refused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("quarantined f7: the connection was lost"),
+        "{stderr}"
+    );
+    let (stdout, stderr) = run();
+    assert!(stdout.starts_with("fetched 0 new messages"), "{stdout}");
+    assert!(
+        stdout.contains("deleted 0, skipped 0, quarantined 2"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("failed "), "not asked for again: {stderr}");
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["f3", "f7"]);
+    let mut stored = 0;
+    for entry in std::fs::read_dir(dir.path().join("Maildir/new")).unwrap() {
+        let content = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(corpus().iter().any(|m| m.content == content));
+        stored += 1;
+    }
+    assert_eq!(stored, good, "every other message once");
 }

@@ -30,6 +30,7 @@ fn server(implicit_tls: bool) -> TestServer {
             implicit_tls,
             fault: Fault::None,
             gmail: None,
+            ..TestServerConfig::default()
         },
         TestCertificate::SelfSignedCa,
     )

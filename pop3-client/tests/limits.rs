@@ -30,6 +30,7 @@ fn server(implicit_tls: bool, fault: Fault) -> TestServer {
         implicit_tls,
         fault,
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap()
 }

@@ -463,6 +463,7 @@ fn server(options: ServerOptions, implicit_tls: bool, fault: Fault) -> TestServe
         implicit_tls,
         fault,
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap()
 }
@@ -478,6 +479,7 @@ fn twenty_server(implicit_tls: bool, fault: Fault) -> TestServer {
         implicit_tls,
         fault,
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap()
 }
@@ -918,6 +920,7 @@ fn slow_server_times_out<D: Pop3Driver>() {
         implicit_tls: true,
         fault: Fault::Delay(Duration::from_secs(2)),
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap();
     let mut config = slow.client_config();
@@ -1176,6 +1179,7 @@ fn utf8_over_implicit_tls_and_a_mismatch_named<D: Pop3Driver>() {
         implicit_tls: true,
         fault: Fault::None,
         gmail: None,
+        ..TestServerConfig::default()
     })
     .unwrap();
     let mut client = D::connect(&server.client_config(), &creds()).unwrap();

@@ -499,3 +499,159 @@ fn big_messages_come_headers_only_until_asked_for_whole() {
     assert_eq!(got.len(), 3, "the headers-only copy was replaced");
     exactly_once(dir.path(), &messages);
 }
+
+/// A server that refuses one message every time and cuts the connection in
+/// the middle of another every time, with 40 good messages.
+fn server_with_bad_messages() -> (TestServer, Vec<ServerMessage>) {
+    use pop3_client::testing::BadMessage;
+    let messages = corpus(42);
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: messages.clone(),
+        bad_messages: vec![
+            ("uid-0005".into(), BadMessage::Refused),
+            ("uid-0017".into(), BadMessage::CutMidway),
+        ],
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let good = messages
+        .into_iter()
+        .filter(|m| m.uid != "uid-0005" && m.uid != "uid-0017")
+        .collect();
+    (server, good)
+}
+
+fn uids_of(failed: &[pop3_client::sync::FailedMessage]) -> Vec<String> {
+    let mut uids: Vec<String> = failed.iter().map(|f| f.uid.to_string()).collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn a_message_that_always_fails_is_quarantined_and_the_rest_flows() {
+    let (server, good) = server_with_bad_messages();
+    let (dir, mut maildir, mut state) = local();
+    let options = || SyncOptions {
+        policy: DeletePolicy::AfterRetrieval,
+        group_size: 8,
+        ..SyncOptions::default()
+    };
+    // First run: every other message is stored and deleted; the two bad
+    // ones fail once each, and the sync goes on past them.
+    let first = sync(&server, "user", &mut state, &mut maildir, options()).unwrap();
+    assert_eq!(first.new, 40, "{first:?}");
+    assert_eq!(first.deleted, 40, "{first:?}");
+    assert_eq!(uids_of(&first.failed), ["uid-0005", "uid-0017"]);
+    assert!(first.failed.iter().all(|f| f.attempts == 1));
+    let cut = first
+        .failed
+        .iter()
+        .find(|f| f.uid.to_string() == "uid-0017")
+        .unwrap();
+    assert!(cut.reason.contains("connection was lost"), "{}", cut.reason);
+    let refused = first
+        .failed
+        .iter()
+        .find(|f| f.uid.to_string() == "uid-0005")
+        .unwrap();
+    assert!(refused.reason.contains("refused"), "{}", refused.reason);
+    assert!(first.quarantined.is_empty());
+    exactly_once(dir.path(), &good);
+    // Second run: they fail again; third: quarantined.
+    let second = sync(&server, "user", &mut state, &mut maildir, options()).unwrap();
+    assert_eq!((second.new, second.failed.len()), (0, 2), "{second:?}");
+    let third = sync(&server, "user", &mut state, &mut maildir, options()).unwrap();
+    assert!(third.failed.is_empty(), "{third:?}");
+    assert_eq!(uids_of(&third.quarantined), ["uid-0005", "uid-0017"]);
+    assert!(third.quarantined.iter().all(|q| q.attempts == 3));
+    // Fourth run: not asked for at all, still reported, never deleted.
+    let fourth = sync(&server, "user", &mut state, &mut maildir, options()).unwrap();
+    assert_eq!((fourth.new, fourth.skipped, fourth.deleted), (0, 0, 0));
+    assert_eq!(uids_of(&fourth.quarantined), ["uid-0005", "uid-0017"]);
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(
+        left,
+        ["uid-0005", "uid-0017"],
+        "only the two stay on the server"
+    );
+    exactly_once(dir.path(), &good);
+    // Asked for again, one is tried again (and fails once more).
+    pop3_client::sync::reprocess(&mut state, &Uid::new(b"uid-0005").unwrap()).unwrap();
+    let fifth = sync(&server, "user", &mut state, &mut maildir, options()).unwrap();
+    assert_eq!(uids_of(&fifth.failed), ["uid-0005"]);
+    assert_eq!(uids_of(&fifth.quarantined), ["uid-0017"]);
+}
+
+#[test]
+fn a_message_listed_above_the_cap_is_quarantined_before_retr() {
+    let mut messages = corpus(3);
+    messages[1].content.extend_from_slice(&[b'x'; 500]);
+    messages[1].content.extend_from_slice(b"\r\n");
+    let server = server(messages.clone());
+    let (dir, mut maildir, mut state) = local();
+    let big = messages[1].content.len() as u64;
+    let options = SyncOptions {
+        max_message: Some(big - 1),
+        ..SyncOptions::default()
+    };
+    let report = sync(&server, "user", &mut state, &mut maildir, options.clone()).unwrap();
+    assert_eq!(report.new, 2, "{report:?}");
+    assert_eq!(uids_of(&report.quarantined), ["uid-0001"]);
+    assert!(report.quarantined[0].reason.contains("too big"));
+    assert_eq!(delivered(dir.path()).len(), 2);
+    // With headers-only above the same size, it comes headers only instead.
+    let (_dir, mut maildir, mut state) = local();
+    let options = SyncOptions {
+        headers_only_above: Some(big - 1),
+        ..options
+    };
+    let report = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((report.new, report.headers_only), (2, 1), "{report:?}");
+    assert!(report.quarantined.is_empty());
+}
+
+#[tokio::test]
+async fn the_async_driver_quarantines_the_same_way() {
+    use pop3_client::async_client::Client;
+    use pop3_client::sync::sync_async;
+
+    let (server, good) = server_with_bad_messages();
+    let config = server.client_config();
+    let credentials = pop3_client::Credentials::new("user", "password");
+    let (dir, mut maildir, mut state) = local();
+    for run in 1..=3 {
+        let report = sync_async(
+            || Client::connect(&config, &credentials),
+            &config.host,
+            &credentials.user,
+            &mut state,
+            &mut maildir,
+            SyncOptions {
+                group_size: 8,
+                ..SyncOptions::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let (failed, quarantined) = (uids_of(&report.failed), uids_of(&report.quarantined));
+        if run < 3 {
+            assert_eq!(
+                (failed.len(), quarantined.len()),
+                (2, 0),
+                "run {run}: {report:?}"
+            );
+        } else {
+            assert_eq!(
+                (failed.len(), quarantined.len()),
+                (0, 2),
+                "run {run}: {report:?}"
+            );
+        }
+    }
+    exactly_once(dir.path(), &good);
+}

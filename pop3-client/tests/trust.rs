@@ -38,6 +38,7 @@ fn server(certificate: TestCertificate, implicit_tls: bool) -> TestServer {
             implicit_tls,
             fault: Fault::None,
             gmail: None,
+            ..TestServerConfig::default()
         },
         certificate,
     )

@@ -48,6 +48,16 @@ pub enum Fault {
     EndlessListing,
 }
 
+/// A message the server can never send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadMessage {
+    /// RETR answers `-ERR [SYS/PERM]`, every time.
+    Refused,
+    /// RETR sends half of the message, then closes the connection, every
+    /// time.
+    CutMidway,
+}
+
 /// How a [`TestServer`] behaves.
 #[derive(Debug, Clone, Default)]
 pub struct TestServerConfig {
@@ -61,6 +71,8 @@ pub struct TestServerConfig {
     pub fault: Fault,
     /// Serve the maildrop as Gmail does.
     pub gmail: Option<GmailMode>,
+    /// Messages (by UID) the server can never send, and how it fails them.
+    pub bad_messages: Vec<(String, BadMessage)>,
 }
 
 /// Gmail's POP3 behaviour. In normal mode a session lists only the oldest
@@ -428,8 +440,22 @@ fn serve(
                 let number = std::str::from_utf8(&input[4..used])
                     .ok()
                     .and_then(|t| t.trim().parse::<usize>().ok());
-                if let Some(n) = number.filter(|&n| n > 0) {
-                    popped.push(n - 1);
+                let index = number.filter(|&n| n > 0).map(|n| n - 1);
+                let bad = index
+                    .and_then(|i| uids.get(i))
+                    .and_then(|uid| config.bad_messages.iter().find(|(u, _)| u == uid))
+                    .map(|(_, how)| *how);
+                match bad {
+                    Some(BadMessage::Refused) => {
+                        out.clear();
+                        out.extend_from_slice(b"-ERR [SYS/PERM] this message cannot be read\r\n");
+                    }
+                    Some(BadMessage::CutMidway) => {
+                        conn.write_all(&out[..out.len() / 2])?;
+                        conn.flush()?;
+                        return Ok(());
+                    }
+                    None => popped.extend(index),
                 }
             }
             input.drain(..used);

@@ -49,13 +49,20 @@ use crate::pop3::blocking::Client;
 use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
 
-pub use plan::{Listed, SessionPlan, SyncOptions, SyncReport, SyncRun};
+pub use plan::{FailedMessage, Listed, Outcome, SessionPlan, SyncOptions, SyncReport, SyncRun};
 use state::{StateChange, StateStore};
 
 /// Asks for the whole of a message stored headers only (it was above
 /// [`SyncOptions::headers_only_above`]): the next sync fetches it whole.
 pub fn request_full_fetch(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
     store.apply(&[StateChange::FullFetchRequested { uid: uid.clone() }])
+}
+
+/// Asks for a message that failed or was quarantined again: its failures
+/// are forgotten and the next sync tries it (for example after the size
+/// cap was raised, or once the server can send it).
+pub fn reprocess(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
+    store.apply(&[StateChange::Reprocess { uid: uid.clone() }])
 }
 
 /// Marks `uid` as deleted by the application, for the policy
@@ -209,10 +216,22 @@ fn no_uidl_error(host: &str) -> Error {
     }
 }
 
-/// Passes a group's messages to the sink under their reserved names.
+/// Passes a group's messages to the sink under their reserved names, and
+/// notes which are complete and which one is in flight, so that a failure
+/// in the middle of the group can be pinned on its message.
 struct GroupSink<'a, Sk: ?Sized> {
     sink: &'a mut Sk,
     names: &'a [String],
+    progress: &'a mut GroupProgress,
+}
+
+/// Where a group's fetch stands.
+#[derive(Debug, Default)]
+struct GroupProgress {
+    /// The messages complete in the sink (index, bytes), waiting for commit.
+    ended: Vec<(usize, u64)>,
+    /// The message begun and not yet complete.
+    current: Option<usize>,
 }
 
 impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
@@ -221,7 +240,15 @@ impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
             .names
             .get(index)
             .ok_or_else(|| io::Error::other("a message outside the group"))?;
+        self.progress.current = Some(index);
         self.sink.begin(name)
+    }
+
+    fn end_current(&mut self, index: usize, octets: u64) -> io::Result<()> {
+        self.sink.end()?;
+        self.progress.current = None;
+        self.progress.ended.push((index, octets));
+        Ok(())
     }
 }
 
@@ -232,8 +259,8 @@ impl<Sk: DeliverySink + ?Sized> MessageSink for GroupSink<'_, Sk> {
     fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
         self.sink.write(chunk)
     }
-    fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
-        self.sink.end()
+    fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
+        self.end_current(index, octets)
     }
 }
 
@@ -244,9 +271,45 @@ impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
     async fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
         self.sink.write(chunk)
     }
-    async fn end(&mut self, _: usize, _: u64) -> io::Result<()> {
-        self.sink.end()
+    async fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
+        self.end_current(index, octets)
     }
+}
+
+/// What an error in the middle of a group says about the message in
+/// flight, when it is that message's fault (it is then counted against
+/// it, and the rest of the mailbox goes on); `None` when the sync must
+/// stop (a timeout before anything arrived, the state or a full disk).
+fn fault_of_message(error: &Error) -> Option<String> {
+    match error {
+        Error::Protocol(pop3_proto::SessionError::BodyTooLarge { limit }) => Some(format!(
+            "too big: its body did not end within the limit of {limit} bytes"
+        )),
+        Error::ConnectionLost(_) => Some(format!(
+            "the connection was lost in the middle of it ({error})"
+        )),
+        Error::Timeout { .. } => Some(format!("the server stopped sending it ({error})")),
+        // A sink that refuses this message's content (not a failing disk).
+        Error::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            Some(format!("the message store refused it: {e}"))
+        }
+        _ => None,
+    }
+}
+
+/// How a group ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupEnd {
+    /// The session goes on.
+    Done,
+    /// A message broke the session: what was complete is kept, the
+    /// message's failure recorded, and the rest goes on in another session.
+    SessionBroken,
 }
 
 /// Everything a sync does between two I/O calls, shared by the blocking
@@ -272,6 +335,7 @@ struct SyncEngine<'a, St: ?Sized, Sk: ?Sized> {
 struct Group {
     msgs: Vec<MsgNum>,
     names: Vec<String>,
+    progress: GroupProgress,
 }
 
 impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, Sk> {
@@ -412,42 +476,87 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
             names,
+            progress: GroupProgress::default(),
         })
     }
 
-    fn group_sink<'s>(&'s mut self, group: &'s Group) -> GroupSink<'s, Sk> {
-        GroupSink {
+    fn group_sink<'s>(&'s mut self, group: &'s mut Group) -> (&'s [MsgNum], GroupSink<'s, Sk>) {
+        let sink = GroupSink {
             sink: &mut *self.sink,
             names: &group.names,
-        }
+            progress: &mut group.progress,
+        };
+        (&group.msgs, sink)
     }
 
-    /// After a group was fetched: durable in the sink at once, then recorded.
+    /// After a group was fetched: durable in the sink at once, then
+    /// recorded. A message the server refused is a failed attempt at it;
+    /// an error in the middle of a message that is that message's fault
+    /// ([`fault_of_message`]) keeps what was complete, counts the failure,
+    /// and ends the session, so the rest goes on in another.
     fn end_group(
         &mut self,
         group: &[Listed],
+        fetched: &Group,
         outcomes: Result<Vec<Result<u64, crate::pop3::ServerRefusal>>, Error>,
         headers_only: bool,
-    ) -> Result<(), Error> {
-        let outcomes = match outcomes {
-            Ok(o) => o,
+    ) -> Result<GroupEnd, Error> {
+        let (outcomes, end) = match outcomes {
+            Ok(o) => (
+                o.iter()
+                    .map(|o| match o {
+                        Ok(octets) => Outcome::Stored(*octets),
+                        Err(refusal) if refusal.is_temporary() => {
+                            Outcome::Deferred(format!("the server cannot send it now: {refusal}"))
+                        }
+                        Err(refusal) => {
+                            Outcome::Failed(format!("the server refused to send it: {refusal}"))
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+                GroupEnd::Done,
+            ),
             Err(e) => {
-                self.sink.rollback();
-                return Err(e);
+                let progress = &fetched.progress;
+                let Some((culprit, reason)) = progress.current.zip(fault_of_message(&e)) else {
+                    self.sink.rollback();
+                    return Err(e);
+                };
+                let outcomes = (0..group.len())
+                    .map(|i| match progress.ended.iter().find(|(at, _)| *at == i) {
+                        Some((_, octets)) => Outcome::Stored(*octets),
+                        None if i == culprit => Outcome::Failed(reason.clone()),
+                        None => Outcome::NotTried,
+                    })
+                    .collect();
+                (outcomes, GroupEnd::SessionBroken)
             }
         };
-        if let Err(e) = self.sink.commit() {
+        // Only the complete messages are staged; the one cut short is
+        // dropped after the commit.
+        let committed = self.sink.commit();
+        if end == GroupEnd::SessionBroken || committed.is_err() {
             self.sink.rollback();
-            return Err(sink_error(e));
         }
-        let stored: Vec<Option<u64>> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
+        committed.map_err(sink_error)?;
         // Recorded with the next group's intents, or before any DELE.
-        if headers_only {
-            self.unwritten = self.run.stored_headers(group, &self.names, &stored);
-            return Ok(());
-        }
-        self.unwritten = self.run.stored(group, &stored);
-        Ok(())
+        let failures = &self.known.failures;
+        self.unwritten = if headers_only {
+            self.run
+                .stored_headers(group, &self.names, &outcomes, failures)
+        } else {
+            self.run.stored(group, &outcomes, failures)
+        };
+        Ok(end)
+    }
+
+    /// A message broke the session: what it stored is recorded, and the
+    /// next session (opened without DELE or QUIT on this one) plans anew.
+    fn session_broken(&mut self) -> Result<bool, Error> {
+        self.flush_records()?;
+        self.run.session_broken();
+        self.known = self.store.load().map_err(state_error)?;
+        Ok(self.run.another_session(false))
     }
 
     /// What to DELE before QUIT, once everything stored is recorded (and
@@ -510,25 +619,40 @@ macro_rules! sync_sessions {
             let uids = client.uidl()$(.$aw)?;
             let login_delay = client.capabilities().login_delay();
             let plan = $steps.listed(login_delay, &sizes, uids, $host)?;
+            let mut broken = false;
             for group in &plan.headers {
-                let batch = $steps.begin_group(group, true)?;
-                let outcomes = client
-                    .top_many(&batch.msgs, 0, &mut $steps.group_sink(&batch))
-                    $(.$aw)?;
-                $steps.end_group(group, outcomes, true)?;
+                let mut batch = $steps.begin_group(group, true)?;
+                let (msgs, mut sink) = $steps.group_sink(&mut batch);
+                let outcomes = client.top_many(msgs, 0, &mut sink)$(.$aw)?;
+                if $steps.end_group(group, &batch, outcomes, true)? == GroupEnd::SessionBroken {
+                    broken = true;
+                    break;
+                }
             }
-            for group in &plan.fetch {
-                let batch = $steps.begin_group(group, false)?;
-                let mut sink = $steps.group_sink(&batch);
+            for group in plan.fetch.iter().filter(|_| !broken) {
+                let mut batch = $steps.begin_group(group, false)?;
+                let (msgs, mut sink) = $steps.group_sink(&mut batch);
                 let outcomes = match $progress.as_deref_mut() {
                     Some(progress) => {
                         client
-                            .retr_many_with_progress(&batch.msgs, &mut sink, progress)
+                            .retr_many_with_progress(msgs, &mut sink, progress)
                             $(.$aw)?
                     }
-                    None => client.retr_many(&batch.msgs, &mut sink)$(.$aw)?,
+                    None => client.retr_many(msgs, &mut sink)$(.$aw)?,
                 };
-                $steps.end_group(group, outcomes, false)?;
+                if $steps.end_group(group, &batch, outcomes, false)? == GroupEnd::SessionBroken {
+                    broken = true;
+                    break;
+                }
+            }
+            if broken {
+                // The connection is out of step: dropped without QUIT, so
+                // the server deletes nothing of this session.
+                drop(client);
+                if !$steps.session_broken()? {
+                    break;
+                }
+                continue;
             }
             let deletions = $steps.deletions(&plan)?;
             let mut deleted = Vec::new();
@@ -557,6 +681,11 @@ pub fn sync_blocking(
     options: SyncOptions,
     mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
 ) -> Result<SyncReport, Error> {
+    // A message listed above the client's own cap is decided before RETR.
+    let mut options = options;
+    if let Some(cap) = config.session.max_body {
+        options.max_message = Some(options.max_message.map_or(cap, |m| m.min(cap)));
+    }
     let mut engine = SyncEngine::start(options, &credentials.user, store, sink)?;
     sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
     Ok(engine.run.finish())

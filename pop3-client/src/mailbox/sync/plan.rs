@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use pop3_proto::{MsgNum, Uid};
 
 use crate::mailbox::account::DeletePolicy;
-use crate::mailbox::sync::state::{StateChange, SyncState, UidRecord, UidStatus};
+use crate::mailbox::sync::state::{FailureRecord, StateChange, SyncState, UidRecord, UidStatus};
 
 /// Seconds in a day.
 const DAY: u64 = 24 * 60 * 60;
@@ -50,6 +50,18 @@ pub struct SyncOptions {
     /// The time of the sync, in seconds since the Unix epoch; `None` for
     /// the system clock. Tests inject it.
     pub now: Option<u64>,
+    /// A message whose fetch fails this many times, one attempt per sync
+    /// (`-ERR` to RETR, a body over the size cap, the connection lost in
+    /// the middle of it, the sink refusing it), is quarantined: reported,
+    /// kept on the server, skipped until [`crate::mailbox::sync::reprocess`].
+    /// The rest of the mailbox goes on in the same sync. Default 3.
+    pub max_attempts: u32,
+    /// The largest message fetched whole: one listed above it is decided
+    /// before RETR (headers only when
+    /// [`SyncOptions::headers_only_above`] is set, else quarantined as too
+    /// big). `None`: the client's own cap decides (`sync_blocking` takes
+    /// the smaller of the two).
+    pub max_message: Option<u64>,
 }
 
 impl Default for SyncOptions {
@@ -65,6 +77,8 @@ impl Default for SyncOptions {
             forget_after_days: 31,
             max_sessions: 50,
             now: None,
+            max_attempts: 3,
+            max_message: None,
         }
     }
 }
@@ -78,6 +92,46 @@ pub struct Listed {
     pub uid: Uid,
     /// Its size as listed.
     pub octets: u64,
+}
+
+/// What became of one message of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable in the sink, with this many bytes.
+    Stored(u64),
+    /// Not fetched, for this reason (in words): one failed attempt.
+    Failed(String),
+    /// Not fetched because the server said the trouble is temporary
+    /// (`[SYS/TEMP]`): tried again next time, not counted as an attempt.
+    Deferred(String),
+    /// Not tried: an earlier failure cut the group short.
+    NotTried,
+}
+
+/// Adds `uid` to the report's quarantined messages (once per sync).
+fn note_quarantined(report: &mut SyncReport, uid: &Uid, failure: &FailureRecord) {
+    if report.quarantined.iter().any(|q| &q.uid == uid) {
+        return;
+    }
+    report.quarantined.push(FailedMessage {
+        uid: uid.clone(),
+        octets: failure.octets,
+        attempts: failure.attempts,
+        reason: failure.reason.clone(),
+    });
+}
+
+/// A message a sync could not fetch, or skipped because it is quarantined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedMessage {
+    /// Its UID.
+    pub uid: Uid,
+    /// Its size as listed.
+    pub octets: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed, in words.
+    pub reason: String,
 }
 
 /// What one session does.
@@ -110,8 +164,15 @@ pub struct SyncReport {
     pub bytes: u64,
     /// Messages deleted on the server.
     pub deleted: usize,
-    /// Messages the server refused to send (each is tried again next time).
+    /// Messages that could not be fetched in this sync and will be tried
+    /// again (`failed` lists them).
     pub skipped: usize,
+    /// The messages counted in `skipped`, with why.
+    pub failed: Vec<FailedMessage>,
+    /// Listed messages skipped because they are quarantined (failed
+    /// [`SyncOptions::max_attempts`] times, or too big), with why; those
+    /// quarantined by this sync included. Kept on the server.
+    pub quarantined: Vec<FailedMessage>,
     /// Messages stored headers only (above the size limit).
     pub headers_only: usize,
     /// Messages left for a later sync by the caps.
@@ -142,6 +203,11 @@ pub struct SyncRun {
     keep_going: bool,
     /// The previous session's listed sizes, and whether it stored mail.
     previous: Option<(Vec<u64>, bool)>,
+    /// UIDs that failed in this sync: not tried again before the next.
+    failed_now: HashSet<Uid>,
+    /// The last session was cut short by a message that broke it (the
+    /// connection is out of step): the rest goes on in another session.
+    broken: bool,
 }
 
 impl SyncRun {
@@ -173,6 +239,8 @@ impl SyncRun {
             // recent: mode lists the same 30 days in every session.
             keep_going: !recent_mode,
             previous: None,
+            failed_now: HashSet::new(),
+            broken: false,
         })
     }
 
@@ -204,6 +272,7 @@ impl SyncRun {
     /// A session has logged in; `login_delay` is its advertised LOGIN-DELAY.
     pub fn session_started(&mut self, login_delay: Option<u32>) {
         self.report.sessions += 1;
+        self.broken = false;
         self.fetched_in_session.clear();
         if let Some(seconds) = login_delay {
             self.report.next_sync_not_before = Some(self.now.saturating_add(u64::from(seconds)));
@@ -251,6 +320,14 @@ impl SyncRun {
                 _ => {}
             }
         }
+        // A failing message no longer listed (deleted by other means) is
+        // forgotten.
+        for uid in state.failures.keys() {
+            if !listed.contains(uid) && !state.records.contains_key(uid) {
+                plan.housekeeping
+                    .push(StateChange::Forget { uid: uid.clone() });
+            }
+        }
         let mut new = Vec::new();
         let mut headers = Vec::new();
         let mut seen = HashSet::new();
@@ -259,9 +336,23 @@ impl SyncRun {
                 .headers_only_above
                 .is_some_and(|limit| item.octets > limit)
         };
+        let over_cap = |item: &Listed| {
+            self.options
+                .max_message
+                .is_some_and(|cap| item.octets > cap)
+        };
+        let mut quarantine_now = Vec::new();
         for item in listing {
             // A UID listed twice is fetched once.
             if !seen.insert(&item.uid) {
+                continue;
+            }
+            // Failed in this sync: tried again by the next one.
+            if self.failed_now.contains(&item.uid) {
+                continue;
+            }
+            if let Some(failure) = state.failures.get(&item.uid).filter(|f| f.quarantined) {
+                note_quarantined(&mut self.report, &item.uid, failure);
                 continue;
             }
             match state.records.get(&item.uid) {
@@ -272,6 +363,12 @@ impl SyncRun {
                     status: UidStatus::Deleted,
                     ..
                 }) if too_big(item) => headers.push(item.clone()),
+                // Known from LIST to be over the cap: decided before RETR.
+                None
+                | Some(UidRecord {
+                    status: UidStatus::Deleted,
+                    ..
+                }) if over_cap(item) => quarantine_now.push(item.clone()),
                 None
                 | Some(UidRecord {
                     status: UidStatus::Deleted,
@@ -290,7 +387,8 @@ impl SyncRun {
                 // Stored headers only: whole now if asked for or allowed.
                 Some(r)
                     if r.status == UidStatus::HeadersOnly
-                        && (r.full_requested || !too_big(item)) =>
+                        && (r.full_requested || !too_big(item))
+                        && !over_cap(item) =>
                 {
                     if let Some(copy) = &r.headers_delivery {
                         plan.replaces_headers.push((item.uid.clone(), copy.clone()));
@@ -299,6 +397,27 @@ impl SyncRun {
                 }
                 Some(_) => {}
             }
+        }
+        for item in quarantine_now {
+            let cap = self.options.max_message.unwrap_or(u64::MAX);
+            let reason = format!(
+                "too big: listed at {} bytes, above the limit of {cap} bytes",
+                item.octets
+            );
+            let failure = FailureRecord {
+                attempts: state.failures.get(&item.uid).map_or(0, |f| f.attempts),
+                octets: item.octets,
+                reason: reason.clone(),
+                quarantined: true,
+            };
+            note_quarantined(&mut self.report, &item.uid, &failure);
+            plan.housekeeping.push(StateChange::Failed {
+                uid: item.uid,
+                octets: item.octets,
+                attempts: failure.attempts,
+                quarantined: true,
+                reason,
+            });
         }
         plan.headers = headers
             .chunks(self.options.group_size)
@@ -377,33 +496,39 @@ impl SyncRun {
         }
     }
 
-    /// The changes recording a group as durable in the sink: `outcomes`
-    /// holds, per message of `group`, whether it was stored. Returns the
-    /// changes to record.
-    pub fn stored(&mut self, group: &[Listed], outcomes: &[Option<u64>]) -> Vec<StateChange> {
+    /// The changes recording a group: per message of `group`, whether it
+    /// was stored (durable in the sink), failed, or was not tried (the
+    /// rest of a group a failure cut short). `failures` is what the state
+    /// remembers of earlier failures: a message that fails
+    /// [`SyncOptions::max_attempts`] times is quarantined.
+    pub fn stored(
+        &mut self,
+        group: &[Listed],
+        outcomes: &[Outcome],
+        failures: &std::collections::HashMap<Uid, FailureRecord>,
+    ) -> Vec<StateChange> {
         let mut changes = Vec::with_capacity(group.len());
         for (item, outcome) in group.iter().zip(outcomes) {
-            match outcome {
-                Some(octets) => {
+            changes.push(match outcome {
+                Outcome::Stored(octets) => {
                     self.report.new += 1;
                     self.report.bytes = self.report.bytes.saturating_add(*octets);
                     self.fetched_in_session.push(item.clone());
                     if let Some((_, stored)) = self.previous.as_mut() {
                         *stored = true;
                     }
-                    changes.push(StateChange::Delivered {
+                    StateChange::Delivered {
                         uid: item.uid.clone(),
                         at: self.now,
                         octets: item.octets,
-                    });
+                    }
                 }
-                None => {
-                    self.report.skipped += 1;
-                    changes.push(StateChange::Abandoned {
-                        uid: item.uid.clone(),
-                    });
-                }
-            }
+                Outcome::Failed(reason) => self.failed(item, reason, failures.get(&item.uid)),
+                Outcome::Deferred(reason) => self.deferred(item, reason, failures.get(&item.uid)),
+                Outcome::NotTried => StateChange::Abandoned {
+                    uid: item.uid.clone(),
+                },
+            });
         }
         changes
     }
@@ -414,14 +539,13 @@ impl SyncRun {
         &mut self,
         group: &[Listed],
         names: &[String],
-        outcomes: &[Option<u64>],
+        outcomes: &[Outcome],
+        failures: &std::collections::HashMap<Uid, FailureRecord>,
     ) -> Vec<StateChange> {
-        group
-            .iter()
-            .zip(names)
-            .zip(outcomes)
-            .map(|((item, name), outcome)| match outcome {
-                Some(_) => {
+        let mut changes = Vec::with_capacity(group.len());
+        for ((item, name), outcome) in group.iter().zip(names).zip(outcomes) {
+            changes.push(match outcome {
+                Outcome::Stored(_) => {
                     self.report.headers_only += 1;
                     StateChange::HeadersDelivered {
                         uid: item.uid.clone(),
@@ -430,14 +554,77 @@ impl SyncRun {
                         delivery: name.clone(),
                     }
                 }
-                None => {
-                    self.report.skipped += 1;
-                    StateChange::Abandoned {
-                        uid: item.uid.clone(),
-                    }
-                }
-            })
-            .collect()
+                Outcome::Failed(reason) => self.failed(item, reason, failures.get(&item.uid)),
+                Outcome::Deferred(reason) => self.deferred(item, reason, failures.get(&item.uid)),
+                Outcome::NotTried => StateChange::Abandoned {
+                    uid: item.uid.clone(),
+                },
+            });
+        }
+        changes
+    }
+
+    /// One more failed attempt at `item`: reported, not tried again in
+    /// this sync, quarantined once it has failed `max_attempts` times.
+    fn failed(
+        &mut self,
+        item: &Listed,
+        reason: &str,
+        before: Option<&FailureRecord>,
+    ) -> StateChange {
+        let attempts = before.map_or(0, |f| f.attempts).saturating_add(1);
+        let quarantined = attempts >= self.options.max_attempts.max(1);
+        self.failed_now.insert(item.uid.clone());
+        let failed = FailedMessage {
+            uid: item.uid.clone(),
+            octets: item.octets,
+            attempts,
+            reason: reason.to_owned(),
+        };
+        if quarantined {
+            self.report.quarantined.push(failed);
+        } else {
+            self.report.skipped += 1;
+            self.report.failed.push(failed);
+        }
+        StateChange::Failed {
+            uid: item.uid.clone(),
+            octets: item.octets,
+            attempts,
+            quarantined,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The server said `item` cannot be sent now: reported, tried again by
+    /// the next sync, no attempt counted.
+    fn deferred(
+        &mut self,
+        item: &Listed,
+        reason: &str,
+        before: Option<&FailureRecord>,
+    ) -> StateChange {
+        self.failed_now.insert(item.uid.clone());
+        self.report.skipped += 1;
+        self.report.failed.push(FailedMessage {
+            uid: item.uid.clone(),
+            octets: item.octets,
+            attempts: before.map_or(0, |f| f.attempts),
+            reason: reason.to_owned(),
+        });
+        StateChange::Abandoned {
+            uid: item.uid.clone(),
+        }
+    }
+
+    /// A message broke the session (its body over the cap, the connection
+    /// lost in the middle of it): the connection is out of step, so the
+    /// session ends without DELE or QUIT, and the rest goes on in another.
+    pub fn session_broken(&mut self) {
+        self.broken = true;
+        // The server took nothing away (no QUIT): an unchanged listing in
+        // the next session is expected, not a sign of unstable UIDs.
+        self.previous = None;
     }
 
     /// What to delete before QUIT: the plan's due messages, and under
@@ -469,10 +656,9 @@ impl SyncRun {
     /// new, as Gmail's normal mode lists only what was not yet popped) or
     /// what was stored was deleted; never past the caps or the session cap.
     pub fn another_session(&self, deleted_any: bool) -> bool {
-        self.keep_going
-            && !self.fetched_in_session.is_empty()
-            && (self.session_all_new || deleted_any)
-            && self.report.sessions < self.options.max_sessions
+        let more = self.broken
+            || (!self.fetched_in_session.is_empty() && (self.session_all_new || deleted_any));
+        self.keep_going && more && self.report.sessions < self.options.max_sessions
     }
 
     /// The server refused a follow-up login with LOGIN-DELAY: the sync ends
@@ -611,7 +797,7 @@ mod tests {
         let first: Vec<_> = (1..=3).map(|i| listed(i, &format!("a{i}"), 10)).collect();
         let plan = run.plan(&SyncState::default(), &first);
         let group = plan.fetch.concat();
-        run.stored(&group, &[Some(10), Some(10), Some(10)]);
+        run.stored(&group, &vec![Outcome::Stored(10); 3], &Default::default());
         assert!(run.another_session(false));
         // UIDs that change every session: the same sizes, new names.
         run.session_started(None);
@@ -625,7 +811,11 @@ mod tests {
         let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
         run.session_started(None);
         let plan = run.plan(&SyncState::default(), &first);
-        run.stored(&plan.fetch.concat(), &[Some(10), Some(10), Some(10)]);
+        run.stored(
+            &plan.fetch.concat(),
+            &vec![Outcome::Stored(10); 3],
+            &Default::default(),
+        );
         run.session_started(None);
         let known = state_with(&[("a1", 0), ("a2", 0), ("a3", 0)]);
         let plan = run.plan(&known, &first);
@@ -746,11 +936,62 @@ mod tests {
         let listing: Vec<_> = (1..=3).map(|i| listed(i, &format!("u{i}"), 1)).collect();
         let plan = run.plan(&SyncState::default(), &listing);
         let group = plan.fetch.concat();
-        run.stored(&group, &[Some(1), Some(1), Some(1)]);
+        run.stored(&group, &vec![Outcome::Stored(1); 3], &Default::default());
         assert!(run.another_session(false), "all new: maybe a slice");
         run.session_started(None);
         let plan = run.plan(&state_with(&[("u1", 0)]), &listing[..1]);
         assert!(plan.fetch.is_empty());
         assert!(!run.another_session(false), "nothing new: done");
+    }
+
+    #[test]
+    fn failures_count_one_attempt_per_sync_and_quarantine_at_the_limit() {
+        let options = SyncOptions {
+            max_attempts: 2,
+            ..SyncOptions::default()
+        };
+        let listing = vec![listed(1, "bad", 10), listed(2, "busy", 10)];
+        let mut state = SyncState::default();
+        for sync in 1..=3 {
+            let mut run = SyncRun::new(options.clone(), 0, "u").unwrap();
+            let plan = run.plan(&state, &listing);
+            let group = plan.fetch.concat();
+            let outcomes: Vec<Outcome> = group
+                .iter()
+                .map(|l| match l.uid.as_bytes() {
+                    b"bad" => Outcome::Failed("refused".into()),
+                    _ => Outcome::Deferred("[SYS/TEMP] later".into()),
+                })
+                .collect();
+            for change in run.stored(&group, &outcomes, &state.failures) {
+                state.apply(&change);
+            }
+            // Not tried again in the same sync.
+            assert!(run.plan(&state, &listing).fetch.is_empty());
+            let report = run.finish();
+            let bad = Uid::new(b"bad").unwrap();
+            match sync {
+                1 => assert_eq!(report.failed.len(), 2, "{report:?}"),
+                2 => {
+                    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+                    assert!(state.failures[&bad].quarantined);
+                }
+                _ => {
+                    // Quarantined: never planned; the deferred one never counts.
+                    assert_eq!(group.len(), 1, "only the deferred one is tried");
+                    assert_eq!(report.quarantined[0].uid, bad);
+                    assert_eq!(report.failed[0].attempts, 0);
+                }
+            }
+        }
+        state.apply(&StateChange::Reprocess {
+            uid: Uid::new(b"bad").unwrap(),
+        });
+        let mut run = SyncRun::new(options, 0, "u").unwrap();
+        assert_eq!(
+            run.plan(&state, &listing).fetch.concat().len(),
+            2,
+            "asked for again"
+        );
     }
 }

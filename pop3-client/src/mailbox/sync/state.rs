@@ -52,6 +52,23 @@ pub struct UidRecord {
     pub headers_delivery: Option<String>,
 }
 
+/// A message that could not be fetched: how often, and why the last time.
+/// After [`crate::mailbox::sync::SyncOptions::max_attempts`] failures it is
+/// quarantined: kept on the server, never deleted, skipped by later syncs
+/// until the application asks for it again
+/// ([`crate::mailbox::sync::reprocess`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// Failed attempts so far (one per sync at most).
+    pub attempts: u32,
+    /// Its size as listed.
+    pub octets: u64,
+    /// Why the last attempt failed, in words.
+    pub reason: String,
+    /// Skipped by later syncs until reprocessed.
+    pub quarantined: bool,
+}
+
 /// A delivery started but not known to have finished: recorded before the
 /// message is written, so a run killed at any instant can tell, at its next
 /// start, whether the message reached the sink.
@@ -136,6 +153,26 @@ pub enum StateChange {
         /// The UID.
         uid: Uid,
     },
+    /// Fetching `uid` failed for the `attempts`-th time (clears its
+    /// intent); `quarantined` once it is skipped until reprocessed.
+    Failed {
+        /// The UID.
+        uid: Uid,
+        /// Its size as listed.
+        octets: u64,
+        /// Failed attempts so far, this one included.
+        attempts: u32,
+        /// Whether it is quarantined now.
+        quarantined: bool,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The application asked for `uid` again: its failures are forgotten
+    /// and the next sync tries it.
+    Reprocess {
+        /// The UID.
+        uid: Uid,
+    },
 }
 
 /// The whole remembered state of one account.
@@ -145,6 +182,8 @@ pub struct SyncState {
     pub records: HashMap<Uid, UidRecord>,
     /// Deliveries begun and not known to have finished.
     pub pending: Vec<Intent>,
+    /// Messages that could not be fetched, and those quarantined.
+    pub failures: HashMap<Uid, FailureRecord>,
 }
 
 impl SyncState {
@@ -157,6 +196,7 @@ impl SyncState {
             }
             StateChange::Delivered { uid, at, octets } => {
                 self.pending.retain(|p| &p.uid != uid);
+                self.failures.remove(uid);
                 let fresh = UidRecord {
                     first_seen: *at,
                     octets: *octets,
@@ -190,6 +230,7 @@ impl SyncState {
                 delivery,
             } => {
                 self.pending.retain(|p| &p.uid != uid);
+                self.failures.remove(uid);
                 let fresh = UidRecord {
                     first_seen: *at,
                     octets: *octets,
@@ -233,6 +274,7 @@ impl SyncState {
             }
             StateChange::Forget { uid } => {
                 self.records.remove(uid);
+                self.failures.remove(uid);
             }
             StateChange::DeletedLocally { uid } => {
                 if let Some(r) = self.records.get_mut(uid) {
@@ -244,6 +286,27 @@ impl SyncState {
                     r.status = UidStatus::Deleted;
                     r.full_requested = false;
                 }
+            }
+            StateChange::Failed {
+                uid,
+                octets,
+                attempts,
+                quarantined,
+                reason,
+            } => {
+                self.pending.retain(|p| &p.uid != uid);
+                self.failures.insert(
+                    uid.clone(),
+                    FailureRecord {
+                        attempts: *attempts,
+                        octets: *octets,
+                        reason: reason.clone(),
+                        quarantined: *quarantined,
+                    },
+                );
+            }
+            StateChange::Reprocess { uid } => {
+                self.failures.remove(uid);
             }
         }
     }
@@ -457,6 +520,15 @@ impl StateFile {
         for p in &self.state.pending {
             lines.push(format_change(&StateChange::Intent(p.clone())));
         }
+        for (uid, f) in &self.state.failures {
+            lines.push(format_change(&StateChange::Failed {
+                uid: uid.clone(),
+                octets: f.octets,
+                attempts: f.attempts,
+                quarantined: f.quarantined,
+                reason: f.reason.clone(),
+            }));
+        }
         let mut text = lines.join("\n");
         text.push('\n');
         {
@@ -616,6 +688,20 @@ fn format_change(change: &StateChange) -> String {
         StateChange::Forget { uid } => format!("F {}", hex(uid.as_bytes())),
         StateChange::DeletedLocally { uid } => format!("L {}", hex(uid.as_bytes())),
         StateChange::DeletedOnServer { uid } => format!("X {}", hex(uid.as_bytes())),
+        // The reason is free text: hex, as UIDs are, so a line stays one line.
+        StateChange::Failed {
+            uid,
+            octets,
+            attempts,
+            quarantined,
+            reason,
+        } => format!(
+            "T {} {octets} {attempts} {} {}",
+            hex(uid.as_bytes()),
+            u8::from(*quarantined),
+            hex(reason.as_bytes()),
+        ),
+        StateChange::Reprocess { uid } => format!("P {}", hex(uid.as_bytes())),
     }
 }
 
@@ -659,6 +745,19 @@ fn parse_change(line: &str) -> Option<StateChange> {
         ("F", 0) => StateChange::Forget { uid },
         ("L", 0) => StateChange::DeletedLocally { uid },
         ("X", 0) => StateChange::DeletedOnServer { uid },
+        ("T", 4) => StateChange::Failed {
+            uid,
+            octets: number(0)?,
+            attempts: u32::try_from(number(1)?).ok()?,
+            quarantined: match rest.get(2) {
+                Some(&"0") => false,
+                Some(&"1") => true,
+                _ => return None,
+            },
+            // An empty reason is an empty field.
+            reason: String::from_utf8(unhex(rest.get(3)?)?).ok()?,
+        },
+        ("P", 0) => StateChange::Reprocess { uid },
         _ => return None,
     })
 }
@@ -791,13 +890,14 @@ mod tests {
         let uid = proptest::collection::vec(any::<u8>(), 1..20)
             .prop_filter_map("a UID", |b| Uid::new(&b));
         (
-            0u8..11,
+            0u8..13,
             uid,
             any::<u64>(),
             any::<u64>(),
             "[A-Za-z0-9._:,]{1,30}",
+            ".{0,40}",
         )
-            .prop_map(|(tag, uid, at, octets, name)| match tag {
+            .prop_map(|(tag, uid, at, octets, name, reason)| match tag {
                 0 => StateChange::Intent(Intent {
                     uid,
                     delivery: name,
@@ -818,6 +918,14 @@ mod tests {
                     delivery: name,
                 },
                 9 => StateChange::FullFetchRequested { uid },
+                10 => StateChange::Failed {
+                    uid,
+                    octets,
+                    attempts: (at % 7) as u32,
+                    quarantined: at % 2 == 0,
+                    reason,
+                },
+                11 => StateChange::Reprocess { uid },
                 _ => StateChange::HeadersRemoved { uid },
             })
     }
