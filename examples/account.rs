@@ -632,22 +632,34 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
             eprintln!("stored message {} ({} bytes)", p.msg, p.bytes);
         }
     };
-    let report = sync_blocking(
+    let result = sync_blocking(
         &account.client_config(),
         &account.credentials(),
         &mut state,
         &mut sink,
         options,
         Some(&mut progress),
-    )?;
+    );
     if interactive {
         eprintln!();
     }
+    // A failed sync still says what it did before the error.
+    let report = match &result {
+        Ok(report) => report,
+        Err(failure) => &*failure.report,
+    };
+    for failed in &report.failed {
+        eprintln!("failed {}: {}", failed.uid, failed.reason);
+    }
+    for quarantined in &report.quarantined {
+        eprintln!("quarantined {}: {}", quarantined.uid, quarantined.reason);
+    }
     println!(
-        "{name}: {} new, {} deleted, {} skipped, {} bytes, {:.1} seconds{}",
+        "{name}: {} new, {} deleted, {} skipped, {} quarantined, {} bytes, {:.1} seconds{}",
         report.new,
         report.deleted,
         report.skipped,
+        report.quarantined.len(),
         report.bytes,
         started.elapsed().as_secs_f64(),
         report
@@ -658,6 +670,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     if let Some(why) = &report.stopped_early {
         eprintln!("warning: the sync stopped early: {why}");
     }
+    result?;
     Ok(())
 }
 

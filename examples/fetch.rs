@@ -30,7 +30,8 @@
 //! included); otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
 //! auth, auth-method, in-use, login-delay, server, protocol, timeout,
-//! connection-lost, io, config, unusable.
+//! connection-lost, io, config, unusable, storage (the state or the Maildir
+//! failed; the summary line of what was done comes first).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -242,14 +243,19 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         }
         None => &mut memory,
     };
-    let report = sync_blocking(
+    let result = sync_blocking(
         &config,
         &credentials,
         store,
         &mut sink,
         options,
         Some(&mut progress_printer()),
-    )?;
+    );
+    // A failed sync still says what it did before the error.
+    let report = match &result {
+        Ok(report) => report,
+        Err(failure) => &*failure.report,
+    };
     for failed in &report.failed {
         eprintln!(
             "failed {}: {} (attempt {}; tried again next run)",
@@ -276,6 +282,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
     if let Some(why) = &report.stopped_early {
         eprintln!("warning: the sync stopped early: {why}");
     }
+    result?;
     Ok(())
 }
 

@@ -55,10 +55,13 @@ pub enum ErrorKind {
     Limit,
     /// Recipients were refused (SMTP).
     Recipient,
+    /// The local store (the sync state, the message store) failed: a full
+    /// disk, a permission, a file in use.
+    Storage,
 }
 
 impl ErrorKind {
-    const ALL: [Self; 17] = [
+    const ALL: [Self; 18] = [
         Self::Connect,
         Self::Tls,
         Self::Auth,
@@ -76,6 +79,7 @@ impl ErrorKind {
         Self::TooBig,
         Self::Limit,
         Self::Recipient,
+        Self::Storage,
     ];
 
     /// The kind named `name` ([`ErrorKind::as_str`]).
@@ -85,7 +89,7 @@ impl ErrorKind {
 
     /// The kind's stable name: connect, tls, auth, auth-method, in-use,
     /// login-delay, server, protocol, timeout, connection-lost, io, config,
-    /// unusable, app-password, too-big, limit, recipient.
+    /// unusable, app-password, too-big, limit, recipient, storage.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -105,6 +109,7 @@ impl ErrorKind {
             Self::TooBig => "too-big",
             Self::Limit => "limit",
             Self::Recipient => "recipient",
+            Self::Storage => "storage",
         }
     }
 }
@@ -319,6 +324,17 @@ pub enum Error {
     /// I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The local store failed (the sync state, the message store): the
+    /// source says how. Transient only when the store said so (a file in
+    /// use by another sync, an interrupted or timed-out write); a full disk
+    /// or a permission needs someone to act.
+    #[error("{what}: {source}")]
+    Storage {
+        /// What could not be done, in words.
+        what: String,
+        /// The store's error.
+        source: io::Error,
+    },
     /// A setting cannot work or would be unsafe: which one, and why.
     #[error("{setting}: {problem}")]
     InvalidSetting {
@@ -404,6 +420,7 @@ impl Error {
             | Self::MalformedAnswer { .. } => ErrorKind::Protocol,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
+            Self::Storage { .. } => ErrorKind::Storage,
             Self::Unusable { .. } => ErrorKind::Unusable,
             Self::SecurityMismatch { sign, .. } => match sign {
                 MismatchSign::Silence { .. } => ErrorKind::Timeout,
@@ -427,6 +444,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Server { temporary, .. } => *temporary,
+            Self::Storage { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ),
             Self::InUse { .. }
             | Self::LoginDelay { .. }
             | Self::Timeout { .. }

@@ -45,7 +45,7 @@ fn sync(
     store: &mut dyn StateStore,
     sink: &mut dyn DeliverySink,
     options: SyncOptions,
-) -> Result<SyncReport, pop3_client::Error> {
+) -> Result<SyncReport, pop3_client::sync::SyncFailure> {
     let credentials = pop3_client::Credentials::new(user, "password");
     sync_blocking(
         &server.client_config(),
@@ -258,8 +258,17 @@ fn a_failing_sink_at_any_step_loses_and_duplicates_nothing() {
         };
         let first = sync(&server, "user", &mut state, &mut failing, options.clone());
         if let Err(e) = &first {
-            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            // The store's failure, not the network's: it needs someone.
+            assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+            assert!(!e.is_transient(), "{e}");
             assert!(e.to_string().contains("disk full"), "{e}");
+            // The failure says what was done before it, exactly.
+            assert_eq!(
+                e.report.new,
+                delivered(dir.path()).len(),
+                "fail_at {fail_at}: {:?}",
+                e.report
+            );
         }
         drop(failing);
         let mut maildir = MaildirSink::create(dir.path()).unwrap();

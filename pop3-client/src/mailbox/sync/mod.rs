@@ -49,7 +49,52 @@ use crate::pop3::blocking::Client;
 use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
 
-pub use plan::{FailedMessage, Listed, Outcome, SessionPlan, SyncOptions, SyncReport, SyncRun};
+pub use plan::{
+    FailedMessage, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions, SyncReport, SyncRun,
+};
+
+/// A sync that failed: the error, and the report of what it did before
+/// (stored, deleted, failed, quarantined): everything the report counts is
+/// done and durable, so an application can show "200 stored, then the
+/// connection was lost" rather than the error alone.
+#[derive(Debug)]
+pub struct SyncFailure {
+    /// Why the sync stopped.
+    pub error: Error,
+    /// What it did before (boxed: an error stays small to pass around).
+    pub report: Box<SyncReport>,
+}
+
+impl SyncFailure {
+    /// The error's kind.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        self.error.kind()
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.error.is_transient()
+    }
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SyncFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// The error alone, for callers that do not need the report.
+impl From<SyncFailure> for Error {
+    fn from(failure: SyncFailure) -> Self {
+        failure.error
+    }
+}
 use state::{StateChange, StateStore};
 
 /// Asks for the whole of a message stored headers only (it was above
@@ -73,18 +118,61 @@ pub fn mark_deleted_locally(store: &mut dyn StateStore, uid: &Uid) -> io::Result
 }
 
 /// The state failed: the sync stops, nothing is deleted.
-fn state_error(e: io::Error) -> Error {
-    Error::Io(io::Error::new(
-        e.kind(),
-        format!("the sync state could not be read or written: {e}"),
-    ))
+fn state_error(source: io::Error) -> Error {
+    Error::Storage {
+        what: "the sync state could not be read or written".into(),
+        source,
+    }
 }
 
-fn sink_error(e: io::Error) -> Error {
-    Error::Io(io::Error::new(
-        e.kind(),
-        format!("a message could not be stored: {e}"),
-    ))
+fn sink_error(source: io::Error) -> Error {
+    Error::Storage {
+        what: "a message could not be stored".into(),
+        source,
+    }
+}
+
+/// An error of the message store, carried through the client (which sees
+/// only an I/O error) so that the sync can tell it from the network's.
+#[derive(Debug)]
+struct StoreFailed(io::Error);
+
+impl std::fmt::Display for StoreFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StoreFailed {}
+
+fn store_failed(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), StoreFailed(e))
+}
+
+/// The store's own error out of an error the client returned (a storage
+/// error, with its source), or the error as it was.
+fn storage_or(error: Error) -> Error {
+    if from_store(&error).is_none() {
+        return error;
+    }
+    match error {
+        Error::Io(e) => match e.into_inner().map(|inner| inner.downcast::<StoreFailed>()) {
+            Some(Ok(store)) => sink_error(store.0),
+            _ => Error::Io(io::Error::other("the message store failed")),
+        },
+        other => other,
+    }
+}
+
+/// The store's own error inside an error the client returned, if it is one.
+fn from_store(error: &Error) -> Option<&io::Error> {
+    match error {
+        Error::Io(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StoreFailed>())
+            .map(|s| &s.0),
+        _ => None,
+    }
 }
 
 /// The clock of a sync: the injected time, or the system's.
@@ -241,11 +329,15 @@ impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
             .get(index)
             .ok_or_else(|| io::Error::other("a message outside the group"))?;
         self.progress.current = Some(index);
-        self.sink.begin(name)
+        self.sink.begin(name).map_err(store_failed)
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.sink.write(chunk).map_err(store_failed)
     }
 
     fn end_current(&mut self, index: usize, octets: u64) -> io::Result<()> {
-        self.sink.end()?;
+        self.sink.end().map_err(store_failed)?;
         self.progress.current = None;
         self.progress.ended.push((index, octets));
         Ok(())
@@ -257,7 +349,7 @@ impl<Sk: DeliverySink + ?Sized> MessageSink for GroupSink<'_, Sk> {
         self.begin_named(index)
     }
     fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
-        self.sink.write(chunk)
+        GroupSink::write(self, chunk)
     }
     fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
         self.end_current(index, octets)
@@ -269,7 +361,7 @@ impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
         self.begin_named(index)
     }
     async fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
-        self.sink.write(chunk)
+        GroupSink::write(self, chunk)
     }
     async fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
         self.end_current(index, octets)
@@ -289,16 +381,15 @@ fn fault_of_message(error: &Error) -> Option<String> {
             "the connection was lost in the middle of it ({error})"
         )),
         Error::Timeout { .. } => Some(format!("the server stopped sending it ({error})")),
-        // A sink that refuses this message's content (not a failing disk).
-        Error::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
-            ) =>
-        {
-            Some(format!("the message store refused it: {e}"))
-        }
-        _ => None,
+        // A store that refuses this message's content (not a failing disk).
+        _ => from_store(error)
+            .filter(|e| {
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+                )
+            })
+            .map(|e| format!("the message store refused it: {e}")),
     }
 }
 
@@ -375,8 +466,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 Ok(())
             }
             e if e.is_transient() => {
-                self.run
-                    .follow_up_failed(format!("a further session could not be opened: {e}"));
+                self.run.follow_up_failed(e.to_string());
                 Ok(())
             }
             e => Err(e),
@@ -520,7 +610,9 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 let progress = &fetched.progress;
                 let Some((culprit, reason)) = progress.current.zip(fault_of_message(&e)) else {
                     self.sink.rollback();
-                    return Err(e);
+                    // The store's own failure is a storage error, not the
+                    // network's.
+                    return Err(storage_or(e));
                 };
                 let outcomes = (0..group.len())
                     .map(|i| match progress.ended.iter().find(|(at, _)| *at == i) {
@@ -548,6 +640,22 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             self.run.stored(group, &outcomes, failures)
         };
         Ok(end)
+    }
+
+    /// The sync is over: its report, or its error with the report of what
+    /// it did before (what it stored is recorded first, when the state
+    /// still takes it).
+    fn finish(mut self, outcome: Result<(), Error>) -> Result<SyncReport, SyncFailure> {
+        match outcome {
+            Ok(()) => Ok(self.run.finish()),
+            Err(error) => {
+                let _ = self.flush_records();
+                Err(SyncFailure {
+                    error,
+                    report: Box::new(self.run.finish()),
+                })
+            }
+        }
     }
 
     /// A message broke the session: what it stored is recorded, and the
@@ -670,7 +778,9 @@ macro_rules! sync_sessions {
 
 /// Syncs a mailbox with the blocking client: connects (as often as the
 /// server needs, see [`SyncRun::another_session`]), fetches what `store`
-/// does not know into `sink`, applies the delete policy, and reports.
+/// does not know into `sink`, applies the delete policy, and reports. A
+/// failure comes with the report of what was done before it
+/// ([`SyncFailure`]).
 /// `progress` is called for every chunk of every message; it may borrow
 /// from the caller.
 pub fn sync_blocking(
@@ -680,15 +790,27 @@ pub fn sync_blocking(
     sink: &mut dyn DeliverySink,
     options: SyncOptions,
     mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
-) -> Result<SyncReport, Error> {
+) -> Result<SyncReport, SyncFailure> {
     // A message listed above the client's own cap is decided before RETR.
     let mut options = options;
     if let Some(cap) = config.session.max_body {
         options.max_message = Some(options.max_message.map_or(cap, |m| m.min(cap)));
     }
-    let mut engine = SyncEngine::start(options, &credentials.user, store, sink)?;
-    sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
-    Ok(engine.run.finish())
+    let mut engine =
+        SyncEngine::start(options, &credentials.user, store, sink).map_err(nothing_done)?;
+    let outcome = (|| {
+        sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
+        Ok(())
+    })();
+    engine.finish(outcome)
+}
+
+/// A sync that failed before it began.
+fn nothing_done(error: Error) -> SyncFailure {
+    SyncFailure {
+        error,
+        report: Box::default(),
+    }
 }
 
 /// Syncs a mailbox with the async client, exactly as [`sync_blocking`]
@@ -710,7 +832,7 @@ pub async fn sync_async<S, F, Fut, St, Sk>(
     sink: &mut Sk,
     options: SyncOptions,
     mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
-) -> Result<SyncReport, Error>
+) -> Result<SyncReport, SyncFailure>
 where
     St: StateStore + ?Sized,
     Sk: DeliverySink + ?Sized,
@@ -718,9 +840,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
 {
-    let mut engine = SyncEngine::start(options, user, store, sink)?;
-    sync_sessions!(engine, connect(), host, progress; .await);
-    Ok(engine.run.finish())
+    let mut engine = SyncEngine::start(options, user, store, sink).map_err(nothing_done)?;
+    let outcome = async {
+        sync_sessions!(engine, connect(), host, progress; .await);
+        Ok(())
+    }
+    .await;
+    engine.finish(outcome)
 }
 
 #[cfg(test)]

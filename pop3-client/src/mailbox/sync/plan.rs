@@ -186,9 +186,36 @@ pub struct SyncReport {
     /// from its LOGIN-DELAY.
     pub next_sync_not_before: Option<u64>,
     /// Why the sync stopped before the server ran out of new mail, when it
-    /// did (a follow-up session refused, a server whose listing did not
-    /// change after a session stored mail).
-    pub stopped_early: Option<String>,
+    /// did.
+    pub stopped_early: Option<StoppedEarly>,
+}
+
+/// Why a sync stopped before the server ran out of new mail (what it stored
+/// is kept; the next sync goes on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoppedEarly {
+    /// A further session could not be opened (a passing failure: the
+    /// network, a mailbox still locked by the session that just ended).
+    FollowUpFailed {
+        /// The failure, in words.
+        error: String,
+    },
+    /// The server listed messages of the same sizes again, under new
+    /// unique-ids, after they were stored: its unique-ids may not be
+    /// stable, so nothing more was fetched.
+    UnstableUids,
+}
+
+impl std::fmt::Display for StoppedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FollowUpFailed { error } => {
+                write!(f, "a further session could not be opened: {error}")
+            }
+            Self::UnstableUids => f.write_str("the server listed messages of the same sizes again, under new unique-ids, after they were stored: its unique-ids may not be stable, so nothing more was fetched in this sync (the next sync goes on)"),
+        }
+    }
 }
 
 /// A sync in progress: the budget left, what it did, and the rules between
@@ -452,9 +479,7 @@ impl SyncRun {
             plan.headers.clear();
             plan.replaces_headers.clear();
             self.keep_going = false;
-            self.report.stopped_early = Some(
-                "the server listed messages of the same sizes again, under new unique-ids, after they were stored: its unique-ids may not be stable, so nothing more was fetched in this sync (the next sync goes on)".into(),
-            );
+            self.report.stopped_early = Some(StoppedEarly::UnstableUids);
         }
         plan
     }
@@ -676,8 +701,8 @@ impl SyncRun {
 
     /// A follow-up session could not be opened (after at least one
     /// completed): the sync ends with what it has, saying why.
-    pub fn follow_up_failed(&mut self, why: String) {
-        self.report.stopped_early = Some(why);
+    pub fn follow_up_failed(&mut self, error: String) {
+        self.report.stopped_early = Some(StoppedEarly::FollowUpFailed { error });
     }
 
     /// Whether a session has completed in this sync.
