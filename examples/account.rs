@@ -256,7 +256,8 @@ fn save(dir: &Path, settings: &Settings) -> Result<(), Error> {
     std::fs::create_dir_all(dir)?;
     let path = settings_path(dir);
     let tmp = dir.join("accounts.json.tmp");
-    let text = serde_json::to_vec_pretty(settings)
+    // The one file that holds passwords: written 0600, secrets asked for.
+    let text = serde_json::to_vec_pretty(&pop3_client::WithSecrets(settings))
         .map_err(|e| config_error(format!("cannot encode the settings: {e}")))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

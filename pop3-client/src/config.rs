@@ -55,16 +55,81 @@ impl AuthMethod {
     }
 }
 
-/// A password or OAuth token. `Debug` and `Display` never show it. With the
-/// `serde` feature it serializes as the plain string (account settings
-/// files hold it: keep them private).
+/// A password or OAuth token. `Debug` never shows it, and its memory is
+/// wiped when it is dropped (each clone's too). With the `serde` feature it
+/// serializes as `null` unless the caller opts in for one serialization with
+/// [`WithSecrets`] (a settings file that must hold passwords: keep it
+/// private); it deserializes from a string, or from `null` as empty (which
+/// validation refuses where a secret is needed).
 #[derive(Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(transparent)
-)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+#[cfg(feature = "serde")]
+thread_local! {
+    /// How many [`WithSecrets`] serializations are running on this thread.
+    static EXPOSE_SECRETS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Serializes the value it holds with its secrets written out: the one way
+/// a [`Secret`] reaches serde's output, so that a settings file holds
+/// passwords only where the application asked for it.
+///
+/// ```
+/// use pop3_client::account::{Account, Credential};
+/// use pop3_client::WithSecrets;
+///
+/// let account = Account::for_email("me", "me@gmail.com", Credential::app_password("abcd"))?;
+/// let shown = serde_json::to_string(&account)?;
+/// assert!(!shown.contains("abcd"));
+/// let saved = serde_json::to_string(&WithSecrets(&account))?;
+/// assert!(saved.contains("abcd"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Debug)]
+pub struct WithSecrets<'a, T: ?Sized>(pub &'a T);
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize + ?Sized> serde::Serialize for WithSecrets<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// Counts back down however the serialization ends.
+        struct Exposed;
+        impl Drop for Exposed {
+            fn drop(&mut self) {
+                EXPOSE_SECRETS.with(|n| n.set(n.get().saturating_sub(1)));
+            }
+        }
+        EXPOSE_SECRETS.with(|n| n.set(n.get() + 1));
+        let _exposed = Exposed;
+        self.0.serialize(serializer)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if EXPOSE_SECRETS.with(std::cell::Cell::get) > 0 {
+            serializer.serialize_str(&self.0)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Self(text.unwrap_or_default()))
+    }
+}
 
 impl Secret {
     /// Wraps a secret.

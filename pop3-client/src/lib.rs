@@ -108,6 +108,8 @@ pub mod transport;
 pub use mailbox::{account, store, sync};
 pub use pop3::summary;
 
+#[cfg(feature = "serde")]
+pub use config::WithSecrets;
 pub use config::{
     AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, Secret, DEFAULT_MAX_LISTING,
     DEFAULT_MAX_MESSAGE,

@@ -664,3 +664,37 @@ async fn the_async_driver_quarantines_the_same_way() {
     }
     exactly_once(dir.path(), &good);
 }
+
+/// Mail and its state are private to their owner: files 0600, folders 0700.
+#[cfg(unix)]
+#[test]
+fn the_maildir_and_the_state_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let messages = corpus(2);
+    let server = server(messages);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir_path = dir.path().join("Maildir");
+    let mut maildir = MaildirSink::create(&maildir_path).unwrap();
+    let state_path = dir.path().join("state");
+    let mut state = StateFile::open(&state_path, "k").unwrap();
+    sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for sub in ["", "new", "cur", "tmp"] {
+        assert_eq!(mode(&maildir_path.join(sub)), 0o700, "{sub}/");
+    }
+    let files: Vec<_> = std::fs::read_dir(maildir_path.join("new"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 2);
+    for file in files {
+        assert_eq!(mode(&file.unwrap().path()), 0o600);
+    }
+    assert_eq!(mode(&state_path), 0o600, "the state");
+}

@@ -438,6 +438,10 @@ impl Account {
 
     /// The outgoing server's settings with "same credentials" resolved to
     /// the incoming user and credential; `None` without an outgoing server.
+    /// Gmail's `recent:` prefix is POP3's alone, so it is taken off the
+    /// user name; and the outgoing side never inherits the permission to
+    /// send the password without TLS (it must be given on its own, with
+    /// separate credentials).
     pub fn outgoing_settings(&self) -> Option<ServerSettings> {
         match &self.outgoing {
             Outgoing::None => None,
@@ -449,12 +453,20 @@ impl Account {
                 host: host.clone(),
                 port: *port,
                 security: *security,
-                user: self.incoming.user.clone(),
+                user: without_recent_prefix(&self.incoming.user).to_owned(),
                 credential: self.incoming.credential.clone(),
-                allow_plaintext_auth: self.incoming.allow_plaintext_auth,
+                allow_plaintext_auth: false,
             }),
             Outgoing::Separate(server) => Some(server.clone()),
         }
+    }
+}
+
+/// The user name without Gmail's `recent:` prefix (any case).
+fn without_recent_prefix(user: &str) -> &str {
+    match user.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("recent:") => &user[7..],
+        _ => user,
     }
 }
 
@@ -666,9 +678,18 @@ mod tests {
         a.incoming.security = Security::StartTls;
         a.incoming.port = 110;
         a.metadata.insert("share".into(), "team".into());
-        let json = serde_json::to_string(&a).unwrap();
+        let json = serde_json::to_string(&crate::config::WithSecrets(&a)).unwrap();
         assert!(json.contains("\"security\":\"starttls\""), "{json}");
         assert_eq!(serde_json::from_str::<Account>(&json).unwrap(), a);
+        // Without asking, no secret is written, and what is read back has
+        // none (validation then asks for one).
+        let shown = serde_json::to_string(&a).unwrap();
+        assert!(!shown.contains("pw"), "{shown}");
+        let read = serde_json::from_str::<Account>(&shown).unwrap();
+        assert!(read.incoming.credential.secret().expose().is_empty());
+        assert!(read.validate().is_err());
+        // The opt-in ends with its serialization.
+        assert!(!serde_json::to_string(&a).unwrap().contains("pw"));
         let bad = json.replace("\"starttls\"", "\"ssl\"");
         let e = serde_json::from_str::<Account>(&bad).unwrap_err();
         assert!(e.to_string().contains("use tls, starttls or plain"), "{e}");
@@ -678,5 +699,16 @@ mod tests {
     fn secrets_stay_out_of_debug() {
         let a = account("me@gmail.com");
         assert!(!format!("{a:?}").contains("pw"));
+    }
+
+    #[test]
+    fn same_credentials_send_without_recent_and_without_plaintext() {
+        let mut a = account("me@gmail.com");
+        a.incoming.user = "Recent:me@gmail.com".into();
+        a.incoming.allow_plaintext_auth = true;
+        let out = a.outgoing_settings().unwrap();
+        assert_eq!(out.user, "me@gmail.com");
+        assert!(!out.allow_plaintext_auth, "never inherited");
+        assert_eq!(out.credential, a.incoming.credential);
     }
 }

@@ -88,7 +88,7 @@ impl MaildirSink {
         let dir = dir.as_ref().to_path_buf();
         let existed = dir.join("new").is_dir();
         for sub in ["tmp", "new", "cur"] {
-            fs::create_dir_all(dir.join(sub))?;
+            create_private_dirs(&dir.join(sub))?;
         }
         if !existed {
             // Make the new folders themselves durable.
@@ -161,7 +161,7 @@ impl MaildirSink {
             let _ = fs::remove_file(self.dir.join("tmp").join(name));
         }
         let tmp = self.dir.join("tmp").join(&name);
-        let file = File::options().write(true).create_new(true).open(tmp)?;
+        let file = private(File::options().write(true).create_new(true)).open(tmp)?;
         self.current = Some((BufWriter::with_capacity(64 * 1024, file), name));
         Ok(())
     }
@@ -222,6 +222,31 @@ impl MaildirSink {
         }
         sync_dir(&new)
     }
+}
+
+/// Files that hold mail or a sync's state are created readable and
+/// writable by their owner only (0600): other users of the machine must not
+/// read the mail.
+pub(crate) fn private(options: &mut fs::OpenOptions) -> &mut fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600)
+    }
+    #[cfg(not(unix))]
+    options
+}
+
+/// Creates `dir` and its missing parents for the owner only (0700).
+pub(crate) fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.

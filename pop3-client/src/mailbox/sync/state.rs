@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use pop3_proto::Uid;
 
-use crate::mailbox::store::sync_dir;
+use crate::mailbox::store::{private, sync_dir};
 
 /// Where a remembered message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,18 +400,16 @@ impl StateFile {
                 "the account key must not contain line breaks",
             ));
         }
-        let lock_file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(beside(&path, ".lock"))?;
+        let lock_file = private(
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(beside(&path, ".lock"))?;
         lock(&lock_file, &path)?;
-        let file = File::options()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?;
+        let file = private(File::options().read(true).append(true).create(true)).open(&path)?;
         let mut this = Self {
             path,
             key: key.to_owned(),
@@ -532,7 +530,8 @@ impl StateFile {
         let mut text = lines.join("\n");
         text.push('\n');
         {
-            let mut f = File::create(&tmp)?;
+            let mut f =
+                private(File::options().write(true).create(true).truncate(true)).open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
@@ -928,6 +927,21 @@ mod tests {
                 11 => StateChange::Reprocess { uid },
                 _ => StateChange::HeadersRemoved { uid },
             })
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_file_stays_private_through_compaction() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut f = StateFile::open(&path, "k").unwrap();
+        f.apply(&[intent("a", "n1")]).unwrap();
+        f.compact().unwrap();
+        for file in [path.clone(), beside(&path, ".lock")] {
+            let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
     }
 
     proptest! {
