@@ -35,7 +35,7 @@ use pop3_client::blocking::Client;
 use pop3_client::smtp::{verify_outgoing, SmtpConfig, SmtpError};
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
-use pop3_client::sync::{sync_blocking, SyncOptions};
+use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
 use pop3_client::{Error, Protocol, Security};
 use pop3_examples::SecurityArg;
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,10 @@ enum Cmd {
         /// What to do with fetched mail on the server.
         #[arg(long, default_value = "never")]
         delete: String,
+        /// What the first sync does with the mail already on the server:
+        /// all, from-now-on, since-days=N or last=N.
+        #[arg(long, default_value = "all")]
+        first_sync: String,
         /// Outgoing server: the incoming credentials, none, or its own.
         #[arg(long, value_enum, default_value = "same")]
         outgoing: OutgoingArg,
@@ -327,6 +331,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         ca_file,
         allow_plaintext_auth,
         delete,
+        first_sync,
         outgoing,
         smtp_host,
         smtp_port,
@@ -377,6 +382,11 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     account.incoming.allow_plaintext_auth = allow_plaintext_auth;
     account.trust.ca_file = ca_file;
     account.delete_policy = DeletePolicy::from_name(&delete)?;
+    account.first_sync = FirstSync::from_name(&first_sync).ok_or_else(|| {
+        config_error(format!(
+            "first_sync: \"{first_sync}\" is not a choice; use all, from-now-on, since-days=N or last=N"
+        ))
+    })?;
     let smtp_security = smtp_security.map(Security::from);
     let smtp_endpoint = |preset: &Outgoing| -> Result<(String, u16, Security), Error> {
         let (p_host, p_port, p_security) = match preset {
@@ -609,6 +619,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     })?;
     let options = SyncOptions {
         policy: account.delete_policy,
+        first_sync: account.first_sync,
         ..SyncOptions::default()
     };
     let interactive = std::io::stderr().is_terminal();

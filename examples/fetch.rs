@@ -7,6 +7,7 @@
 //!     [--ca-file PEM] [--pin-sha256 HEX]... [--allow-plaintext-auth] [--timeout SECS]
 //!     --maildir DIR [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
 //!     [--max-attempts N] [--headers-only-above BYTES]
+//!     [--first-sync all|from-now-on|since-days=N|last=N]
 //! ```
 //!
 //! `--ca-file` trusts the authorities in a PEM file, and a certificate that
@@ -26,7 +27,10 @@
 //! after `--max-attempts` failures (3; one per run) it is quarantined: kept
 //! on the server, skipped, reported as `quarantined UID: REASON`, and counted
 //! in the summary line. `--headers-only-above BYTES` stores larger messages
-//! headers only. Exit status 0 on success (failed or quarantined messages
+//! headers only. `--first-sync` chooses what the first run (a new state)
+//! does with the mail already there: all of it, none (from now on), what
+//! is dated within N days, or the newest N; the rest is left on the server
+//! untouched and never fetched. Exit status 0 on success (failed or quarantined messages
 //! included); otherwise the
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
 //! auth, auth-method, in-use, login-delay, server, protocol, timeout,
@@ -43,7 +47,7 @@ use pop3_client::account::DeletePolicy;
 use pop3_client::blocking::Client;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
-use pop3_client::sync::{sync_blocking, SyncOptions};
+use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
 use pop3_client::{
     CertPin, ClientConfig, Credentials, Error, MsgNum, ProgressFn, TlsFailure, TlsRoots,
 };
@@ -83,6 +87,10 @@ struct Cli {
     /// Store messages larger than BYTES (as listed) headers only.
     #[arg(long, value_name = "BYTES")]
     headers_only_above: Option<u64>,
+    /// What the first run (a new --state) does with the mail already on
+    /// the server: all, from-now-on, since-days=N or last=N.
+    #[arg(long, default_value = "all", value_name = "CHOICE")]
+    first_sync: String,
 }
 
 fn password(cli: &Cli) -> Result<String, Error> {
@@ -163,6 +171,21 @@ fn run(cli: &Cli) -> Result<(), Error> {
             "need --state FILE (to remember what was fetched, and when)",
         ));
     }
+    let first_sync = FirstSync::from_name(&cli.first_sync).ok_or_else(|| {
+        Error::invalid_setting(
+            "--first-sync",
+            format!(
+                "\"{}\" is not a choice: use all, from-now-on, since-days=N or last=N",
+                cli.first_sync
+            ),
+        )
+    })?;
+    if first_sync != FirstSync::All && cli.state.is_none() {
+        return Err(Error::invalid_setting(
+            "--first-sync",
+            "needs --state FILE (without it every run would be the first)",
+        ));
+    }
     if cli.max_attempts == Some(0) {
         return Err(Error::invalid_setting(
             "--max-attempts",
@@ -216,6 +239,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         policy,
         max_messages: cli.max_messages,
         max_attempts: cli.max_attempts.unwrap_or(3),
+        first_sync: FirstSync::from_name(&cli.first_sync).unwrap_or_default(),
         headers_only_above: cli.headers_only_above,
         ..SyncOptions::default()
     };
@@ -266,13 +290,14 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         eprintln!("quarantined {}: {}", quarantined.uid, quarantined.reason);
     }
     println!(
-        "fetched {} new messages ({} bytes), deleted {}, skipped {}, quarantined {}, left {} from {} into {} in {} session(s), {:.1} s{}",
+        "fetched {} new messages ({} bytes), deleted {}, skipped {}, quarantined {}, left {}{} from {} into {} in {} session(s), {:.1} s{}",
         report.new,
         report.bytes,
         report.deleted,
         report.skipped,
         report.quarantined.len(),
         report.left,
+        if report.left_out > 0 { format!(", left out by the first sync {}", report.left_out) } else { String::new() },
         cli.server.host,
         cli.maildir.display(),
         report.sessions,

@@ -347,3 +347,78 @@ fn messages_that_always_fail_are_quarantined_and_the_rest_flows() {
     }
     assert_eq!(stored, good, "every other message once");
 }
+
+/// `--first-sync from-now-on` on a mailbox of 100 stores nothing; after 3
+/// new messages arrive, the next run stores exactly those 3.
+#[test]
+fn first_sync_from_now_on_stores_only_what_arrives_later() {
+    let old: Vec<ServerMessage> = (0..100)
+        .map(|i| ServerMessage {
+            uid: format!("old-{i}"),
+            content: format!("Subject: old {i}\r\n\r\nold\r\n").into_bytes(),
+        })
+        .collect();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: old,
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.addr().port().to_string();
+    let run = || {
+        let output = Command::new(fetch_binary())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "starttls",
+            ])
+            .args(["--user", "user", "--password-env", "FETCH_TEST_PASSWORD"])
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--maildir")
+            .arg(dir.path().join("Maildir"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .args(["--first-sync", "from-now-on"])
+            .env("FETCH_TEST_PASSWORD", "password")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let stored = || {
+        std::fs::read_dir(dir.path().join("Maildir/new"))
+            .unwrap()
+            .count()
+    };
+    let first = run();
+    assert!(first.starts_with("fetched 0 new messages"), "{first}");
+    assert!(first.contains("left out by the first sync 100"), "{first}");
+    assert_eq!(stored(), 0);
+    for i in 0..3 {
+        server.deliver(ServerMessage {
+            uid: format!("new-{i}"),
+            content: format!("Subject: new {i}\r\n\r\nnew\r\n").into_bytes(),
+        });
+    }
+    let next = run();
+    assert!(next.starts_with("fetched 3 new messages"), "{next}");
+    assert_eq!(stored(), 3);
+    for entry in std::fs::read_dir(dir.path().join("Maildir/new")).unwrap() {
+        let content = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(content.starts_with(b"Subject: new "));
+    }
+}

@@ -698,3 +698,143 @@ fn the_maildir_and_the_state_are_private() {
     }
     assert_eq!(mode(&state_path), 0o600, "the state");
 }
+
+fn first_sync(choice: pop3_client::sync::FirstSync) -> SyncOptions {
+    SyncOptions {
+        first_sync: choice,
+        policy: DeletePolicy::AfterRetrieval,
+        ..SyncOptions::default()
+    }
+}
+
+#[test]
+fn from_now_on_stores_only_what_arrives_later_and_deletes_nothing_old() {
+    use pop3_client::sync::FirstSync;
+    let server = server(corpus(100));
+    let (dir, mut maildir, mut state) = local();
+    let first = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        first_sync(FirstSync::FromNowOn),
+    )
+    .unwrap();
+    assert_eq!(
+        (first.new, first.left_out, first.deleted),
+        (0, 100, 0),
+        "{first:?}"
+    );
+    assert_eq!(delivered(dir.path()).len(), 0);
+    let arriving: Vec<ServerMessage> = (100..103)
+        .map(|i| ServerMessage {
+            uid: format!("new-{i}"),
+            content: format!("Subject: new {i}\r\n\r\nhello\r\n").into_bytes(),
+        })
+        .collect();
+    for m in &arriving {
+        server.deliver(m.clone());
+    }
+    // The choice is the first sync's alone: what arrives is fetched (and,
+    // under after-retrieval, deleted); the old mail stays untouched.
+    let next = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        first_sync(FirstSync::FromNowOn),
+    )
+    .unwrap();
+    assert_eq!(
+        (next.new, next.left_out, next.deleted),
+        (3, 0, 3),
+        "{next:?}"
+    );
+    exactly_once(dir.path(), &arriving);
+    assert_eq!(
+        server.messages().len(),
+        100,
+        "the old mail is never deleted"
+    );
+}
+
+#[test]
+fn last_n_and_since_days_choose_the_newest_on_a_first_sync() {
+    use pop3_client::sync::FirstSync;
+    let messages = corpus(10);
+    let server = server(messages.clone());
+    let (dir, mut maildir, mut state) = local();
+    let report = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        first_sync(FirstSync::Last(3)),
+    )
+    .unwrap();
+    assert_eq!((report.new, report.left_out), (3, 7), "{report:?}");
+    exactly_once(dir.path(), &messages[7..]);
+
+    // By date: two of four messages are within the last 10 days of the
+    // injected clock; one has no date and is kept.
+    let now = 1_700_000_000u64;
+    let dated = |uid: &str, age_days: Option<u64>| ServerMessage {
+        uid: uid.into(),
+        content: match age_days {
+            Some(days) => {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now - days * DAY);
+                let date = httpdate(at);
+                format!("Date: {date}\r\nSubject: {uid}\r\n\r\nbody\r\n").into_bytes()
+            }
+            None => format!("Subject: {uid}\r\n\r\nno date\r\n").into_bytes(),
+        },
+    };
+    let messages = vec![
+        dated("old-1", Some(400)),
+        dated("recent-1", Some(2)),
+        dated("undated", None),
+        dated("old-2", Some(30)),
+        dated("recent-2", Some(9)),
+    ];
+    let server = self::server(messages.clone());
+    let (dir, mut maildir, mut state) = local();
+    let options = SyncOptions {
+        now: Some(now),
+        ..first_sync(FirstSync::SinceDays(10))
+    };
+    let report = sync(&server, "user", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((report.new, report.left_out), (3, 2), "{report:?}");
+    let kept: Vec<ServerMessage> = messages
+        .into_iter()
+        .filter(|m| !m.uid.starts_with("old"))
+        .collect();
+    exactly_once(dir.path(), &kept);
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["old-1", "old-2"], "left out, and not deleted");
+}
+
+/// An RFC 5322 date for `at` (UTC).
+fn httpdate(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let names = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{day} {} {year} {:02}:{:02}:{:02} +0000",
+        names[(month - 1) as usize],
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use crate::config::{AuthMethod, ClientConfig, Credentials, Secret};
 use crate::endpoint::{Protocol, Security, TlsRoots};
+use crate::mailbox::sync::FirstSync;
 
 /// A setting that cannot be used, named by its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -247,6 +248,10 @@ pub struct Account {
     /// What to do with fetched messages on the server.
     #[cfg_attr(feature = "serde", serde(default))]
     pub delete_policy: DeletePolicy,
+    /// What the first sync does with the mail already on the server
+    /// (everything by default).
+    #[cfg_attr(feature = "serde", serde(default, with = "first_sync_name"))]
+    pub first_sync: FirstSync,
     /// Certificates to trust.
     #[cfg_attr(feature = "serde", serde(default))]
     pub trust: Trust,
@@ -353,6 +358,7 @@ impl Account {
             email,
             outgoing,
             delete_policy: DeletePolicy::KeepOnServer,
+            first_sync: FirstSync::All,
             trust: Trust::default(),
             metadata: BTreeMap::new(),
         })
@@ -548,6 +554,26 @@ fn check_host_and_port(
 }
 
 /// Security as its command-line name in settings files.
+#[cfg(feature = "serde")]
+mod first_sync_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::mailbox::sync::FirstSync;
+
+    pub(super) fn serialize<S: Serializer>(f: &FirstSync, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&f.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<FirstSync, D::Error> {
+        let name = String::deserialize(de)?;
+        FirstSync::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown first sync \"{name}\"; use all, from-now-on, since-days=N or last=N"
+            ))
+        })
+    }
+}
+
 #[cfg(feature = "serde")]
 mod security_name {
     use serde::{Deserialize, Deserializer, Serializer};

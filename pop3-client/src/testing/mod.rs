@@ -228,6 +228,16 @@ impl TestServer {
         }
     }
 
+    /// New mail arrives: `message` is added to the maildrop (the next
+    /// session lists it).
+    pub fn deliver(&self, message: ServerMessage) {
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message);
+    }
+
     /// The messages left on the server (after committed deletions).
     pub fn messages(&self) -> Vec<ServerMessage> {
         self.shared

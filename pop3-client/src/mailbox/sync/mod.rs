@@ -50,7 +50,8 @@ use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
 
 pub use plan::{
-    FailedMessage, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions, SyncReport, SyncRun,
+    FailedMessage, FirstSync, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions, SyncReport,
+    SyncRun,
 };
 
 /// A sync that failed: the error, and the report of what it did before
@@ -420,6 +421,8 @@ struct SyncEngine<'a, St: ?Sized, Sk: ?Sized> {
     /// that group's commit and precede the next group's delivery), or alone
     /// after the last group, before any DELE.
     unwritten: Vec<StateChange>,
+    /// The current session's listing.
+    listing: Vec<Listed>,
 }
 
 /// One group about to be fetched: its message numbers and reserved names.
@@ -449,6 +452,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             with_uids: true,
             names: Vec::new(),
             unwritten: Vec::new(),
+            listing: Vec::new(),
         })
     }
 
@@ -513,11 +517,31 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             }
             Err(e) => return Err(e),
         };
+        self.listing = listing;
+        self.plan_session()
+    }
+
+    /// Plans the session from its listing and records the housekeeping.
+    fn plan_session(&mut self) -> Result<SessionPlan, Error> {
         let empty = state::SyncState::default();
         let known = if self.with_uids { &self.known } else { &empty };
-        let plan = self.run.plan(known, &listing);
+        let plan = self.run.plan(known, &self.listing);
         self.record(&plan.housekeeping)?;
         Ok(plan)
+    }
+
+    /// A first sync by date read the headers it asked for: plans again.
+    fn dated(
+        &mut self,
+        needs_dates: &[Listed],
+        headers: Vec<Result<crate::pop3::summary::MessageSummary, crate::pop3::ServerRefusal>>,
+    ) -> Result<SessionPlan, Error> {
+        let dates: Vec<Option<i64>> = headers
+            .into_iter()
+            .map(|h| h.ok().and_then(|s| s.date))
+            .collect();
+        self.run.dated(needs_dates, &dates);
+        self.plan_session()
     }
 
     fn record(&mut self, changes: &[StateChange]) -> Result<(), Error> {
@@ -726,7 +750,12 @@ macro_rules! sync_sessions {
             let sizes = client.list()$(.$aw)??;
             let uids = client.uidl()$(.$aw)?;
             let login_delay = client.capabilities().login_delay();
-            let plan = $steps.listed(login_delay, &sizes, uids, $host)?;
+            let mut plan = $steps.listed(login_delay, &sizes, uids, $host)?;
+            if !plan.needs_dates.is_empty() {
+                let msgs: Vec<MsgNum> = plan.needs_dates.iter().map(|l| l.msg).collect();
+                let headers = client.summaries(&msgs)$(.$aw)??;
+                plan = $steps.dated(&plan.needs_dates, headers)?;
+            }
             let mut broken = false;
             for group in &plan.headers {
                 let mut batch = $steps.begin_group(group, true)?;

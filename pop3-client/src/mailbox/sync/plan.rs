@@ -13,6 +13,54 @@ use crate::mailbox::sync::state::{FailureRecord, StateChange, SyncState, UidReco
 /// Seconds in a day.
 const DAY: u64 = 24 * 60 * 60;
 
+/// What the account's first sync does with the mail already on the server
+/// (a new account with years of mail need not import all of it). Applies
+/// to a state that is new ([`SyncState::is_new`]); left-out messages are
+/// remembered, never fetched and never deleted, and everything that arrives
+/// later is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FirstSync {
+    /// Everything on the server (the default).
+    #[default]
+    All,
+    /// Nothing already there: only mail that arrives from now on.
+    FromNowOn,
+    /// Messages dated within the last N days (the `Date:` of their header,
+    /// read with TOP n 0; a message without a readable date is fetched).
+    SinceDays(u32),
+    /// The newest N messages (the last N listed).
+    Last(usize),
+}
+
+impl FirstSync {
+    /// The choice's name, as [`FirstSync::from_name`] reads it.
+    pub fn name(self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::FromNowOn => "from-now-on".into(),
+            Self::SinceDays(days) => format!("since-days={days}"),
+            Self::Last(n) => format!("last={n}"),
+        }
+    }
+
+    /// Parses `all`, `from-now-on`, `since-days=N` or `last=N` (`fetch
+    /// --first-sync`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "all" => Self::All,
+            "from-now-on" => Self::FromNowOn,
+            _ => {
+                if let Some(days) = name.strip_prefix("since-days=") {
+                    Self::SinceDays(days.parse().ok()?)
+                } else {
+                    Self::Last(name.strip_prefix("last=")?.parse().ok()?)
+                }
+            }
+        })
+    }
+}
+
 /// How a sync behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -62,6 +110,8 @@ pub struct SyncOptions {
     /// big). `None`: the client's own cap decides (`sync_blocking` takes
     /// the smaller of the two).
     pub max_message: Option<u64>,
+    /// What the account's first sync does with the mail already there.
+    pub first_sync: FirstSync,
 }
 
 impl Default for SyncOptions {
@@ -79,6 +129,7 @@ impl Default for SyncOptions {
             now: None,
             max_attempts: 3,
             max_message: None,
+            first_sync: FirstSync::All,
         }
     }
 }
@@ -153,6 +204,9 @@ pub struct SessionPlan {
     pub replaces_headers: Vec<(Uid, String)>,
     /// Whether the caps left messages for a later sync.
     pub capped: bool,
+    /// A first sync that keeps mail by date needs the dates of these
+    /// messages first (TOP n 0): then [`SyncRun::dated`] and plan again.
+    pub needs_dates: Vec<Listed>,
 }
 
 /// What a sync did: the summary line of `fetch` and `account sync`.
@@ -177,6 +231,9 @@ pub struct SyncReport {
     pub headers_only: usize,
     /// Messages left for a later sync by the caps.
     pub left: usize,
+    /// Messages on the server before the first sync, left out by its
+    /// choice ([`SyncOptions::first_sync`]).
+    pub left_out: usize,
     /// Sessions opened.
     pub sessions: usize,
     /// Interrupted deliveries of an earlier run found complete at start
@@ -235,6 +292,8 @@ pub struct SyncRun {
     /// The last session was cut short by a message that broke it (the
     /// connection is out of step): the rest goes on in another session.
     broken: bool,
+    /// For a first sync by date: the UIDs its dates leave out, once known.
+    dated_out: Option<HashSet<Uid>>,
 }
 
 impl SyncRun {
@@ -268,6 +327,7 @@ impl SyncRun {
             previous: None,
             failed_now: HashSet::new(),
             broken: false,
+            dated_out: None,
         })
     }
 
@@ -309,6 +369,11 @@ impl SyncRun {
     /// Plans a session from its listing (message-number order).
     pub fn plan(&mut self, state: &SyncState, listing: &[Listed]) -> SessionPlan {
         let mut plan = SessionPlan::default();
+        let first = state.is_new();
+        if state.started.is_none() {
+            plan.housekeeping
+                .push(StateChange::Started { at: self.now });
+        }
         // A follow-up session that lists exactly what the last one did,
         // after that one stored mail, yet shows new UIDs, means the server
         // did not take the mail away and its UIDs change from session to
@@ -446,6 +511,12 @@ impl SyncRun {
                 reason,
             });
         }
+        if first {
+            self.first_sync_choice(&mut plan, &mut new, &mut headers);
+            if !plan.needs_dates.is_empty() {
+                return plan;
+            }
+        }
         plan.headers = headers
             .chunks(self.options.group_size)
             .map(<[Listed]>::to_vec)
@@ -482,6 +553,68 @@ impl SyncRun {
             self.report.stopped_early = Some(StoppedEarly::UnstableUids);
         }
         plan
+    }
+
+    /// On a new account, leaves out what [`SyncOptions::first_sync`] says
+    /// (recorded as ignored), or asks for the dates it needs to decide.
+    fn first_sync_choice(
+        &mut self,
+        plan: &mut SessionPlan,
+        new: &mut Vec<Listed>,
+        headers: &mut Vec<Listed>,
+    ) {
+        let mut candidates: Vec<Listed> = new.drain(..).chain(headers.drain(..)).collect();
+        candidates.sort_by_key(|l| l.msg);
+        let keep_from = match self.options.first_sync {
+            FirstSync::All => 0,
+            FirstSync::FromNowOn => candidates.len(),
+            FirstSync::Last(n) => candidates.len().saturating_sub(n),
+            FirstSync::SinceDays(_) => {
+                let Some(out) = &self.dated_out else {
+                    plan.needs_dates = candidates;
+                    return;
+                };
+                let (left, kept): (Vec<Listed>, Vec<Listed>) =
+                    candidates.into_iter().partition(|l| out.contains(&l.uid));
+                candidates = left.into_iter().chain(kept).collect();
+                candidates.iter().filter(|l| out.contains(&l.uid)).count()
+            }
+        };
+        for item in candidates.drain(..keep_from) {
+            self.report.left_out += 1;
+            plan.housekeeping.push(StateChange::Ignored {
+                uid: item.uid,
+                at: self.now,
+                octets: item.octets,
+            });
+        }
+        let too_big = |item: &Listed| {
+            self.options
+                .headers_only_above
+                .is_some_and(|limit| item.octets > limit)
+        };
+        let (big, whole): (Vec<Listed>, Vec<Listed>) = candidates.into_iter().partition(too_big);
+        *new = whole;
+        *headers = big;
+    }
+
+    /// The dates of the messages a first sync by date asked for
+    /// ([`SessionPlan::needs_dates`], in order; `None` where a header has
+    /// no readable `Date:`): the ones older than the limit are left out
+    /// when the session is planned again.
+    pub fn dated(&mut self, needs_dates: &[Listed], dates: &[Option<i64>]) {
+        let FirstSync::SinceDays(days) = self.options.first_sync else {
+            return;
+        };
+        let since = i64::try_from(self.now.saturating_sub(u64::from(days).saturating_mul(DAY)))
+            .unwrap_or(i64::MAX);
+        let out = needs_dates
+            .iter()
+            .zip(dates)
+            .filter(|(_, date)| date.is_some_and(|d| d < since))
+            .map(|(l, _)| l.uid.clone())
+            .collect();
+        self.dated_out = Some(out);
     }
 
     /// Splits the messages to fetch into groups of at most `group_size`
@@ -697,6 +830,8 @@ impl SyncRun {
     /// fetched whole, never headers only (nothing would remember them).
     pub fn without_uidl(&mut self) {
         self.options.headers_only_above = None;
+        // Nothing is remembered, so every run would look like the first.
+        self.options.first_sync = FirstSync::All;
     }
 
     /// A follow-up session could not be opened (after at least one
@@ -725,6 +860,7 @@ mod tests {
 
     fn state_with(uids: &[(&str, u64)]) -> SyncState {
         let mut s = SyncState::default();
+        s.apply(&StateChange::Started { at: 0 });
         for (u, at) in uids {
             s.apply(&StateChange::Delivered {
                 uid: Uid::new(u.as_bytes()).unwrap(),

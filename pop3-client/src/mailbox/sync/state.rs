@@ -27,6 +27,10 @@ pub enum UidStatus {
     /// is fetched once asked for ([`crate::mailbox::sync::request_full_fetch`]) or
     /// once the limit allows. Never deleted from the server in this state.
     HeadersOnly,
+    /// On the server before the account's first sync, and left out by its
+    /// choice ([`crate::mailbox::sync::FirstSync`]): never fetched, never
+    /// deleted.
+    Ignored,
 }
 
 /// One remembered message.
@@ -153,6 +157,22 @@ pub enum StateChange {
         /// The UID.
         uid: Uid,
     },
+    /// The first sync of the account began (first-sync choices apply only
+    /// before it).
+    Started {
+        /// When.
+        at: u64,
+    },
+    /// `uid` was on the server before the first sync and is left out by
+    /// its choice: remembered, never fetched, never deleted.
+    Ignored {
+        /// The UID.
+        uid: Uid,
+        /// When the first sync saw it.
+        at: u64,
+        /// Its size as listed.
+        octets: u64,
+    },
     /// Fetching `uid` failed for the `attempts`-th time (clears its
     /// intent); `quarantined` once it is skipped until reprocessed.
     Failed {
@@ -184,6 +204,8 @@ pub struct SyncState {
     pub pending: Vec<Intent>,
     /// Messages that could not be fetched, and those quarantined.
     pub failures: HashMap<Uid, FailureRecord>,
+    /// When the account's first sync began, if it has.
+    pub started: Option<u64>,
 }
 
 impl SyncState {
@@ -308,7 +330,31 @@ impl SyncState {
             StateChange::Reprocess { uid } => {
                 self.failures.remove(uid);
             }
+            StateChange::Started { at } => {
+                self.started.get_or_insert(*at);
+            }
+            StateChange::Ignored { uid, at, octets } => {
+                self.records.entry(uid.clone()).or_insert(UidRecord {
+                    first_seen: *at,
+                    octets: *octets,
+                    status: UidStatus::Ignored,
+                    vanished_at: None,
+                    deleted_locally: false,
+                    full_requested: false,
+                    headers_delivery: None,
+                });
+            }
         }
+    }
+
+    /// Whether this is the account's first sync: it never began one, and
+    /// remembers nothing (a state written before first syncs were marked,
+    /// with records, is not new).
+    pub fn is_new(&self) -> bool {
+        self.started.is_none()
+            && self.records.is_empty()
+            && self.failures.is_empty()
+            && self.pending.is_empty()
     }
 
     /// Whether `uid` has been fetched before (whatever became of it since).
@@ -512,6 +558,9 @@ impl StateFile {
     fn compact(&mut self) -> io::Result<()> {
         let tmp = beside(&self.path, ".compacting");
         let mut lines = vec![format!("{MAGIC} {}", self.key)];
+        if let Some(at) = self.state.started {
+            lines.push(format_change(&StateChange::Started { at }));
+        }
         for (uid, r) in &self.state.records {
             lines.extend(snapshot(uid, r).iter().map(format_change));
         }
@@ -556,6 +605,13 @@ impl StateFile {
 fn snapshot(uid: &Uid, r: &UidRecord) -> Vec<StateChange> {
     let uid = || uid.clone();
     let mut out = Vec::new();
+    if r.status == UidStatus::Ignored {
+        out.push(StateChange::Ignored {
+            uid: uid(),
+            at: r.first_seen,
+            octets: r.octets,
+        });
+    }
     if let Some(delivery) = &r.headers_delivery {
         out.push(StateChange::HeadersDelivered {
             uid: uid(),
@@ -564,7 +620,7 @@ fn snapshot(uid: &Uid, r: &UidRecord) -> Vec<StateChange> {
             delivery: delivery.clone(),
         });
     }
-    if r.status != UidStatus::HeadersOnly {
+    if !matches!(r.status, UidStatus::HeadersOnly | UidStatus::Ignored) {
         out.push(StateChange::Delivered {
             uid: uid(),
             at: r.first_seen,
@@ -701,12 +757,24 @@ fn format_change(change: &StateChange) -> String {
             hex(reason.as_bytes()),
         ),
         StateChange::Reprocess { uid } => format!("P {}", hex(uid.as_bytes())),
+        // The one change without a UID.
+        StateChange::Started { at } => format!("S {at}"),
+        StateChange::Ignored { uid, at, octets } => {
+            format!("G {} {at} {octets}", hex(uid.as_bytes()))
+        }
     }
 }
 
 fn parse_change(line: &str) -> Option<StateChange> {
     let mut parts = line.split(' ');
     let tag = parts.next()?;
+    if tag == "S" {
+        let at = parts.next()?.parse().ok()?;
+        return parts
+            .next()
+            .is_none()
+            .then_some(StateChange::Started { at });
+    }
     let uid = Uid::new(&unhex(parts.next()?)?)?;
     let rest: Vec<&str> = parts.collect();
     let number = |i: usize| rest.get(i).and_then(|r| r.parse::<u64>().ok());
@@ -757,6 +825,11 @@ fn parse_change(line: &str) -> Option<StateChange> {
             reason: String::from_utf8(unhex(rest.get(3)?)?).ok()?,
         },
         ("P", 0) => StateChange::Reprocess { uid },
+        ("G", 2) => StateChange::Ignored {
+            uid,
+            at: number(0)?,
+            octets: number(1)?,
+        },
         _ => return None,
     })
 }
@@ -889,7 +962,7 @@ mod tests {
         let uid = proptest::collection::vec(any::<u8>(), 1..20)
             .prop_filter_map("a UID", |b| Uid::new(&b));
         (
-            0u8..13,
+            0u8..15,
             uid,
             any::<u64>(),
             any::<u64>(),
@@ -925,6 +998,8 @@ mod tests {
                     reason,
                 },
                 11 => StateChange::Reprocess { uid },
+                12 => StateChange::Started { at },
+                13 => StateChange::Ignored { uid, at, octets },
                 _ => StateChange::HeadersRemoved { uid },
             })
     }
