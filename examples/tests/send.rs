@@ -175,7 +175,7 @@ fn each_fault_ends_with_its_kind_and_nothing_goes_out_in_the_clear() {
         (SmtpFault::NoStartTls, "tls"),
         (SmtpFault::AppPasswordRequired, "app-password"),
         (SmtpFault::SizeLimit(1000), "too-big"),
-        (SmtpFault::ShutdownAfterMail, "server"),
+        (SmtpFault::ShutdownAfterMail, "limit"),
         (SmtpFault::EndlessReplyLine, "protocol"),
         (SmtpFault::StopAnsweringAtMail, "timeout"),
     ];

@@ -58,10 +58,16 @@ pub enum ErrorKind {
     /// The local store (the sync state, the message store) failed: a full
     /// disk, a permission, a file in use.
     Storage,
+    /// POP is switched off for the account in the provider's settings
+    /// (Gmail: `[SYS/PERM] Your account is not enabled for POP access`).
+    PopDisabled,
+    /// The provider refuses passwords: sign in with OAuth2 (Microsoft), or
+    /// the administrator must enable password logins (SMTP AUTH).
+    OAuthRequired,
 }
 
 impl ErrorKind {
-    const ALL: [Self; 18] = [
+    const ALL: [Self; 20] = [
         Self::Connect,
         Self::Tls,
         Self::Auth,
@@ -80,6 +86,8 @@ impl ErrorKind {
         Self::Limit,
         Self::Recipient,
         Self::Storage,
+        Self::PopDisabled,
+        Self::OAuthRequired,
     ];
 
     /// The kind named `name` ([`ErrorKind::as_str`]).
@@ -89,7 +97,8 @@ impl ErrorKind {
 
     /// The kind's stable name: connect, tls, auth, auth-method, in-use,
     /// login-delay, server, protocol, timeout, connection-lost, io, config,
-    /// unusable, app-password, too-big, limit, recipient, storage.
+    /// unusable, app-password, too-big, limit, recipient, storage,
+    /// pop-disabled, oauth-required.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -110,6 +119,8 @@ impl ErrorKind {
             Self::Limit => "limit",
             Self::Recipient => "recipient",
             Self::Storage => "storage",
+            Self::PopDisabled => "pop-disabled",
+            Self::OAuthRequired => "oauth-required",
         }
     }
 }
@@ -212,6 +223,49 @@ fn security_words(security: Security) -> &'static str {
     }
 }
 
+/// What the person at the screen can do about an error, as data an
+/// application turns into its own words or a button
+/// ([`Error::remedy`], `SmtpError::remedy`,
+/// [`Account::remedy`](crate::account::Account::remedy)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Check the user name and password (the server refused them).
+    CheckPassword,
+    /// Create an app-specific password (two-step verification is on) and
+    /// use it instead of the account's password.
+    CreateAppPassword,
+    /// Enable POP in the provider's settings (it is switched off).
+    EnablePop,
+    /// Sign in with OAuth2: the provider refuses passwords.
+    SignInWithOAuth2,
+    /// Ask the administrator to enable SMTP AUTH for the mailbox (or sign
+    /// in with OAuth2).
+    AskAdminToEnableSmtpAuth,
+    /// Choose the provider's region: the account lives on one of these
+    /// hosts, and the wrong one answers as if the password were wrong.
+    ChooseRegion {
+        /// The provider's hosts, one per region.
+        hosts: &'static [&'static str],
+    },
+    /// Trust the server's certificate (pin this fingerprint, or give its
+    /// authority as the CA file) once it is known to be the right one.
+    TrustCertificate {
+        /// Its SHA-256 fingerprint, as `--pin-sha256` takes it.
+        fingerprint: String,
+    },
+    /// Wait before trying again: this many seconds when the server said.
+    WaitUntil {
+        /// Seconds to wait, when known.
+        seconds: Option<u64>,
+    },
+    /// Use this security instead: the port speaks another.
+    UseSecurity {
+        /// The security the port seems to expect.
+        security: Security,
+    },
+}
+
 /// What went wrong, worded for the person who typed the settings.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -239,6 +293,20 @@ pub enum Error {
         /// The RFC 3206 code, when the server gave one (`[AUTH]`).
         code: Option<RespCode>,
         /// The server's words, escaped.
+        server_text: String,
+    },
+    /// POP is switched off for the account in the provider's settings.
+    #[error("the provider has POP access switched off for this account (\"{server_text}\"); enable POP in the account's settings on the provider's web site (Gmail: Settings > Forwarding and POP/IMAP > Enable POP)")]
+    PopDisabled {
+        /// The server's words, escaped.
+        server_text: String,
+    },
+    /// The provider refuses passwords for this account: it must sign in
+    /// with OAuth2 (or the administrator must enable password logins).
+    #[error("the provider refuses passwords for this account{}; sign in with OAuth2 instead (Microsoft refuses passwords for POP, and by default for SMTP), or ask the administrator to enable SMTP AUTH for the mailbox", if .server_text.is_empty() { String::new() } else { format!(" (\"{}\")", .server_text) })]
+    OAuthRequired {
+        /// The server's words, escaped (empty when refused before
+        /// connecting, from the provider's known rules).
         server_text: String,
     },
     /// No login method both offered by the server and allowed by the settings.
@@ -421,6 +489,8 @@ impl Error {
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Io(_) => ErrorKind::Io,
             Self::Storage { .. } => ErrorKind::Storage,
+            Self::PopDisabled { .. } => ErrorKind::PopDisabled,
+            Self::OAuthRequired { .. } => ErrorKind::OAuthRequired,
             Self::Unusable { .. } => ErrorKind::Unusable,
             Self::SecurityMismatch { sign, .. } => match sign {
                 MismatchSign::Silence { .. } => ErrorKind::Timeout,
@@ -428,6 +498,38 @@ impl Error {
                 _ => ErrorKind::Tls,
             },
         }
+    }
+
+    /// What the user can do about this error, as data; `None` when there
+    /// is nothing better than trying again or reading the message.
+    pub fn remedy(&self) -> Option<Remedy> {
+        Some(match self {
+            Self::Auth { .. } if self.needs_app_password() => Remedy::CreateAppPassword,
+            Self::Auth { .. } => Remedy::CheckPassword,
+            Self::PopDisabled { .. } => Remedy::EnablePop,
+            Self::OAuthRequired { .. } => Remedy::SignInWithOAuth2,
+            Self::LoginDelay { seconds, .. } => Remedy::WaitUntil {
+                seconds: seconds.map(u64::from),
+            },
+            Self::InUse { .. } => Remedy::WaitUntil { seconds: None },
+            Self::Server {
+                temporary: true, ..
+            } => Remedy::WaitUntil { seconds: None },
+            Self::Tls {
+                failure:
+                    TlsFailure {
+                        certificate: Some(certificate),
+                        ..
+                    },
+                ..
+            } => Remedy::TrustCertificate {
+                fingerprint: certificate.fingerprint(),
+            },
+            Self::SecurityMismatch { suggested, .. } => Remedy::UseSecurity {
+                security: *suggested,
+            },
+            _ => return None,
+        })
     }
 
     /// For [`Error::SecurityMismatch`], the security the port seems to
@@ -503,7 +605,7 @@ impl Error {
     /// usable login method, [`ErrorKind::AuthMethod`], is a settings
     /// problem, not this.)
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self, Self::Auth { .. })
+        matches!(self, Self::Auth { .. } | Self::OAuthRequired { .. })
     }
 
     /// A setting that cannot work, named, and why.
@@ -567,6 +669,17 @@ impl Error {
             command,
             CommandKind::User | CommandKind::Pass | CommandKind::Apop | CommandKind::Auth
         );
+        // The answers that need a remedy rather than "wrong password".
+        let lower = server_text.to_ascii_lowercase();
+        if lower.contains("not enabled for pop") {
+            return Self::PopDisabled { server_text };
+        }
+        if is_login
+            && lower.contains("basic auth")
+            && (lower.contains("disabled") || lower.contains("not supported"))
+        {
+            return Self::OAuthRequired { server_text };
+        }
         match code.as_ref().map(RespCode::kind) {
             Some(RespCodeKind::InUse) => Self::InUse { server_text },
             Some(RespCodeKind::LoginDelay) => Self::LoginDelay {
@@ -698,5 +811,59 @@ mod tests {
         assert!(e.to_string().contains("try again later"));
         let e = Error::from_reply(CommandKind::Dele, None, b"\x1b[31mevil", None);
         assert!(e.to_string().contains("\\x1b[31mevil"), "{e}");
+    }
+
+    /// The providers' real answers, and what each tells the user to do.
+    #[test]
+    fn provider_answers_map_to_kinds_and_remedies() {
+        let gmail_pop_off = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("SYS/PERM")),
+            b"Your account is not enabled for POP access. Please visit your Gmail settings page and enable your account for POP access.",
+            None,
+        );
+        assert_eq!(gmail_pop_off.kind(), ErrorKind::PopDisabled);
+        assert_eq!(gmail_pop_off.kind(), "pop-disabled");
+        assert!(!gmail_pop_off.is_transient());
+        assert_eq!(gmail_pop_off.remedy(), Some(Remedy::EnablePop));
+        let basic_off = Error::from_reply(
+            CommandKind::Auth,
+            None,
+            b"Authentication failure: basic authentication is disabled",
+            None,
+        );
+        assert_eq!(basic_off.kind(), "oauth-required");
+        assert_eq!(basic_off.remedy(), Some(Remedy::SignInWithOAuth2));
+        let wrong = Error::from_reply(CommandKind::Pass, None, b"Login failed.", None);
+        assert_eq!(wrong.remedy(), Some(Remedy::CheckPassword));
+        let app = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("AUTH")),
+            b"Application-specific password required",
+            None,
+        );
+        assert_eq!(app.remedy(), Some(Remedy::CreateAppPassword));
+        let delay = Error::from_reply(
+            CommandKind::Pass,
+            Some(RespCode::new("LOGIN-DELAY")),
+            b"wait",
+            Some(300),
+        );
+        assert_eq!(
+            delay.remedy(),
+            Some(Remedy::WaitUntil { seconds: Some(300) })
+        );
+        let mismatch = Error::SecurityMismatch {
+            sign: MismatchSign::TlsRecord,
+            tried: Security::StartTls,
+            suggested: Security::Tls,
+            protocol: Protocol::Pop3,
+        };
+        assert_eq!(
+            mismatch.remedy(),
+            Some(Remedy::UseSecurity {
+                security: Security::Tls
+            })
+        );
     }
 }

@@ -118,7 +118,7 @@ pub use endpoint::{
     CertPin, CertificateInfo, CustomTls, Endpoint, Protocol, Security, Timeouts, TlsFailure,
     TlsReason, TlsRoots,
 };
-pub use error::{Error, ErrorKind, MismatchSign};
+pub use error::{Error, ErrorKind, MismatchSign, Remedy};
 #[cfg(feature = "tokio")]
 pub use pop3::tokio;
 pub use pop3::{async_client, blocking};

@@ -506,9 +506,14 @@ fn shutdown_after_mail_is_a_transient_server_error<D: SmtpDriver>() {
     let server = server(false, SmtpFault::ShutdownAfterMail);
     let mut client = connect::<D>(&server.client_config());
     let e = failed(client.send("me@example.org", &["you@example.net"], &b"hi\n"[..]));
-    assert!(e.kind() == "server", "{e}");
+    // Gmail's throttling: a limit, transient, and a wait is the remedy.
+    assert!(e.kind() == "limit", "{e}");
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("421 4.7.0"), "{e}");
+    assert!(
+        matches!(e.remedy(), Some(pop3_client::Remedy::WaitUntil { .. })),
+        "{e}"
+    );
     // The session ended: the client says so.
     let e = failed(client.send("me@example.org", &["you@example.net"], &b"hi\n"[..]));
     assert!(e.kind() == "unusable", "{e}");

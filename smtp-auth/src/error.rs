@@ -88,8 +88,15 @@ pub enum RefusalKind {
     },
     /// A sending limit: rate, quota or policy (421/450/451/452/550/554 whose
     /// text names a rate, quota, limit or throttling, or a policy with a
-    /// x.7.x code).
+    /// x.7.x code; a 421 with a x.7.x code, as Gmail's `421 4.7.0 Try again
+    /// later` when it throttles).
     Limit,
+    /// The provider refuses passwords: sign in with OAuth2 (Microsoft's
+    /// `535 5.7.139 ... basic authentication is disabled`, `550 5.7.30
+    /// Basic authentication is not supported for Client Submission`), or
+    /// have the administrator enable SMTP AUTH for the mailbox (`535 5.7.139
+    /// ... SmtpClientAuthentication is disabled for the Tenant`).
+    OAuthRequired,
     /// A recipient refused (an answer to RCPT TO).
     Recipient,
     /// Any other refusal; transient or not by its code.
@@ -106,6 +113,7 @@ impl RefusalKind {
             Self::EncryptionRequired => "tls",
             Self::TooBig { .. } => "too-big",
             Self::Limit => "limit",
+            Self::OAuthRequired => "oauth-required",
             Self::Recipient => "recipient",
             Self::Other => "server",
         }
@@ -179,6 +187,18 @@ fn classify(
     let inside = |parts: &[&str]| words.iter().any(|w| parts.iter().any(|p| w.contains(p)));
     let names_limit =
         too_many || names(&["rate", "limit"]) || inside(&["quota", "throttl", "ratelimit"]);
+    // Before "wrong password": Microsoft answers 535 when passwords are
+    // refused altogether.
+    let basic_auth_off = words.windows(3).any(|w| {
+        w[0] == "basic"
+            && w[1].starts_with("auth")
+            && (w[2] == "is" || w[2] == "disabled" || w[2] == "not")
+    }) && (names(&["disabled"])
+        || words.windows(2).any(|w| w == ["not", "supported"]));
+    let tenant_off = inside(&["smtpclientauthentication"]) && names(&["disabled"]);
+    if basic_auth_off || tenant_off || matches!(e, Some((5, 7, 30 | 139))) {
+        return RefusalKind::OAuthRequired;
+    }
     if code == 534 || matches!(e, Some((5, 7, 9 | 14))) {
         return RefusalKind::AppPasswordRequired;
     }
@@ -198,6 +218,10 @@ fn classify(
     }
     let limit_code = matches!(code, 421 | 450 | 451 | 452 | 550 | 554);
     if limit_code && (names_limit || (subject == Some(7) && names(&["policy"]))) {
+        return RefusalKind::Limit;
+    }
+    // A closing 421 for a policy reason is the server throttling.
+    if code == 421 && subject == Some(7) && !names_tls {
         return RefusalKind::Limit;
     }
     match step {
@@ -383,7 +407,9 @@ impl Error {
         matches!(
             self,
             Self::Refused(Refusal {
-                kind: RefusalKind::CredentialsRejected | RefusalKind::AppPasswordRequired,
+                kind: RefusalKind::CredentialsRejected
+                    | RefusalKind::AppPasswordRequired
+                    | RefusalKind::OAuthRequired,
                 ..
             })
         )
@@ -511,12 +537,30 @@ mod tests {
             k(Step::Mail, b"550 5.7.1 Rejected by policy\r\n"),
             RefusalKind::Limit
         );
+        // Gmail's throttling.
         let r = refusal(
-            Step::Ehlo,
+            Step::Mail,
             b"421 4.7.0 Try again later, closing connection.\r\n",
         );
-        assert_eq!((r.kind, r.is_transient()), (RefusalKind::Other, true));
-        assert_eq!(Error::from(r).kind(), "server");
+        assert_eq!((r.kind, r.is_transient()), (RefusalKind::Limit, true));
+        assert_eq!(Error::from(r).kind(), "limit");
+        // Microsoft's refusals of passwords, as they are sent.
+        for wire in [
+            &b"535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [SN4PR0501CA0054.namprd05.prod.outlook.com]\r\n"[..],
+            b"550 5.7.30 Basic authentication is not supported for Client Submission.\r\n",
+            b"535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n",
+        ] {
+            let r = refusal(Step::Auth, wire);
+            assert_eq!(r.kind, RefusalKind::OAuthRequired, "{r}");
+            assert!(Error::Refused(r).is_auth_failure());
+        }
+        assert_eq!(
+            k(
+                Step::Auth,
+                b"535 5.7.8 Username and Password not accepted\r\n"
+            ),
+            RefusalKind::CredentialsRejected
+        );
         assert_eq!(
             k(Step::Rcpt, b"550 5.1.1 No such user\r\n"),
             RefusalKind::Recipient

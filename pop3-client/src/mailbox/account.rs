@@ -31,6 +31,9 @@ pub struct AccountError {
     pub field: String,
     /// What is wrong with it, in words.
     pub problem: String,
+    /// The provider refuses passwords: the account must sign in with
+    /// OAuth2 (an error of kind oauth-required).
+    oauth_required: bool,
 }
 
 impl AccountError {
@@ -38,12 +41,24 @@ impl AccountError {
         Self {
             field: field.into(),
             problem: problem.into(),
+            oauth_required: false,
         }
+    }
+
+    /// Whether the provider refuses passwords for this account (it needs
+    /// OAuth2 sign-in).
+    pub fn oauth_required(&self) -> bool {
+        self.oauth_required
     }
 }
 
 impl From<AccountError> for crate::error::Error {
     fn from(e: AccountError) -> Self {
+        if e.oauth_required {
+            return crate::error::Error::OAuthRequired {
+                server_text: String::new(),
+            };
+        }
         crate::error::Error::InvalidSetting {
             setting: e.field,
             problem: e.problem,
@@ -260,7 +275,8 @@ pub struct Account {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A provider's servers, chosen from the e-mail address's domain.
+/// A provider's servers, chosen from the e-mail address's domain, and
+/// what the provider asks of an account before POP3 works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
     /// The provider, in words.
@@ -269,28 +285,102 @@ pub struct Preset {
     pub pop: (&'static str, u16, Security),
     /// SMTP host, port and security.
     pub smtp: (&'static str, u16, Security),
+    /// What the user must do first, at the provider.
+    pub requires: &'static [Prerequisite],
+    /// The provider's POP3 hosts, one per region, when it has several (a
+    /// wrong region answers as a wrong password).
+    pub regions: &'static [&'static str],
+}
+
+/// Something a provider asks of an account before POP3 works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prerequisite {
+    /// An app-specific password (with two-step verification on) instead of
+    /// the account's password.
+    AppPassword,
+    /// POP switched on in the account's settings on the provider's site.
+    EnablePop,
+    /// Passwords are refused: OAuth2 sign-in only.
+    OAuth2Only,
+    /// The account lives in one region (a data centre) whose hosts must be
+    /// chosen.
+    ChooseRegion,
 }
 
 const GMAIL: Preset = Preset {
     provider: "Gmail",
     pop: ("pop.gmail.com", 995, Security::Tls),
     smtp: ("smtp.gmail.com", 465, Security::Tls),
+    requires: &[Prerequisite::AppPassword, Prerequisite::EnablePop],
+    regions: &[],
 };
-const ZOHO: Preset = Preset {
-    provider: "Zoho Mail",
-    pop: ("pop.zoho.com", 995, Security::Tls),
-    smtp: ("smtp.zoho.com", 465, Security::Tls),
-};
+/// Zoho's POP3 hosts by data centre; organisation domains use `poppro.`.
+const ZOHO_REGIONS: &[&str] = &[
+    "pop.zoho.com",
+    "pop.zoho.eu",
+    "pop.zoho.in",
+    "pop.zoho.com.au",
+    "pop.zoho.jp",
+    "pop.zohocloud.ca",
+    "pop.zoho.sa",
+    "poppro.zoho.com",
+    "poppro.zoho.eu",
+    "poppro.zoho.in",
+    "poppro.zoho.com.au",
+    "poppro.zoho.jp",
+];
+const fn zoho(pop: &'static str, smtp: &'static str) -> Preset {
+    Preset {
+        provider: "Zoho Mail",
+        pop: (pop, 995, Security::Tls),
+        smtp: (smtp, 465, Security::Tls),
+        requires: &[Prerequisite::EnablePop, Prerequisite::ChooseRegion],
+        regions: ZOHO_REGIONS,
+    }
+}
 const OUTLOOK: Preset = Preset {
     provider: "Outlook / Office 365",
     pop: ("outlook.office365.com", 995, Security::Tls),
     smtp: ("smtp.office365.com", 587, Security::StartTls),
+    requires: &[Prerequisite::OAuth2Only, Prerequisite::EnablePop],
+    regions: &[],
 };
 const YAHOO: Preset = Preset {
     provider: "Yahoo Mail",
     pop: ("pop.mail.yahoo.com", 995, Security::Tls),
     smtp: ("smtp.mail.yahoo.com", 465, Security::Tls),
+    requires: &[Prerequisite::AppPassword],
+    regions: &[],
 };
+const AOL: Preset = Preset {
+    provider: "AOL Mail",
+    pop: ("pop.aol.com", 995, Security::Tls),
+    smtp: ("smtp.aol.com", 465, Security::Tls),
+    requires: &[Prerequisite::AppPassword],
+    regions: &[],
+};
+const FASTMAIL: Preset = Preset {
+    provider: "Fastmail",
+    pop: ("pop.fastmail.com", 995, Security::Tls),
+    smtp: ("smtp.fastmail.com", 465, Security::Tls),
+    requires: &[Prerequisite::AppPassword],
+    regions: &[],
+};
+
+/// Whether `host` is Microsoft's (Exchange Online, Outlook.com), where
+/// passwords are refused.
+fn is_microsoft(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    [
+        "outlook.office365.com",
+        "smtp.office365.com",
+        "outlook.com",
+        "smtp-mail.outlook.com",
+    ]
+    .iter()
+    .any(|m| host == *m || host.ends_with(&format!(".{m}")))
+}
 
 impl Preset {
     /// The preset for `email`'s domain: `Ok(None)` when there is none (the
@@ -302,9 +392,19 @@ impl Preset {
             .unwrap_or_default();
         Ok(Some(match domain.as_str() {
             "gmail.com" | "googlemail.com" => GMAIL,
-            "zoho.com" | "zohomail.com" => ZOHO,
+            "zoho.com" | "zohomail.com" => zoho("pop.zoho.com", "smtp.zoho.com"),
+            "zoho.eu" | "zohomail.eu" => zoho("pop.zoho.eu", "smtp.zoho.eu"),
+            "zoho.in" | "zohomail.in" => zoho("pop.zoho.in", "smtp.zoho.in"),
+            "zoho.com.au" | "zohomail.com.au" => zoho("pop.zoho.com.au", "smtp.zoho.com.au"),
+            "zoho.jp" | "zohomail.jp" => zoho("pop.zoho.jp", "smtp.zoho.jp"),
             "outlook.com" | "hotmail.com" | "live.com" | "msn.com" | "office365.com" => OUTLOOK,
+            d if d.starts_with("hotmail.") || d.starts_with("live.") || d.starts_with("outlook.") => {
+                OUTLOOK
+            }
             "yahoo.com" | "ymail.com" | "rocketmail.com" => YAHOO,
+            d if d.starts_with("yahoo.") => YAHOO,
+            "aol.com" => AOL,
+            "fastmail.com" | "fastmail.fm" => FASTMAIL,
             "icloud.com" | "me.com" | "mac.com" => {
                 return Err(AccountError::new(
                     "email",
@@ -378,6 +478,18 @@ impl Account {
         }
         Preset::for_email(&self.email)?;
         check_server("incoming", &self.incoming, Protocol::Pop3)?;
+        // Microsoft refuses passwords for POP3: say so before connecting.
+        if is_microsoft(&self.incoming.host)
+            && !matches!(self.incoming.credential, Credential::OAuth2Token(_))
+        {
+            return Err(AccountError {
+                oauth_required: true,
+                ..AccountError::new(
+                    "incoming.credential",
+                    "Microsoft (Outlook.com, Hotmail, Office 365) refuses passwords for POP3: sign in with OAuth2",
+                )
+            });
+        }
         match &self.outgoing {
             Outgoing::None => {}
             Outgoing::SameCredentials {
@@ -440,6 +552,28 @@ impl Account {
             self.incoming.user.clone(),
             self.incoming.credential.secret().clone(),
         )
+    }
+
+    /// What the user can do about `error` from this account's servers, with
+    /// what is known of the provider beside what the error says: a refused
+    /// login at a provider with regions is likely the wrong region.
+    pub fn remedy(&self, error: &crate::error::Error) -> Option<crate::error::Remedy> {
+        use crate::error::{Error, Remedy};
+        let preset = Preset::for_email(&self.email).ok().flatten();
+        match (error, preset) {
+            (Error::Auth { .. }, Some(p))
+                if !p.regions.is_empty() && !error.needs_app_password() =>
+            {
+                Some(Remedy::ChooseRegion { hosts: p.regions })
+            }
+            (Error::Auth { .. }, Some(p))
+                if p.requires.contains(&Prerequisite::AppPassword)
+                    && matches!(self.incoming.credential, Credential::Password(_)) =>
+            {
+                Some(Remedy::CreateAppPassword)
+            }
+            _ => error.remedy(),
+        }
     }
 
     /// The outgoing server's settings with "same credentials" resolved to
@@ -736,5 +870,58 @@ mod tests {
         assert_eq!(out.user, "me@gmail.com");
         assert!(!out.allow_plaintext_auth, "never inherited");
         assert_eq!(out.credential, a.incoming.credential);
+    }
+
+    #[test]
+    fn presets_say_what_the_provider_needs() {
+        // Microsoft: a password is refused before connecting.
+        let e = Account::for_email("a", "me@hotmail.co.uk", Credential::password("pw"))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.oauth_required(), "{e}");
+        assert_eq!(crate::error::Error::from(e).kind(), "oauth-required");
+        let token =
+            Account::for_email("a", "me@outlook.com", Credential::oauth2_token("t")).unwrap();
+        token.validate().unwrap();
+        // Zoho by region, and the region as the remedy for a refused login.
+        let eu = Account::for_email("a", "me@zoho.eu", Credential::password("pw")).unwrap();
+        assert_eq!(eu.incoming.host, "pop.zoho.eu");
+        let refused = crate::error::Error::from_reply(
+            pop3_proto::CommandKind::Pass,
+            None,
+            b"Invalid credentials",
+            None,
+        );
+        match eu.remedy(&refused) {
+            Some(crate::error::Remedy::ChooseRegion { hosts }) => {
+                assert!(hosts.contains(&"pop.zoho.com.au") && hosts.contains(&"poppro.zoho.eu"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Gmail, Yahoo, AOL, Fastmail: an app password.
+        for email in [
+            "me@gmail.com",
+            "me@yahoo.co.uk",
+            "me@aol.com",
+            "me@fastmail.com",
+        ] {
+            let a = Account::for_email("a", email, Credential::password("pw")).unwrap();
+            let preset = Preset::for_email(email).unwrap().unwrap();
+            assert!(
+                preset.requires.contains(&Prerequisite::AppPassword),
+                "{email}"
+            );
+            assert_eq!(
+                a.remedy(&refused),
+                Some(crate::error::Remedy::CreateAppPassword),
+                "{email}"
+            );
+        }
+        assert!(Preset::for_email("me@gmail.com")
+            .unwrap()
+            .unwrap()
+            .requires
+            .contains(&Prerequisite::EnablePop));
     }
 }

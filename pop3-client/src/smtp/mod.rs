@@ -207,6 +207,34 @@ impl SmtpError {
         }
     }
 
+    /// What the user can do about this error, as data.
+    pub fn remedy(&self) -> Option<crate::error::Remedy> {
+        use crate::error::Remedy;
+        let Self::Smtp(e) = self else {
+            return match self {
+                Self::Client(e) => e.remedy(),
+                Self::Smtp(_) => None,
+            };
+        };
+        let refusal = e.refusal()?;
+        Some(match refusal.kind {
+            RefusalKind::CredentialsRejected => Remedy::CheckPassword,
+            RefusalKind::AppPasswordRequired => Remedy::CreateAppPassword,
+            RefusalKind::OAuthRequired
+                if refusal
+                    .text
+                    .to_ascii_lowercase()
+                    .contains("smtpclientauthentication") =>
+            {
+                Remedy::AskAdminToEnableSmtpAuth
+            }
+            RefusalKind::OAuthRequired => Remedy::SignInWithOAuth2,
+            RefusalKind::Limit => Remedy::WaitUntil { seconds: None },
+            _ if refusal.is_transient() => Remedy::WaitUntil { seconds: None },
+            _ => return None,
+        })
+    }
+
     /// The server's refusal, when it refused.
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
@@ -267,6 +295,9 @@ fn describe(error: &smtp_auth::Error) -> String {
         RefusalKind::TooBig { limit } => format!(
             "the message is too big for the server{} (\"{reply}\")",
             limit.map(|l| format!(", which takes at most {l} bytes")).unwrap_or_default()
+        ),
+        RefusalKind::OAuthRequired => format!(
+            "the provider refuses passwords for sending (\"{reply}\"); sign in with OAuth2, or ask the administrator to enable SMTP AUTH for the mailbox"
         ),
         RefusalKind::Limit => format!(
             "the server refused {}: a sending limit (rate or quota) was reached (\"{reply}\"); try again later",
