@@ -838,3 +838,69 @@ fn httpdate(at: std::time::SystemTime) -> String {
         of_day % 60
     )
 }
+
+/// Gmail's slice after a run that stopped before its QUIT: the messages it
+/// stored are known but not popped, so Gmail lists them again; they are
+/// fetched into nothing (never deleted), QUIT pops them, and the next slices
+/// come: one run then gets every remaining message, each stored once.
+#[test]
+fn gmail_slices_move_on_after_a_run_stopped_before_quit() {
+    let messages = corpus(600);
+    let server = gmail(messages.clone(), "me@gmail.com");
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = MemoryState::new();
+    let options = SyncOptions {
+        gmail_slices: Some(true),
+        group_size: 100,
+        ..SyncOptions::default()
+    };
+    // The first run stores one group of 100, then its store fails at the
+    // next commit: the run ends without QUIT, so Gmail pops nothing.
+    struct FailSecondCommit(MaildirSink, usize);
+    impl DeliverySink for FailSecondCommit {
+        fn reserve(&mut self, uid: &Uid) -> io::Result<String> {
+            self.0.reserve(uid)
+        }
+        fn begin(&mut self, name: &str) -> io::Result<()> {
+            DeliverySink::begin(&mut self.0, name)
+        }
+        fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+            DeliverySink::write(&mut self.0, chunk)
+        }
+        fn end(&mut self) -> io::Result<()> {
+            DeliverySink::end(&mut self.0)
+        }
+        fn commit(&mut self) -> io::Result<()> {
+            self.1 += 1;
+            if self.1 == 2 {
+                return Err(io::Error::other("stopped (injected)"));
+            }
+            self.0.commit()
+        }
+        fn rollback(&mut self) {
+            self.0.rollback();
+        }
+        fn reconcile(&mut self, name: &str) -> io::Result<bool> {
+            self.0.reconcile(name)
+        }
+    }
+    let mut once = FailSecondCommit(MaildirSink::create(dir.path()).unwrap(), 0);
+    let first = sync(
+        &server,
+        "me@gmail.com",
+        &mut state,
+        &mut once,
+        options.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(first.report.new, 100, "{:?}", first.report);
+    assert_eq!(server.messages().len(), 600, "nothing popped without QUIT");
+    drop(once);
+    // The next run pops the 100 it knows (RETR into nothing), stores the
+    // other 500 over as many sessions as Gmail's slices need.
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let next = sync(&server, "me@gmail.com", &mut state, &mut maildir, options).unwrap();
+    assert_eq!((next.new, next.popped_again), (500, 100), "{next:?}");
+    assert!(server.messages().is_empty(), "every message popped");
+    exactly_once(dir.path(), &messages);
+}

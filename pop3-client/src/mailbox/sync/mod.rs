@@ -369,6 +369,30 @@ impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
     }
 }
 
+/// Takes a fetched message and keeps nothing (known messages fetched again
+/// only so that the server pops them).
+struct Discard;
+
+impl MessageSink for Discard {
+    fn write(&mut self, _: usize, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncMessageSink for Discard {
+    async fn write(&mut self, _: usize, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether `host` serves mail in slices and pops what was fetched, as
+/// Gmail's normal mode does (not its `recent:` mode, which the plan knows
+/// from the user name).
+fn serves_slices(host: &str) -> bool {
+    host.trim_end_matches('.')
+        .eq_ignore_ascii_case("pop.gmail.com")
+}
+
 /// What an error in the middle of a group says about the message in
 /// flight, when it is that message's fault (it is then counted against
 /// it, and the rest of the mailbox goes on); `None` when the sync must
@@ -791,6 +815,11 @@ macro_rules! sync_sessions {
                 }
                 continue;
             }
+            if !plan.pop_again.is_empty() {
+                let msgs: Vec<MsgNum> = plan.pop_again.iter().map(|l| l.msg).collect();
+                let outcomes = client.retr_many(&msgs, &mut Discard)$(.$aw)??;
+                $steps.run.popped_again(outcomes.iter().filter(|o| o.is_ok()).count());
+            }
             let deletions = $steps.deletions(&plan)?;
             let mut deleted = Vec::new();
             if !deletions.is_empty() {
@@ -825,6 +854,9 @@ pub fn sync_blocking(
     if let Some(cap) = config.session.max_body {
         options.max_message = Some(options.max_message.map_or(cap, |m| m.min(cap)));
     }
+    options
+        .gmail_slices
+        .get_or_insert_with(|| serves_slices(&config.host));
     let mut engine =
         SyncEngine::start(options, &credentials.user, store, sink).map_err(nothing_done)?;
     let outcome = (|| {
@@ -869,6 +901,10 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
 {
+    let mut options = options;
+    options
+        .gmail_slices
+        .get_or_insert_with(|| serves_slices(host));
     let mut engine = SyncEngine::start(options, user, store, sink).map_err(nothing_done)?;
     let outcome = async {
         sync_sessions!(engine, connect(), host, progress; .await);

@@ -112,6 +112,13 @@ pub struct SyncOptions {
     pub max_message: Option<u64>,
     /// What the account's first sync does with the mail already there.
     pub first_sync: FirstSync,
+    /// The server lists mail in slices of the oldest messages not yet
+    /// popped, and pops what was fetched (RETR) at QUIT, as Gmail's normal
+    /// mode does: known messages listed again (a run stopped before its
+    /// QUIT; a first sync's left-out mail) are then fetched into nothing,
+    /// never deleted, so the next slice comes. `None`: decided by the host
+    /// (`pop.gmail.com`, not in `recent:` mode).
+    pub gmail_slices: Option<bool>,
 }
 
 impl Default for SyncOptions {
@@ -130,6 +137,7 @@ impl Default for SyncOptions {
             max_attempts: 3,
             max_message: None,
             first_sync: FirstSync::All,
+            gmail_slices: None,
         }
     }
 }
@@ -207,6 +215,10 @@ pub struct SessionPlan {
     /// A first sync that keeps mail by date needs the dates of these
     /// messages first (TOP n 0): then [`SyncRun::dated`] and plan again.
     pub needs_dates: Vec<Listed>,
+    /// Known messages listed again by a server that serves slices
+    /// ([`SyncOptions::gmail_slices`]): fetched into nothing, so that QUIT
+    /// pops them and the next slice comes.
+    pub pop_again: Vec<Listed>,
 }
 
 /// What a sync did: the summary line of `fetch` and `account sync`.
@@ -236,6 +248,9 @@ pub struct SyncReport {
     pub left_out: usize,
     /// Sessions opened.
     pub sessions: usize,
+    /// Known messages fetched again only to be popped (a server that
+    /// serves slices, after a run that stopped before its QUIT).
+    pub popped_again: usize,
     /// Interrupted deliveries of an earlier run found complete at start
     /// (recorded now, not fetched again).
     pub recovered: usize,
@@ -294,6 +309,11 @@ pub struct SyncRun {
     broken: bool,
     /// For a first sync by date: the UIDs its dates leave out, once known.
     dated_out: Option<HashSet<Uid>>,
+    /// Known messages popped again in this session.
+    popped_in_session: usize,
+    /// What the last session popped again: listed again as it was, the
+    /// server did not pop it, and it is not tried once more.
+    last_popped: Vec<Uid>,
 }
 
 impl SyncRun {
@@ -328,6 +348,8 @@ impl SyncRun {
             failed_now: HashSet::new(),
             broken: false,
             dated_out: None,
+            popped_in_session: 0,
+            last_popped: Vec::new(),
         })
     }
 
@@ -360,6 +382,7 @@ impl SyncRun {
     pub fn session_started(&mut self, login_delay: Option<u32>) {
         self.report.sessions += 1;
         self.broken = false;
+        self.popped_in_session = 0;
         self.fetched_in_session.clear();
         if let Some(seconds) = login_delay {
             self.report.next_sync_not_before = Some(self.now.saturating_add(u64::from(seconds)));
@@ -447,6 +470,13 @@ impl SyncRun {
                 note_quarantined(&mut self.report, &item.uid, failure);
                 continue;
             }
+            let known = state
+                .records
+                .get(&item.uid)
+                .is_some_and(|r| r.status != UidStatus::Deleted);
+            if known && self.options.gmail_slices == Some(true) && self.keep_going {
+                plan.pop_again.push(item.clone());
+            }
             match state.records.get(&item.uid) {
                 // New, or a UID the server gave to a new message after we
                 // deleted the one it named.
@@ -517,6 +547,11 @@ impl SyncRun {
                 return plan;
             }
         }
+        let popping: Vec<Uid> = plan.pop_again.iter().map(|l| l.uid.clone()).collect();
+        if !popping.is_empty() && popping == self.last_popped {
+            plan.pop_again.clear();
+        }
+        self.last_popped = popping;
         plan.headers = headers
             .chunks(self.options.group_size)
             .map(<[Listed]>::to_vec)
@@ -775,6 +810,13 @@ impl SyncRun {
         }
     }
 
+    /// Known messages listed again were fetched into nothing: QUIT pops
+    /// them (`count` of them came through).
+    pub fn popped_again(&mut self, count: usize) {
+        self.popped_in_session += count;
+        self.report.popped_again += count;
+    }
+
     /// A message broke the session (its body over the cap, the connection
     /// lost in the middle of it): the connection is out of step, so the
     /// session ends without DELE or QUIT, and the rest goes on in another.
@@ -815,6 +857,7 @@ impl SyncRun {
     /// what was stored was deleted; never past the caps or the session cap.
     pub fn another_session(&self, deleted_any: bool) -> bool {
         let more = self.broken
+            || self.popped_in_session > 0
             || (!self.fetched_in_session.is_empty() && (self.session_all_new || deleted_any));
         self.keep_going && more && self.report.sessions < self.options.max_sessions
     }
