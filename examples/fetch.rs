@@ -304,6 +304,14 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
         if report.recovered > 0 { format!("; {} interrupted deliveries recovered", report.recovered) } else { String::new() }
     );
+    if !report.kept.is_empty() {
+        let kept: Vec<String> = report
+            .kept
+            .iter()
+            .map(|(reason, count)| format!("{} {count}", reason.name()))
+            .collect();
+        println!("kept on the server: {}", kept.join(", "));
+    }
     if let Some(why) = &report.stopped_early {
         eprintln!("warning: the sync stopped early: {why}");
     }

@@ -14,6 +14,7 @@
 #   pop3maildir  the corpus in a Maildir (LF line ends: Mailutils loses a CRLF file's header)
 #   pop3lock     one message, for the [IN-USE] test
 #   pop3delay    one message, on the login-delay instance
+#   pop3rewrite  five messages with Message-IDs, for the sync's deletions after pop3d rewrites them
 # Both instances stop by themselves after $POP3_MAILUTILS_TTL seconds (default 5400).
 #
 # What Mailutils does to the mail (the tests allow for it): LF becomes CRLF on
@@ -95,6 +96,17 @@ one_message_mbox() {
     printf 'From sender@example.com Mon Nov 30 10:00:00 2026\nFrom: sender@example.com\nSubject: %s\n\nOne message.\n\n' "$2" > "$1/INBOX"
 }
 
+rewrite_mbox() {
+    # $1: home. Five messages with Message-ID and Date, for the sync's
+    # deletion test: pop3d rewrites Status:/X-UID: at QUIT, so every size it
+    # lists changes after the first session.
+    mkdir -p "$1"
+    : > "$1/INBOX"
+    for n in 1 2 3 4 5; do
+        printf 'From sender@example.com Mon Nov 30 10:00:0%s 2026\nFrom: sender@example.com\nMessage-ID: <rewrite-%s@example.com>\nDate: Mon, 30 Nov 2026 10:00:0%s +0000\nSubject: rewrite %s\n\nMessage %s.\n\n' "$n" "$n" "$n" "$n" "$n" >> "$1/INBOX"
+    done
+}
+
 config() {
     # $1: name, $2: extra global statements, $3: server blocks
     cat > "$DIR/$1.conf" <<CONF
@@ -155,10 +167,11 @@ start() {
     corpus "$DIR/home/pop3mbox" "$DIR/home/pop3maildir" "$DIR/expected"
     one_message_mbox "$DIR/home/pop3lock" "locked"
     one_message_mbox "$DIR/home/pop3delay" "delayed"
+    rewrite_mbox "$DIR/home/pop3rewrite"
     local hash user
     hash=$(openssl passwd -6 "$PASSWORD")
     : > "$DIR/passwd/$DOMAIN"
-    for user in pop3mbox pop3maildir pop3lock pop3delay; do
+    for user in pop3mbox pop3maildir pop3lock pop3delay pop3rewrite; do
         echo "$user:$hash:$MAIL_UID:$MAIL_GID::$DIR/home/$user:/bin/false" >> "$DIR/passwd/$DOMAIN"
     done
     chown -R "$MAIL_UID:$MAIL_GID" "$DIR/home" "$DIR/lock"
@@ -187,6 +200,7 @@ mbox_user=pop3mbox@$DOMAIN
 maildir_user=pop3maildir@$DOMAIN
 lock_user=pop3lock@$DOMAIN
 delay_user=pop3delay@$DOMAIN
+rewrite_user=pop3rewrite@$DOMAIN
 password=$PASSWORD
 ca_file=$DIR/cert.pem
 expected=$DIR/expected

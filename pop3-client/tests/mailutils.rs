@@ -211,3 +211,74 @@ fn login_delay_is_enforced_and_its_bare_capa_line_tolerated() {
     assert_eq!(err.kind(), ErrorKind::LoginDelay);
     assert!(err.is_transient());
 }
+
+/// Mailutils rewrites an mbox at QUIT (`Status:`, `X-UID:`), so every size
+/// it lists changes after the first session: the delete policies still
+/// work, because a message listed with another size is deleted once its
+/// header (TOP n 0) shows it is the one stored.
+#[test]
+fn delete_policies_work_on_an_mbox_that_mailutils_rewrites() {
+    use pop3_client::account::DeletePolicy;
+    use pop3_client::store::MaildirSink;
+    use pop3_client::sync::state::MemoryState;
+    use pop3_client::sync::{sync_blocking, SyncOptions};
+    let Some(mu) = Mailutils::find() else {
+        return;
+    };
+    assert!(
+        !mu.get("rewrite_user").is_empty(),
+        "the Mailutils script has no rewrite user: restart it (scripts/mailutils.sh start)"
+    );
+    let config = mu.config(Security::Tls, "tls_port");
+    let credentials = mu.credentials("rewrite_user");
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    // Delete one day after retrieval, on an injected clock.
+    let now = 1_800_000_000;
+    let options = |now| SyncOptions {
+        policy: DeletePolicy::AfterDays(1),
+        now: Some(now),
+        ..SyncOptions::default()
+    };
+    let sizes = || {
+        let mut client = Client::connect(&config, &credentials).unwrap();
+        let sizes: Vec<u64> = client.list().unwrap().iter().map(|e| e.octets).collect();
+        client.quit().unwrap();
+        sizes
+    };
+    let before = sizes();
+    assert_eq!(
+        before.len(),
+        5,
+        "the script's five messages (restart scripts/mailutils.sh to run this again)"
+    );
+    let first = sync_blocking(
+        &config,
+        &credentials,
+        &mut state,
+        &mut maildir,
+        options(now),
+        None,
+    )
+    .unwrap();
+    assert_eq!((first.new, first.deleted), (5, 0), "{first:?}");
+    let after = sizes();
+    assert_eq!(after.len(), 5);
+    assert_ne!(
+        before, after,
+        "Mailutils rewrote the mbox: the sizes changed"
+    );
+    let later = now + 2 * 24 * 60 * 60;
+    let second = sync_blocking(
+        &config,
+        &credentials,
+        &mut state,
+        &mut maildir,
+        options(later),
+        None,
+    )
+    .unwrap();
+    assert_eq!((second.new, second.deleted), (0, 5), "{second:?}");
+    assert!(sizes().is_empty(), "the mailbox is empty");
+}

@@ -904,3 +904,50 @@ fn gmail_slices_move_on_after_a_run_stopped_before_quit() {
     assert!(server.messages().is_empty(), "every message popped");
     exactly_once(dir.path(), &messages);
 }
+
+/// A server that rewrites mail after retrieval lists another size: the
+/// message is deleted once its header shows it is the same one; a UID the
+/// server gave to another message is kept, and the report says why.
+#[test]
+fn rewritten_messages_are_deleted_once_seen_to_be_the_same() {
+    let message = |uid: &str, id: &str| {
+        ServerMessage {
+        uid: uid.into(),
+        content: format!("Message-ID: <{id}@x>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nSubject: {uid}\r\n\r\nbody\r\n").into_bytes(),
+    }
+    };
+    let messages = vec![message("a", "a"), message("b", "b"), message("c", "c")];
+    let server = server(messages.clone());
+    let (_dir, mut maildir, mut state) = local();
+    let options = |now| SyncOptions {
+        policy: DeletePolicy::AfterDays(1),
+        now: Some(now),
+        ..SyncOptions::default()
+    };
+    let first = sync(&server, "user", &mut state, &mut maildir, options(0)).unwrap();
+    assert_eq!((first.new, first.deleted), (3, 0));
+    // As Mailutils does at QUIT: a Status: header more, the same message.
+    let mut rewritten = b"Status: RO\r\n".to_vec();
+    rewritten.extend_from_slice(&messages[0].content);
+    server.rewrite("a", rewritten);
+    // A UID reused for another message.
+    server.rewrite("b", message("b", "someone-else").content);
+    let later = sync(&server, "user", &mut state, &mut maildir, options(2 * DAY)).unwrap();
+    assert_eq!(later.deleted, 2, "a (rewritten) and c: {later:?}");
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
+    assert_eq!(left, ["b"]);
+    use pop3_client::sync::KeptReason;
+    assert_eq!(
+        later.kept.get(&KeptReason::NotTheSameMessage),
+        Some(&1),
+        "{later:?}"
+    );
+    // Kept the next time too, and said so.
+    let again = sync(&server, "user", &mut state, &mut maildir, options(3 * DAY)).unwrap();
+    assert_eq!(again.deleted, 0);
+    assert_eq!(
+        again.kept.get(&KeptReason::NotTheSameMessage),
+        Some(&1),
+        "{again:?}"
+    );
+}

@@ -238,6 +238,20 @@ impl TestServer {
             .push(message);
     }
 
+    /// The server rewrites the message `uid` (as GNU Mailutils rewrites an
+    /// mbox's `Status:` at QUIT, or a server that reuses a UID): the next
+    /// session lists `content` under the same UID.
+    pub fn rewrite(&self, uid: &str, content: Vec<u8>) {
+        let mut messages = self
+            .shared
+            .messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(message) = messages.iter_mut().find(|m| m.uid == uid) {
+            message.content = content;
+        }
+    }
+
     /// The messages left on the server (after committed deletions).
     pub fn messages(&self) -> Vec<ServerMessage> {
         self.shared

@@ -50,8 +50,8 @@ use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
 
 pub use plan::{
-    FailedMessage, FirstSync, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions, SyncReport,
-    SyncRun,
+    FailedMessage, FirstSync, KeptReason, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions,
+    SyncReport, SyncRun,
 };
 
 /// A sync that failed: the error, and the report of what it did before
@@ -317,10 +317,44 @@ struct GroupSink<'a, Sk: ?Sized> {
 /// Where a group's fetch stands.
 #[derive(Debug, Default)]
 struct GroupProgress {
-    /// The messages complete in the sink (index, bytes), waiting for commit.
-    ended: Vec<(usize, u64)>,
+    /// The messages complete in the sink (index, bytes, what identifies
+    /// it), waiting for commit.
+    ended: Vec<(usize, u64, Option<state::Identity>)>,
     /// The message begun and not yet complete.
     current: Option<usize>,
+    /// Keep each message's header to record what identifies it (when the
+    /// policy deletes: see [`state::UidRecord::identity`]).
+    identify: bool,
+    /// The current message's header so far (at most [`HEADER_CAP`]).
+    header: Vec<u8>,
+}
+
+/// The most of a header kept to identify a message.
+const HEADER_CAP: usize = 64 * 1024;
+
+impl GroupProgress {
+    fn keep_header(&mut self, chunk: &[u8]) {
+        let complete =
+            |h: &[u8]| h.windows(2).any(|w| w == b"\n\n") || h.windows(4).any(|w| w == b"\r\n\r\n");
+        if !self.identify || self.header.len() >= HEADER_CAP || complete(&self.header) {
+            return;
+        }
+        let room = HEADER_CAP - self.header.len();
+        self.header
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    fn identity(&mut self) -> Option<state::Identity> {
+        if !self.identify {
+            return None;
+        }
+        let summary =
+            crate::pop3::summary::MessageSummary::parse(&std::mem::take(&mut self.header));
+        Some(state::Identity {
+            message_id: summary.message_id?,
+            date: summary.date,
+        })
+    }
 }
 
 impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
@@ -330,17 +364,20 @@ impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
             .get(index)
             .ok_or_else(|| io::Error::other("a message outside the group"))?;
         self.progress.current = Some(index);
+        self.progress.header.clear();
         self.sink.begin(name).map_err(store_failed)
     }
 
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.progress.keep_header(chunk);
         self.sink.write(chunk).map_err(store_failed)
     }
 
     fn end_current(&mut self, index: usize, octets: u64) -> io::Result<()> {
         self.sink.end().map_err(store_failed)?;
         self.progress.current = None;
-        self.progress.ended.push((index, octets));
+        let identity = self.progress.identity();
+        self.progress.ended.push((index, octets, identity));
         Ok(())
     }
 }
@@ -554,6 +591,36 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         Ok(plan)
     }
 
+    /// The headers of the messages listed with another size than stored:
+    /// those that show the same message are deleted (their new size
+    /// recorded), the others kept.
+    fn verified(
+        &mut self,
+        plan: &mut SessionPlan,
+        headers: Vec<Result<crate::pop3::summary::MessageSummary, crate::pop3::ServerRefusal>>,
+    ) -> Result<(), Error> {
+        let mut changes = Vec::new();
+        for (item, header) in plan.verify_before_delete.iter().zip(headers) {
+            let recorded = self
+                .known
+                .records
+                .get(&item.uid)
+                .and_then(|r| r.identity.as_ref());
+            let same = match (recorded, header.ok()) {
+                (Some(id), Some(seen)) => {
+                    seen.message_id.as_deref() == Some(id.message_id.as_str())
+                        && (id.date.is_none() || seen.date == id.date)
+                }
+                _ => false,
+            };
+            if let Some(change) = self.run.verified(item, same) {
+                changes.push(change);
+                plan.delete.push(item.clone());
+            }
+        }
+        self.record(&changes)
+    }
+
     /// A first sync by date read the headers it asked for: plans again.
     fn dated(
         &mut self,
@@ -614,7 +681,10 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
             names,
-            progress: GroupProgress::default(),
+            progress: GroupProgress {
+                identify: self.with_uids && self.run.options().policy.deletes(),
+                ..GroupProgress::default()
+            },
         })
     }
 
@@ -663,8 +733,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                     return Err(storage_or(e));
                 };
                 let outcomes = (0..group.len())
-                    .map(|i| match progress.ended.iter().find(|(at, _)| *at == i) {
-                        Some((_, octets)) => Outcome::Stored(*octets),
+                    .map(|i| match progress.ended.iter().find(|(at, ..)| *at == i) {
+                        Some((_, octets, _)) => Outcome::Stored(*octets),
                         None if i == culprit => Outcome::Failed(reason.clone()),
                         None => Outcome::NotTried,
                     })
@@ -687,6 +757,16 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         } else {
             self.run.stored(group, &outcomes, failures)
         };
+        // What identifies each message stored, after its record.
+        for (index, _, identity) in &fetched.progress.ended {
+            if let (Some(identity), Some(item), false) = (identity, group.get(*index), headers_only)
+            {
+                self.unwritten.push(StateChange::Identified {
+                    uid: item.uid.clone(),
+                    identity: identity.clone(),
+                });
+            }
+        }
         Ok(end)
     }
 
@@ -814,6 +894,11 @@ macro_rules! sync_sessions {
                     break;
                 }
                 continue;
+            }
+            if !plan.verify_before_delete.is_empty() {
+                let msgs: Vec<MsgNum> = plan.verify_before_delete.iter().map(|l| l.msg).collect();
+                let headers = client.summaries(&msgs)$(.$aw)??;
+                $steps.verified(&mut plan, headers)?;
             }
             if !plan.pop_again.is_empty() {
                 let msgs: Vec<MsgNum> = plan.pop_again.iter().map(|l| l.msg).collect();

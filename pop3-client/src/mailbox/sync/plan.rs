@@ -169,6 +169,7 @@ pub enum Outcome {
 
 /// Adds `uid` to the report's quarantined messages (once per sync).
 fn note_quarantined(report: &mut SyncReport, uid: &Uid, failure: &FailureRecord) {
+    // Counted with the kept reasons at the end (SyncRun::finish).
     if report.quarantined.iter().any(|q| &q.uid == uid) {
         return;
     }
@@ -215,6 +216,11 @@ pub struct SessionPlan {
     /// A first sync that keeps mail by date needs the dates of these
     /// messages first (TOP n 0): then [`SyncRun::dated`] and plan again.
     pub needs_dates: Vec<Listed>,
+    /// Messages due for deletion that the server lists with another size
+    /// than when they were stored: their header (TOP n 0) must show they
+    /// are the same message before they are deleted
+    /// ([`SyncRun::verified`]).
+    pub verify_before_delete: Vec<Listed>,
     /// Known messages listed again by a server that serves slices
     /// ([`SyncOptions::gmail_slices`]): fetched into nothing, so that QUIT
     /// pops them and the next slice comes.
@@ -260,6 +266,56 @@ pub struct SyncReport {
     /// Why the sync stopped before the server ran out of new mail, when it
     /// did.
     pub stopped_early: Option<StoppedEarly>,
+    /// Every listed message the sync neither fetched nor deleted, counted
+    /// by why.
+    pub kept: std::collections::BTreeMap<KeptReason, usize>,
+}
+
+/// Why a listed message was neither fetched nor deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum KeptReason {
+    /// Stored before; the policy keeps mail on the server.
+    KeptByPolicy,
+    /// Stored before; not yet due for deletion (after-days, or not yet
+    /// deleted locally).
+    NotDueYet,
+    /// Stored headers only: never deleted in that state.
+    HeadersOnly,
+    /// Left out by the first sync's choice.
+    LeftOut,
+    /// Listed with another size than when stored, and nothing recorded to
+    /// tell whether it is the same message: not deleted unseen.
+    SizeChanged,
+    /// Listed with another size, and its header shows another message
+    /// (a UID the server reused): not deleted.
+    NotTheSameMessage,
+    /// Its UID is listed twice: neither is deleted.
+    ListedTwice,
+    /// Quarantined.
+    Quarantined,
+    /// Failed in this sync; tried again by the next.
+    Failed,
+    /// Left for a later sync by the caps.
+    Capped,
+}
+
+impl KeptReason {
+    /// The reason's short name (`fetch` prints them).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeptByPolicy => "kept-by-policy",
+            Self::NotDueYet => "not-due-yet",
+            Self::HeadersOnly => "headers-only",
+            Self::LeftOut => "left-out",
+            Self::SizeChanged => "size-changed",
+            Self::NotTheSameMessage => "not-the-same-message",
+            Self::ListedTwice => "listed-twice",
+            Self::Quarantined => "quarantined",
+            Self::Failed => "failed",
+            Self::Capped => "capped",
+        }
+    }
 }
 
 /// Why a sync stopped before the server ran out of new mail (what it stored
@@ -314,6 +370,9 @@ pub struct SyncRun {
     /// What the last session popped again: listed again as it was, the
     /// server did not pop it, and it is not tried once more.
     last_popped: Vec<Uid>,
+    /// Why each listed message was neither fetched nor deleted (the last
+    /// session's word on it).
+    kept: std::collections::HashMap<Uid, KeptReason>,
 }
 
 impl SyncRun {
@@ -350,6 +409,7 @@ impl SyncRun {
             dated_out: None,
             popped_in_session: 0,
             last_popped: Vec::new(),
+            kept: std::collections::HashMap::new(),
         })
     }
 
@@ -369,8 +429,37 @@ impl SyncRun {
     }
 
     /// Finishes the sync.
-    pub fn finish(self) -> SyncReport {
+    pub fn finish(mut self) -> SyncReport {
+        for reason in self.kept.values() {
+            *self.report.kept.entry(*reason).or_insert(0) += 1;
+        }
+        let left_out = self.report.kept.entry(KeptReason::LeftOut).or_insert(0);
+        *left_out = (*left_out).max(self.report.left_out);
+        for (reason, count) in [
+            (KeptReason::Quarantined, self.report.quarantined.len()),
+            (KeptReason::Failed, self.report.failed.len()),
+            (KeptReason::Capped, self.report.left),
+        ] {
+            *self.report.kept.entry(reason).or_insert(0) += count;
+        }
+        self.report.kept.retain(|_, count| *count > 0);
         self.report
+    }
+
+    /// The header of a message listed with another size than when stored
+    /// showed whether it is the same message: `same` decides; the change
+    /// to record its new size when it is (then it is deleted).
+    pub fn verified(&mut self, item: &Listed, same: bool) -> Option<StateChange> {
+        if !same {
+            self.kept
+                .insert(item.uid.clone(), KeptReason::NotTheSameMessage);
+            return None;
+        }
+        self.kept.remove(&item.uid);
+        Some(StateChange::Resized {
+            uid: item.uid.clone(),
+            octets: item.octets,
+        })
     }
 
     /// An interrupted delivery was found complete in the sink at start.
@@ -506,6 +595,16 @@ impl SyncRun {
                 {
                     plan.delete.push(item.clone());
                 }
+                // Another size than stored (a server that rewrites mail):
+                // deleted once its header shows it is the same message.
+                Some(r)
+                    if r.status == UidStatus::Fetched
+                        && r.identity.is_some()
+                        && !twice.contains(&item.uid)
+                        && self.due_for_deletion(r) =>
+                {
+                    plan.verify_before_delete.push(item.clone());
+                }
                 // Stored headers only: whole now if asked for or allowed.
                 Some(r)
                     if r.status == UidStatus::HeadersOnly
@@ -547,6 +646,7 @@ impl SyncRun {
                 return plan;
             }
         }
+        self.note_kept(state, listing, &plan, &twice);
         let popping: Vec<Uid> = plan.pop_again.iter().map(|l| l.uid.clone()).collect();
         if !popping.is_empty() && popping == self.last_popped {
             plan.pop_again.clear();
@@ -588,6 +688,43 @@ impl SyncRun {
             self.report.stopped_early = Some(StoppedEarly::UnstableUids);
         }
         plan
+    }
+
+    /// Why each known message listed is neither fetched nor deleted.
+    fn note_kept(
+        &mut self,
+        state: &SyncState,
+        listing: &[Listed],
+        plan: &SessionPlan,
+        twice: &HashSet<&Uid>,
+    ) {
+        let acted: HashSet<&Uid> = plan
+            .delete
+            .iter()
+            .chain(&plan.verify_before_delete)
+            .map(|l| &l.uid)
+            .collect();
+        for item in listing {
+            let Some(r) = state.records.get(&item.uid) else {
+                continue;
+            };
+            let reason = match r.status {
+                _ if acted.contains(&item.uid) => {
+                    self.kept.remove(&item.uid);
+                    continue;
+                }
+                UidStatus::Deleted => continue,
+                UidStatus::Ignored => KeptReason::LeftOut,
+                UidStatus::HeadersOnly => KeptReason::HeadersOnly,
+                UidStatus::Fetched if twice.contains(&item.uid) => KeptReason::ListedTwice,
+                UidStatus::Fetched if self.options.policy == DeletePolicy::KeepOnServer => {
+                    KeptReason::KeptByPolicy
+                }
+                UidStatus::Fetched if !self.due_for_deletion(r) => KeptReason::NotDueYet,
+                UidStatus::Fetched => KeptReason::SizeChanged,
+            };
+            self.kept.insert(item.uid.clone(), reason);
+        }
     }
 
     /// On a new account, leaves out what [`SyncOptions::first_sync`] says

@@ -54,6 +54,21 @@ pub struct UidRecord {
     /// The sink's name of the headers-only copy, until the whole message
     /// has replaced it.
     pub headers_delivery: Option<String>,
+    /// What identifies the message stored (recorded when the policy
+    /// deletes): a server that rewrites mail (GNU Mailutils on an mbox
+    /// changes `Status:` at QUIT) lists another size, and the message is
+    /// deleted only once its header shows it is the same.
+    pub identity: Option<Identity>,
+}
+
+/// What tells a message from another with the same UID: its `Message-ID`
+/// and `Date`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The `Message-ID` without its angle brackets.
+    pub message_id: String,
+    /// The `Date`, in seconds since the Unix epoch, when it parses.
+    pub date: Option<i64>,
 }
 
 /// A message that could not be fetched: how often, and why the last time.
@@ -187,6 +202,21 @@ pub enum StateChange {
         /// Why, in words.
         reason: String,
     },
+    /// What identifies the message stored as `uid`.
+    Identified {
+        /// The UID.
+        uid: Uid,
+        /// Its Message-ID and Date.
+        identity: Identity,
+    },
+    /// The server lists `uid` with another size, and its header showed it
+    /// is the message stored (a server that rewrites mail).
+    Resized {
+        /// The UID.
+        uid: Uid,
+        /// Its size as listed now.
+        octets: u64,
+    },
     /// The application asked for `uid` again: its failures are forgotten
     /// and the next sync tries it.
     Reprocess {
@@ -227,6 +257,7 @@ impl SyncState {
                     deleted_locally: false,
                     full_requested: false,
                     headers_delivery: None,
+                    identity: None,
                 };
                 match self.records.get_mut(uid) {
                     None => {
@@ -261,6 +292,7 @@ impl SyncState {
                     deleted_locally: false,
                     full_requested: false,
                     headers_delivery: Some(delivery.clone()),
+                    identity: None,
                 };
                 match self.records.get_mut(uid) {
                     None => {
@@ -330,6 +362,16 @@ impl SyncState {
             StateChange::Reprocess { uid } => {
                 self.failures.remove(uid);
             }
+            StateChange::Identified { uid, identity } => {
+                if let Some(r) = self.records.get_mut(uid) {
+                    r.identity = Some(identity.clone());
+                }
+            }
+            StateChange::Resized { uid, octets } => {
+                if let Some(r) = self.records.get_mut(uid) {
+                    r.octets = *octets;
+                }
+            }
             StateChange::Started { at } => {
                 self.started.get_or_insert(*at);
             }
@@ -342,6 +384,7 @@ impl SyncState {
                     deleted_locally: false,
                     full_requested: false,
                     headers_delivery: None,
+                    identity: None,
                 });
             }
         }
@@ -639,6 +682,12 @@ fn snapshot(uid: &Uid, r: &UidRecord) -> Vec<StateChange> {
     if r.deleted_locally {
         out.push(StateChange::DeletedLocally { uid: uid() });
     }
+    if let Some(identity) = &r.identity {
+        out.push(StateChange::Identified {
+            uid: uid(),
+            identity: identity.clone(),
+        });
+    }
     out
 }
 
@@ -762,6 +811,16 @@ fn format_change(change: &StateChange) -> String {
         StateChange::Ignored { uid, at, octets } => {
             format!("G {} {at} {octets}", hex(uid.as_bytes()))
         }
+        // The Message-ID in hex (any bytes), the date or "-".
+        StateChange::Identified { uid, identity } => format!(
+            "M {} {} {}",
+            hex(uid.as_bytes()),
+            hex(identity.message_id.as_bytes()),
+            identity
+                .date
+                .map_or_else(|| "-".to_owned(), |d| d.to_string())
+        ),
+        StateChange::Resized { uid, octets } => format!("Z {} {octets}", hex(uid.as_bytes())),
     }
 }
 
@@ -825,6 +884,20 @@ fn parse_change(line: &str) -> Option<StateChange> {
             reason: String::from_utf8(unhex(rest.get(3)?)?).ok()?,
         },
         ("P", 0) => StateChange::Reprocess { uid },
+        ("M", 2) => StateChange::Identified {
+            uid,
+            identity: Identity {
+                message_id: String::from_utf8(unhex(rest.first()?)?).ok()?,
+                date: match rest.get(1)? {
+                    &"-" => None,
+                    d => Some(d.parse().ok()?),
+                },
+            },
+        },
+        ("Z", 1) => StateChange::Resized {
+            uid,
+            octets: number(0)?,
+        },
         ("G", 2) => StateChange::Ignored {
             uid,
             at: number(0)?,
@@ -962,7 +1035,7 @@ mod tests {
         let uid = proptest::collection::vec(any::<u8>(), 1..20)
             .prop_filter_map("a UID", |b| Uid::new(&b));
         (
-            0u8..15,
+            0u8..17,
             uid,
             any::<u64>(),
             any::<u64>(),
@@ -1000,6 +1073,14 @@ mod tests {
                 11 => StateChange::Reprocess { uid },
                 12 => StateChange::Started { at },
                 13 => StateChange::Ignored { uid, at, octets },
+                14 => StateChange::Identified {
+                    uid,
+                    identity: Identity {
+                        message_id: reason,
+                        date: (at % 3 != 0).then_some(at as i64),
+                    },
+                },
+                15 => StateChange::Resized { uid, octets },
                 _ => StateChange::HeadersRemoved { uid },
             })
     }
