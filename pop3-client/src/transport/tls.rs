@@ -146,7 +146,7 @@ impl crate::endpoint::Endpoint {
 
 /// The name the certificate must match.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
-    ServerName::try_from(host.to_owned())
+    ServerName::try_from(super::tcp::unbracket(host).to_owned())
         .map_err(|_| Error::invalid_setting("host", format!("\"{host}\" is not a valid host name")))
 }
 
