@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pop3_client::account::{Account, Credential, DeletePolicy, Outgoing, ServerSettings};
-use pop3_client::blocking::Client;
-use pop3_client::smtp::{verify_outgoing, SmtpConfig, SmtpError};
+use pop3_client::smtp::SmtpError;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
 use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
+use pop3_client::verify::{verify_incoming, verify_outgoing, Stage, Step};
 use pop3_client::{Error, Protocol, Security};
 use pop3_examples::SecurityArg;
 use serde::{Deserialize, Serialize};
@@ -310,13 +310,22 @@ fn find<'a>(settings: &'a mut Settings, name: &str) -> Result<&'a mut Account, E
         .ok_or_else(|| config_error(format!("there is no account named \"{name}\"")))
 }
 
-/// Connects and logs in, then reports the mailbox size: the check `add` and
-/// `set-password` make before saving.
-fn verify_login(account: &Account) -> Result<(u32, u64), Error> {
-    let mut client = Client::connect(&account.client_config(), &account.credentials())?;
-    let stat = client.stat()?;
-    client.quit()?;
-    Ok((stat.count, stat.octets))
+/// Verifies the incoming login (the library's steps), and says what the
+/// mailbox holds: the check `add` and `set-password` make before saving.
+fn verify_login(account: &Account) -> Result<String, Error> {
+    let steps = verify_incoming(account).map_err(|failure| failure.error)?;
+    Ok(steps
+        .iter()
+        .find(|s| s.stage == Stage::Mailbox)
+        .map(|s| s.detail.clone())
+        .unwrap_or_default())
+}
+
+/// Verifies the outgoing login (the library's steps).
+fn verify_sending(account: &Account) -> Result<(), SmtpError> {
+    verify_outgoing(account)
+        .map(drop)
+        .map_err(|failure| failure.error)
 }
 
 fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
@@ -452,11 +461,11 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     }
     account.metadata = metadata;
     account.validate()?;
-    let (count, octets) = verify_login(&account)?;
+    let mailbox = verify_login(&account)?;
     let outgoing = if account.outgoing == Outgoing::None {
         "no outgoing server"
     } else {
-        verify_outgoing(&account)?;
+        verify_sending(&account)?;
         "outgoing login verified"
     };
     if settings.active.is_none() {
@@ -464,9 +473,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     }
     settings.accounts.push(account);
     save(dir, &settings)?;
-    println!(
-        "added {name}: login verified, {count} messages ({octets} bytes) on the server; {outgoing}"
-    );
+    println!("added {name}: login verified, {mailbox} on the server; {outgoing}");
     Ok(())
 }
 
@@ -495,54 +502,33 @@ fn list(dir: &Path) -> Result<(), Error> {
 fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
     let mut settings = load(dir)?;
     let account = find(&mut settings, name)?.clone();
-    let config = account.client_config();
-    let step = |what: &str, detail: String| println!("{what}: ok ({detail})");
-    let target = format!("{}:{}", config.host, config.port());
-    let addrs =
-        pop3_client::transport::lookup(&config.host, config.port(), config.timeouts.connect)?;
-    step(
-        "resolve",
-        addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    let mut client = Client::open(&config)?;
-    step("connect", target);
-    if client.is_tls() {
-        step("tls", "certificate verified".into());
-    } else {
-        println!("tls: none (plaintext connection)");
-    }
-    step(
-        "greeting",
-        pop3_client::pop3_proto::escape::snippet(&client.greeting().text),
-    );
-    let caps: Vec<String> = client
-        .capabilities()
-        .iter()
-        .map(pop3_client::pop3_proto::server::capability_line)
-        .collect();
-    step("capabilities", caps.join(" "));
-    client.login(&account.credentials())?;
-    step("login", account.incoming.user.clone());
-    let stat = client.stat()?;
-    step(
-        "mailbox",
-        format!("{} messages, {} bytes", stat.count, stat.octets),
-    );
-    client.quit()?;
-    if let Some((smtp, credentials)) = SmtpConfig::for_account(&account) {
-        let target = format!("{}:{}", smtp.host, smtp.port());
-        let mut client = pop3_client::smtp::SmtpClient::connect(&smtp)?;
-        step("outgoing connect", target);
-        if client.is_tls() {
-            step("outgoing tls", "certificate verified".into());
+    let show = |prefix: &str, steps: &[Step]| {
+        for step in steps {
+            let stage = match step.stage {
+                Stage::Auth => "login",
+                other => other.name(),
+            };
+            println!("{prefix}{stage}: ok ({})", step.detail);
+            if let Some(certificate) = &step.certificate {
+                println!("{prefix}certificate: {certificate}");
+            }
         }
-        client.login(&credentials)?;
-        step("outgoing login", credentials.user.clone());
-        client.quit()?;
+    };
+    match verify_incoming(&account) {
+        Ok(steps) => show("", &steps),
+        Err(failure) => {
+            show("", &failure.passed);
+            return Err(failure.error.into());
+        }
+    }
+    if account.outgoing != Outgoing::None {
+        match verify_outgoing(&account) {
+            Ok(steps) => show("outgoing ", &steps),
+            Err(failure) => {
+                show("outgoing ", &failure.passed);
+                return Err(failure.error.into());
+            }
+        }
     }
     Ok(())
 }
@@ -564,7 +550,7 @@ fn set_password(
         // outgoing server too when it uses the same credentials).
         verify_login(&changed)?;
         if matches!(changed.outgoing, Outgoing::SameCredentials { .. }) {
-            verify_outgoing(&changed)?;
+            verify_sending(&changed)?;
         }
         *account = changed;
         println!("{name}: incoming password changed and verified");
@@ -592,7 +578,7 @@ fn set_password(
         }
         changed.validate()?;
         // The old password stays unless the new one logs in.
-        verify_outgoing(&changed)?;
+        verify_sending(&changed)?;
         *account = changed;
         println!("{name}: outgoing password changed and verified");
     }

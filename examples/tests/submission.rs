@@ -17,8 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pop3_client::account::{Account, Credential, Outgoing, ServerSettings};
-use pop3_client::smtp::verify_outgoing;
 use pop3_client::testing::InteropServer;
+use pop3_client::verify::{verify_outgoing, Stage};
 use pop3_client::Security;
 
 type Env = InteropServer;
@@ -269,10 +269,15 @@ fn verify_outgoing_against_dovecot() {
         };
         account.outgoing = Outgoing::Separate(settings(env.get("password")));
         account.trust.ca_file = Some(env.get("ca_file").into());
-        verify_outgoing(&account).unwrap();
+        let steps = verify_outgoing(&account).unwrap();
+        let stages: Vec<Stage> = steps.iter().map(|s| s.stage).collect();
+        assert!(stages.ends_with(&[Stage::Ehlo, Stage::Auth]), "{stages:?}");
+        let tls = steps.iter().find(|s| s.stage == Stage::Tls).unwrap();
+        assert!(tls.certificate.is_some(), "the certificate is shown");
         account.outgoing = Outgoing::Separate(settings("wrong"));
         let e = verify_outgoing(&account).unwrap_err();
-        assert_eq!(e.kind(), "auth", "{e}");
-        assert!(!e.is_transient());
+        assert_eq!(e.failed, Stage::Auth, "{e}");
+        assert_eq!(e.error.kind(), "auth", "{e}");
+        assert!(!e.error.is_transient());
     }
 }

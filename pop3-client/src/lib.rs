@@ -105,7 +105,7 @@ pub mod testing;
 mod timer;
 pub mod transport;
 
-pub use mailbox::{account, store, sync};
+pub use mailbox::{account, store, sync, verify};
 pub use pop3::summary;
 
 #[cfg(feature = "serde")]

@@ -23,8 +23,8 @@ use pop3_client::testing::smtp::{SmtpTestServer, SmtpTestServerConfig};
 use pop3_client::testing::{TestServer, TestServerConfig};
 use pop3_client::transport::{AsyncStream, Connection};
 use pop3_client::{
-    Capabilities, Credentials, Error, Greeting, ListEntry, MessageSink, MsgNum, ServerRefusal,
-    Stat, UidlItem,
+    Capabilities, CertificateInfo, Credentials, Error, Greeting, ListEntry, MessageSink, MsgNum,
+    ServerRefusal, Stat, UidlItem,
 };
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
@@ -179,6 +179,8 @@ macro_rules! pop3_parity {
             { seen.push(format!("pipelining {}", capabilities.pipelining())); }
             tls: bool = c.is_tls();
             { assert!(tls); seen.push(format!("utf8 {utf8}")); }
+            peer_certificate: Option<CertificateInfo> = c.peer_certificate();
+            { seen.push(peer_certificate.expect("a TLS client shows the certificate").subject); }
             recent: bool = c.recent_mode();
             { assert!(!recent); }
             progress: () = c.on_progress(None);
@@ -274,6 +276,8 @@ macro_rules! smtp_parity {
             capabilities: Option<&SmtpCapabilities> = c.capabilities();
             { seen.push(format!("{:?}", capabilities.map(|c| c.pipelining))); }
             tls: bool = c.is_tls();
+            peer_certificate: Option<CertificateInfo> = c.peer_certificate();
+            { seen.push(format!("{:?}", peer_certificate.map(|p| p.subject))); }
             { assert!(tls); }
             await login: Result<(), SmtpError> = c.login(&creds);
             { login.unwrap(); }

@@ -1,7 +1,9 @@
 //! What an application keeps per mailbox, over the POP3 client: the
 //! account settings ([`account`]), the incremental sync with its plan and
-//! state ([`sync`]), and where messages are stored ([`store`]).
+//! state ([`sync`]), where messages are stored ([`store`]), and the
+//! form's checks ([`verify`]).
 
 pub mod account;
 pub mod store;
 pub mod sync;
+pub mod verify;

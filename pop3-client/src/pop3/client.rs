@@ -240,6 +240,13 @@ macro_rules! pop3_client {
                 self.engine.is_tls()
             }
 
+            /// The certificate the server presented, when this client set up
+            /// the TLS (for a step report: subject, issuer, validity,
+            /// fingerprint).
+            pub fn peer_certificate(&self) -> Option<crate::endpoint::CertificateInfo> {
+                self.stream.peer_certificate()
+            }
+
             /// Whether the login asked for Gmail's `recent:` mode (keep
             /// mail on the server; track UIDs).
             pub fn recent_mode(&self) -> bool {

@@ -137,6 +137,12 @@ macro_rules! smtp_client {
                 self.engine.session.is_tls()
             }
 
+            /// The certificate the server presented, when this client set up
+            /// the TLS.
+            pub fn peer_certificate(&self) -> Option<crate::endpoint::CertificateInfo> {
+                self.stream.peer_certificate()
+            }
+
             /// Logs in with the method the settings ask for: `Auto` takes
             /// SASL PLAIN, then LOGIN, among those the server offers.
             /// Credentials go only over TLS unless plaintext is allowed

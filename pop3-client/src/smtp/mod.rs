@@ -126,23 +126,6 @@ impl SmtpConfig {
     }
 }
 
-/// Proves that an account's outgoing server accepts its credentials:
-/// connects, secures the connection, logs in and quits, sending no mail.
-/// Call it when the account is added and whenever its outgoing password
-/// changes (before the new one is kept).
-pub fn verify_outgoing(account: &crate::mailbox::account::Account) -> Result<(), SmtpError> {
-    let (config, credentials) = SmtpConfig::for_account(account).ok_or_else(|| {
-        SmtpError::Client(crate::error::Error::invalid_setting(
-            "outgoing",
-            format!(
-                "is none: the account {} has no outgoing server",
-                account.name
-            ),
-        ))
-    })?;
-    SmtpClient::verify(&config, &credentials)
-}
-
 /// What happened to a message the server accepted: the server's account
 /// of it (every recipient's outcome, the final reply) and the bytes read.
 #[derive(Debug, Clone, PartialEq, Eq)]

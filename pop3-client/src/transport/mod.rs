@@ -9,9 +9,9 @@ mod trust;
 mod x509;
 
 pub use stream::{AsyncStream, Connection};
-#[cfg(feature = "tokio")]
-pub use tcp::connect_tcp_tokio;
 pub use tcp::{connect_tcp, lookup};
+#[cfg(feature = "tokio")]
+pub use tcp::{connect_tcp_tokio, lookup_tokio};
 pub use tls::{
     crypto_provider, describe_tls_error, server_name, tls_client_config, tls_connect_async,
     tls_connect_blocking, AsyncTlsStream, BlockingTlsStream,

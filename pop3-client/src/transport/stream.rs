@@ -20,7 +20,9 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tls::{tls_connect_async, tls_connect_blocking, AsyncTlsStream, BlockingTlsStream};
+use super::trust::describe_certificate;
 use super::ReadTimeout;
+use crate::endpoint::CertificateInfo;
 use crate::endpoint::Security;
 use crate::error::Error;
 use crate::timer::within;
@@ -92,6 +94,15 @@ impl<S: ReadTimeout> Connection<S> {
         };
         *self = Self::Tls(Box::new(tls_connect_blocking(plain, host, tls, handshake)?));
         Ok(())
+    }
+
+    /// The certificate the server presented, over TLS this connection set
+    /// up.
+    pub fn peer_certificate(&self) -> Option<CertificateInfo> {
+        let Self::Tls(tls) = self else {
+            return None;
+        };
+        Some(describe_certificate(tls.conn.peer_certificates()?.first()?))
     }
 
     /// Writes all of `bytes` and flushes, within `limit`.
@@ -254,6 +265,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncStream<S> {
             tls_connect_async(plain, host, tls, handshake).await?,
         ));
         Ok(())
+    }
+
+    /// The certificate the server presented, over TLS this connection set
+    /// up.
+    pub fn peer_certificate(&self) -> Option<CertificateInfo> {
+        let Self::Tls(tls) = self else {
+            return None;
+        };
+        Some(describe_certificate(
+            tls.get_ref().1.peer_certificates()?.first()?,
+        ))
     }
 
     /// Writes all of `bytes` and flushes, within `limit`.

@@ -188,6 +188,24 @@ pub fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream
     Ok(stream)
 }
 
+/// The async counterpart of [`lookup`] for tokio.
+#[cfg(feature = "tokio")]
+pub async fn lookup_tokio(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, Error> {
+    let found = crate::timer::within(timeout, tokio::net::lookup_host((unbracket(host), port)))
+        .await
+        .unwrap_or_else(|| Err(lookup_timed_out(timeout)))
+        .map_err(|e| connect_error(host, port, e))?;
+    let addrs: Vec<SocketAddr> = found.collect();
+    if addrs.is_empty() {
+        return Err(connect_error(host, port, no_address()));
+    }
+    Ok(addrs)
+}
+
 /// The async counterpart of [`connect_tcp`] for tokio, adapted to futures-io
 /// with tokio-util's compat layer.
 #[cfg(feature = "tokio")]

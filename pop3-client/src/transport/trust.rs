@@ -46,6 +46,12 @@ pub fn certificate_fingerprint(der: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// What the certificate `der` shows (subject, issuer, validity,
+/// fingerprint), as a step report or an error does.
+pub(crate) fn describe_certificate(der: &[u8]) -> CertificateInfo {
+    certificate_info(der, &super::crypto_provider())
+}
+
 /// What a certificate shows a user deciding whether to trust it.
 fn certificate_info(der: &[u8], provider: &CryptoProvider) -> CertificateInfo {
     let parsed = x509::parse(der);
