@@ -106,3 +106,107 @@ fn killed_at_random_moments_then_finished_every_message_arrives_once() {
     eprintln!("{killed_mid_run} of 20 runs were killed mid-run");
     assert!(killed_mid_run >= 1, "some kills should land mid-run");
 }
+
+/// Gmail's slices: a `fetch` killed after it stored mail but before its
+/// QUIT leaves that mail unpopped, so the Gmail-like server lists it again
+/// at the head of its slice; one more run pops it (RETR into nothing),
+/// takes every remaining slice, and stores each message exactly once.
+#[test]
+fn gmail_killed_before_quit_then_one_run_gets_everything_once() {
+    use pop3_client::testing::GmailMode;
+    // Slices of 400, stored in groups of 256: a run stores its first group
+    // well before the QUIT that ends its slice.
+    let messages: Vec<ServerMessage> = (0..800)
+        .map(|i| ServerMessage {
+            uid: format!("g{i}"),
+            content: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+        })
+        .collect();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: messages.clone(),
+        gmail: Some(GmailMode { session_limit: 400 }),
+        // Slow enough that a run can be killed in the middle of its slice.
+        fault: Fault::Delay(Duration::from_millis(3)),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = || {
+        std::fs::read_dir(dir.path().join("Maildir").join("new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let keep = |command: &mut Command| {
+        // Gmail's normal mode pops what was fetched at QUIT, whatever the
+        // policy: keep on server, as most Gmail users do.
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let mut fresh = Command::new(command.get_program());
+        for arg in args {
+            fresh.arg(if arg == "after-retrieval" {
+                "never".into()
+            } else {
+                arg
+            });
+        }
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                fresh.env(key, value);
+            }
+        }
+        fresh.stdout(Stdio::null()).stderr(Stdio::null());
+        fresh
+    };
+    // Kill a run once it has stored some of its first slice.
+    let mut stored_then_killed = false;
+    for attempt in 0..20u64 {
+        let mut child = keep(&mut fetch(&server, dir.path())).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(100 + 50 * attempt));
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        // Stored, yet still on the server: not popped.
+        let popped = messages.len() - server.messages().len();
+        if running && delivered() > popped {
+            stored_then_killed = true;
+            break;
+        }
+    }
+    assert!(
+        stored_then_killed,
+        "a run was killed after storing, before its QUIT"
+    );
+    eprintln!(
+        "killed with {} stored, {} left on the server",
+        delivered(),
+        server.messages().len()
+    );
+    let output = keep(&mut fetch(&server, dir.path()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    eprintln!(
+        "{stdout}{}",
+        stderr
+            .lines()
+            .filter(|l| !l.starts_with("fetching"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let mut got: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.path().join("Maildir").join("new")).unwrap() {
+        *got.entry(std::fs::read(entry.unwrap().path()).unwrap())
+            .or_insert(0) += 1;
+    }
+    for m in &messages {
+        assert_eq!(got.get(&m.content), Some(&1), "{} exactly once", m.uid);
+    }
+    assert!(server.messages().is_empty(), "every message popped");
+}

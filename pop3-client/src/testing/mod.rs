@@ -437,7 +437,18 @@ fn serve(
         Conn::Plain(tcp)
     };
     let mut out = Vec::new();
-    session.greeting(&mut out);
+    if config.gmail.is_some() {
+        // Gmail's own words (a client may tell Gmail by them).
+        let text = format!("Gpop ready for requests from 127.0.0.1 test{n}");
+        let _ = pop3_proto::server::encode_status(
+            pop3_proto::Status::Ok,
+            None,
+            text.as_bytes(),
+            &mut out,
+        );
+    } else {
+        session.greeting(&mut out);
+    }
     conn.write_all(&out)?;
     out.clear();
     let mut input = Vec::new();

@@ -430,6 +430,11 @@ fn serves_slices(host: &str) -> bool {
         .eq_ignore_ascii_case("pop.gmail.com")
 }
 
+/// Whether a greeting is Gmail's (`+OK Gpop ready for requests from ...`).
+fn gmail_greeting(greeting: &pop3_proto::Greeting) -> bool {
+    greeting.text.starts_with(b"Gpop ")
+}
+
 /// What an error in the middle of a group says about the message in
 /// flight, when it is that message's fault (it is then counted against
 /// it, and the rest of the mailbox goes on); `None` when the sync must
@@ -851,6 +856,9 @@ macro_rules! sync_sessions {
                     break;
                 }
             };
+            if gmail_greeting(client.greeting()) {
+                $steps.run.serves_slices();
+            }
             let sizes = client.list()$(.$aw)??;
             let uids = client.uidl()$(.$aw)?;
             let login_delay = client.capabilities().login_delay();
@@ -939,9 +947,9 @@ pub fn sync_blocking(
     if let Some(cap) = config.session.max_body {
         options.max_message = Some(options.max_message.map_or(cap, |m| m.min(cap)));
     }
-    options
-        .gmail_slices
-        .get_or_insert_with(|| serves_slices(&config.host));
+    if serves_slices(&config.host) {
+        options.gmail_slices.get_or_insert(true);
+    }
     let mut engine =
         SyncEngine::start(options, &credentials.user, store, sink).map_err(nothing_done)?;
     let outcome = (|| {
@@ -987,9 +995,9 @@ where
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
 {
     let mut options = options;
-    options
-        .gmail_slices
-        .get_or_insert_with(|| serves_slices(host));
+    if serves_slices(host) {
+        options.gmail_slices.get_or_insert(true);
+    }
     let mut engine = SyncEngine::start(options, user, store, sink).map_err(nothing_done)?;
     let outcome = async {
         sync_sessions!(engine, connect(), host, progress; .await);

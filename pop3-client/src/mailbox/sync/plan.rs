@@ -116,8 +116,9 @@ pub struct SyncOptions {
     /// popped, and pops what was fetched (RETR) at QUIT, as Gmail's normal
     /// mode does: known messages listed again (a run stopped before its
     /// QUIT; a first sync's left-out mail) are then fetched into nothing,
-    /// never deleted, so the next slice comes. `None`: decided by the host
-    /// (`pop.gmail.com`, not in `recent:` mode).
+    /// never deleted, so the next slice comes. `None`: decided by the
+    /// server (the host `pop.gmail.com`, or Gmail's `Gpop` greeting; never
+    /// in `recent:` mode).
     pub gmail_slices: Option<bool>,
 }
 
@@ -945,6 +946,12 @@ impl SyncRun {
         StateChange::Abandoned {
             uid: item.uid.clone(),
         }
+    }
+
+    /// The server showed itself to be Gmail (its greeting): unless the
+    /// options said otherwise, it serves slices.
+    pub fn serves_slices(&mut self) {
+        self.options.gmail_slices.get_or_insert(true);
     }
 
     /// Known messages listed again were fetched into nothing: QUIT pops
