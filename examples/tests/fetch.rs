@@ -273,33 +273,12 @@ fn messages_that_always_fail_are_quarantined_and_the_rest_flows() {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
-    let port = server.addr().port().to_string();
     let run = || {
-        let output = Command::new(fetch_binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--security",
-                "starttls",
-            ])
-            .args(["--user", "user", "--password-env", "FETCH_TEST_PASSWORD"])
-            .arg("--ca-file")
-            .arg(&ca)
-            .arg("--maildir")
-            .arg(dir.path().join("Maildir"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .args(["--delete", "after-retrieval", "--max-attempts", "3"])
-            .env("FETCH_TEST_PASSWORD", "password")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stderr}");
-        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+        fetch_with_state(
+            &server,
+            dir.path(),
+            &["--delete", "after-retrieval", "--max-attempts", "3"],
+        )
     };
     let good = corpus().len() - 2;
     let (stdout, stderr) = run();
@@ -368,37 +347,7 @@ fn first_sync_from_now_on_stores_only_what_arrives_later() {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
-    let port = server.addr().port().to_string();
-    let run = || {
-        let output = Command::new(fetch_binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--security",
-                "starttls",
-            ])
-            .args(["--user", "user", "--password-env", "FETCH_TEST_PASSWORD"])
-            .arg("--ca-file")
-            .arg(&ca)
-            .arg("--maildir")
-            .arg(dir.path().join("Maildir"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .args(["--first-sync", "from-now-on"])
-            .env("FETCH_TEST_PASSWORD", "password")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = || fetch_with_state(&server, dir.path(), &["--first-sync", "from-now-on"]).0;
     let stored = || {
         std::fs::read_dir(dir.path().join("Maildir/new"))
             .unwrap()
@@ -421,4 +370,40 @@ fn first_sync_from_now_on_stores_only_what_arrives_later() {
         let content = std::fs::read(entry.unwrap().path()).unwrap();
         assert!(content.starts_with(b"Subject: new "));
     }
+}
+
+/// `fetch --state` into `dir` (its Maildir and state kept from run to
+/// run) against `server` over STARTTLS, with `extra` options; asserts it
+/// succeeded and returns its stdout and stderr.
+fn fetch_with_state(
+    server: &TestServer,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (String, String) {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.addr().port().to_string();
+    let output = Command::new(fetch_binary())
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            "starttls",
+        ])
+        .args(["--user", "user", "--password-env", "FETCH_TEST_PASSWORD"])
+        .arg("--ca-file")
+        .arg(&ca)
+        .arg("--maildir")
+        .arg(dir.join("Maildir"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(extra)
+        .env("FETCH_TEST_PASSWORD", "password")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
 }

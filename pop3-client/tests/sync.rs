@@ -775,26 +775,22 @@ fn last_n_and_since_days_choose_the_newest_on_a_first_sync() {
     assert_eq!((report.new, report.left_out), (3, 7), "{report:?}");
     exactly_once(dir.path(), &messages[7..]);
 
-    // By date: two of four messages are within the last 10 days of the
-    // injected clock; one has no date and is kept.
-    let now = 1_700_000_000u64;
-    let dated = |uid: &str, age_days: Option<u64>| ServerMessage {
+    // By date: two messages are within the last 10 days of the injected
+    // clock (2026-11-30 10:00 UTC); one has no date and is kept.
+    let now = 1_796_032_800u64;
+    let dated = |uid: &str, date: Option<&str>| ServerMessage {
         uid: uid.into(),
-        content: match age_days {
-            Some(days) => {
-                let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now - days * DAY);
-                let date = httpdate(at);
-                format!("Date: {date}\r\nSubject: {uid}\r\n\r\nbody\r\n").into_bytes()
-            }
+        content: match date {
+            Some(date) => format!("Date: {date}\r\nSubject: {uid}\r\n\r\nbody\r\n").into_bytes(),
             None => format!("Subject: {uid}\r\n\r\nno date\r\n").into_bytes(),
         },
     };
     let messages = vec![
-        dated("old-1", Some(400)),
-        dated("recent-1", Some(2)),
+        dated("old-1", Some("Sun, 30 Nov 2025 10:00:00 +0000")),
+        dated("recent-1", Some("Sat, 28 Nov 2026 10:00:00 +0000")),
         dated("undated", None),
-        dated("old-2", Some(30)),
-        dated("recent-2", Some(9)),
+        dated("old-2", Some("Fri, 30 Oct 2026 10:00:00 +0000")),
+        dated("recent-2", Some("Sat, 21 Nov 2026 10:00:00 +0000")),
     ];
     let server = self::server(messages.clone());
     let (dir, mut maildir, mut state) = local();
@@ -811,32 +807,6 @@ fn last_n_and_since_days_choose_the_newest_on_a_first_sync() {
     exactly_once(dir.path(), &kept);
     let left: Vec<String> = server.messages().into_iter().map(|m| m.uid).collect();
     assert_eq!(left, ["old-1", "old-2"], "left out, and not deleted");
-}
-
-/// An RFC 5322 date for `at` (UTC).
-fn httpdate(at: std::time::SystemTime) -> String {
-    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let names = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{day} {} {year} {:02}:{:02}:{:02} +0000",
-        names[(month - 1) as usize],
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
 }
 
 /// Gmail's slice after a run that stopped before its QUIT: the messages it
