@@ -921,3 +921,41 @@ fn rewritten_messages_are_deleted_once_seen_to_be_the_same() {
         "{again:?}"
     );
 }
+
+/// An empty mailbox is polled without UIDL: a server that lacks UIDL is no
+/// error while it has nothing to fetch (and every server saves a round
+/// trip on the most common poll).
+#[test]
+fn an_empty_mailbox_is_polled_without_uidl() {
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            uidl: false,
+            ..ServerOptions::default()
+        },
+        messages: Vec::new(),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let (_dir, mut maildir, mut state) = local();
+    let report = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((report.new, report.sessions), (0, 1));
+    // With mail, the missing UIDL is refused as before.
+    server.deliver(corpus(1).remove(0));
+    let e = sync(
+        &server,
+        "user",
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}

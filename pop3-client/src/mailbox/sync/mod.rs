@@ -860,7 +860,13 @@ macro_rules! sync_sessions {
                 $steps.run.serves_slices();
             }
             let sizes = client.list()$(.$aw)??;
-            let uids = client.uidl()$(.$aw)?;
+            // An empty mailbox needs no UIDL (one round trip less on the
+            // most common poll).
+            let uids = if sizes.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.uidl()$(.$aw)?
+            };
             let login_delay = client.capabilities().login_delay();
             let mut plan = $steps.listed(login_delay, &sizes, uids, $host)?;
             if !plan.needs_dates.is_empty() {
