@@ -959,3 +959,19 @@ fn an_empty_mailbox_is_polled_without_uidl() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 }
+
+/// At Gmail a first sync cannot leave mail out (the rest would come as new
+/// in later slices): refused, with Gmail's own setting named.
+#[test]
+fn gmail_refuses_a_first_sync_that_leaves_mail_out() {
+    let server = gmail(corpus(3), "me@gmail.com");
+    let (_dir, mut maildir, mut state) = local();
+    let options = SyncOptions {
+        first_sync: pop3_client::sync::FirstSync::FromNowOn,
+        ..SyncOptions::default()
+    };
+    let e = sync(&server, "me@gmail.com", &mut state, &mut maildir, options).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("arrives from now on"), "{e}");
+    assert_eq!(server.messages().len(), 3, "nothing fetched or popped");
+}

@@ -196,7 +196,9 @@ fn classify(
     }) && (names(&["disabled"])
         || words.windows(2).any(|w| w == ["not", "supported"]));
     let tenant_off = inside(&["smtpclientauthentication"]) && names(&["disabled"]);
-    if basic_auth_off || tenant_off || matches!(e, Some((5, 7, 30 | 139))) {
+    // 5.7.139 alone also comes with wrong credentials: the text decides;
+    // 5.7.30 is "basic authentication is not supported" itself.
+    if basic_auth_off || tenant_off || matches!(e, Some((5, 7, 30))) {
         return RefusalKind::OAuthRequired;
     }
     if code == 534 || matches!(e, Some((5, 7, 9 | 14))) {
@@ -558,6 +560,14 @@ mod tests {
             k(
                 Step::Auth,
                 b"535 5.7.8 Username and Password not accepted\r\n"
+            ),
+            RefusalKind::CredentialsRejected
+        );
+        // Microsoft's 5.7.139 with wrong credentials stays a wrong password.
+        assert_eq!(
+            k(
+                Step::Auth,
+                b"535 5.7.139 Authentication unsuccessful, the user credentials were incorrect.\r\n"
             ),
             RefusalKind::CredentialsRejected
         );

@@ -297,6 +297,10 @@ macro_rules! account_checks {
             match side {
                 Side::Incoming => {
                     $verify_incoming(&changed)$(.$aw)?.map_err(PasswordChangeError::Incoming)?;
+                    // "Same credentials": the outgoing side logs in with it too.
+                    if matches!(changed.outgoing, Outgoing::SameCredentials { .. }) {
+                        $verify_outgoing(&changed)$(.$aw)?.map_err(PasswordChangeError::Outgoing)?;
+                    }
                 }
                 Side::Outgoing => {
                     $verify_outgoing(&changed)$(.$aw)?.map_err(PasswordChangeError::Outgoing)?;

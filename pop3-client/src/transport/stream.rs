@@ -139,13 +139,19 @@ impl<S: ReadTimeout> Connection<S> {
             return self.read_within(buf, limit);
         };
         tls.sock.set_read_timeout(Some(limit))?;
+        // The same outcomes as read_within: a wait that ran out is
+        // TimedOut, a peer gone without close_notify is end of input.
         loop {
             match tls.conn.reader().read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 other => return other,
             }
-            if tls.conn.read_tls(&mut tls.sock)? == 0 {
-                return Ok(0);
+            match tls.conn.read_tls(&mut tls.sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(timed_out()),
+                Err(e) => return Err(e),
             }
             tls.conn.process_new_packets().map_err(io::Error::other)?;
         }

@@ -67,6 +67,7 @@ where
     let mut waiting = addrs.into_iter();
     let mut pending = 0usize;
     let mut last = no_address();
+    let mut any_failed = false;
     loop {
         if let Some(addr) = waiting.next() {
             let (connect, sender, limit) =
@@ -87,7 +88,11 @@ where
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "connection timed out",
+                if any_failed {
+                    format!("connection timed out (an address refused: {last})")
+                } else {
+                    "connection timed out".to_owned()
+                },
             ));
         }
         let wait = if waiting.len() > 0 {
@@ -100,6 +105,7 @@ where
             Ok((addr, Err(e))) => {
                 debug!(%addr, error = %e, "connect failed");
                 pending -= 1;
+                any_failed = true;
                 last = e;
             }
             Err(_) => {}

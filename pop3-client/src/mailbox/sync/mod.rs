@@ -439,15 +439,19 @@ fn gmail_greeting(greeting: &pop3_proto::Greeting) -> bool {
 /// flight, when it is that message's fault (it is then counted against
 /// it, and the rest of the mailbox goes on); `None` when the sync must
 /// stop (a timeout before anything arrived, the state or a full disk).
-fn fault_of_message(error: &Error) -> Option<String> {
+fn fault_of_message(error: &Error) -> Option<Outcome> {
     match error {
-        Error::Protocol(pop3_proto::SessionError::BodyTooLarge { limit }) => Some(format!(
-            "too big: its body did not end within the limit of {limit} bytes"
+        Error::Protocol(pop3_proto::SessionError::BodyTooLarge { limit }) => Some(Outcome::Failed(
+            format!("too big: its body did not end within the limit of {limit} bytes"),
         )),
-        Error::ConnectionLost(_) => Some(format!(
+        Error::ConnectionLost(_) => Some(Outcome::Failed(format!(
             "the connection was lost in the middle of it ({error})"
-        )),
-        Error::Timeout { .. } => Some(format!("the server stopped sending it ({error})")),
+        ))),
+        // A stall may be the network's, not the message's: the rest goes
+        // on, and the message is tried again without counting it.
+        Error::Timeout { .. } => Some(Outcome::Deferred(format!(
+            "the server stopped sending it ({error})"
+        ))),
         // A store that refuses this message's content (not a failing disk).
         _ => from_store(error)
             .filter(|e| {
@@ -456,7 +460,7 @@ fn fault_of_message(error: &Error) -> Option<String> {
                     io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
                 )
             })
-            .map(|e| format!("the message store refused it: {e}")),
+            .map(|e| Outcome::Failed(format!("the message store refused it: {e}"))),
     }
 }
 
@@ -543,6 +547,24 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         }
     }
 
+    /// Gmail serves its mail in slices of about 250 and pops what was
+    /// fetched: a first sync that leaves mail out would see the rest of it
+    /// as new in later slices, so only "all" is taken there; Gmail's own
+    /// setting does the rest.
+    fn check_first_sync(&self) -> Result<(), Error> {
+        let options = self.run.options();
+        if options.gmail_slices == Some(true)
+            && options.first_sync != FirstSync::All
+            && self.known.is_new()
+        {
+            return Err(Error::invalid_setting(
+                "first_sync",
+                "cannot leave mail out at Gmail, which serves POP mail in slices; choose \"all\" here and, in Gmail's settings (Forwarding and POP/IMAP), \"Enable POP for mail that arrives from now on\"",
+            ));
+        }
+        Ok(())
+    }
+
     /// A session logged in and listed its messages: plans it.
     fn listed(
         &mut self,
@@ -552,6 +574,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         host: &str,
     ) -> Result<SessionPlan, Error> {
         let first = !self.run.any_session();
+        self.check_first_sync()?;
         self.run.session_started(login_delay);
         let listing = match uids {
             Ok(uids) if self.with_uids => join_listing(uids, sizes)?,
@@ -731,7 +754,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             ),
             Err(e) => {
                 let progress = &fetched.progress;
-                let Some((culprit, reason)) = progress.current.zip(fault_of_message(&e)) else {
+                let Some((culprit, fault)) = progress.current.zip(fault_of_message(&e)) else {
                     self.sink.rollback();
                     // The store's own failure is a storage error, not the
                     // network's.
@@ -740,7 +763,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 let outcomes = (0..group.len())
                     .map(|i| match progress.ended.iter().find(|(at, ..)| *at == i) {
                         Some((_, octets, _)) => Outcome::Stored(*octets),
-                        None if i == culprit => Outcome::Failed(reason.clone()),
+                        None if i == culprit => fault.clone(),
                         None => Outcome::NotTried,
                     })
                     .collect();
@@ -977,8 +1000,10 @@ fn nothing_done(error: Error) -> SyncFailure {
 /// does (the same plan and the same steps; only the I/O is awaited).
 /// `connect` opens and logs in one session each time it is called, so any
 /// runtime and any transport serve (with the `tokio` feature:
-/// `|| pop3_client::tokio::Client::connect(&config, &credentials)`). The
-/// state store and the sink are called synchronously between awaits: a
+/// `|| pop3_client::tokio::Client::connect(&config, &credentials)`). Set
+/// [`SyncOptions::max_message`] to the client's cap
+/// (`config.session.max_body`) so that a message listed above it is decided
+/// before RETR, as `sync_blocking` does by itself. The state store and the sink are called synchronously between awaits: a
 /// Maildir write or an fsync blocks the task that long. The future is
 /// `Send` when the store, the sink, the stream and `connect`'s future are
 /// (`MemoryState`, `StateFile`, `MaildirSink` and

@@ -560,11 +560,18 @@ impl SyncRun {
                 note_quarantined(&mut self.report, &item.uid, failure);
                 continue;
             }
-            let known = state
+            // Only what is stored whole is popped again: a headers-only
+            // message must stay listed until it is fetched whole, and
+            // popping may archive or delete it at Gmail.
+            let stored_whole = state
                 .records
                 .get(&item.uid)
-                .is_some_and(|r| r.status != UidStatus::Deleted);
-            if known && self.options.gmail_slices == Some(true) && self.keep_going {
+                .is_some_and(|r| r.status == UidStatus::Fetched);
+            let fits = self
+                .options
+                .max_message
+                .is_none_or(|cap| item.octets <= cap);
+            if stored_whole && fits && self.options.gmail_slices == Some(true) && self.keep_going {
                 plan.pop_again.push(item.clone());
             }
             match state.records.get(&item.uid) {
@@ -1341,5 +1348,35 @@ mod tests {
             2,
             "asked for again"
         );
+    }
+
+    #[test]
+    fn gmail_pops_again_only_what_is_stored_whole() {
+        let mut state = state_with(&[("whole", 0)]);
+        state.apply(&StateChange::HeadersDelivered {
+            uid: Uid::new(b"headers").unwrap(),
+            at: 0,
+            octets: 10,
+            delivery: "h".into(),
+        });
+        state.apply(&StateChange::Ignored {
+            uid: Uid::new(b"left-out").unwrap(),
+            at: 0,
+            octets: 10,
+        });
+        let options = SyncOptions {
+            gmail_slices: Some(true),
+            headers_only_above: Some(5),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(options, 0, "me@gmail.com").unwrap();
+        let listing = [
+            listed(1, "whole", 1),
+            listed(2, "headers", 10),
+            listed(3, "left-out", 10),
+        ];
+        let plan = run.plan(&state, &listing);
+        let popped: Vec<&[u8]> = plan.pop_again.iter().map(|l| l.uid.as_bytes()).collect();
+        assert_eq!(popped, [b"whole".as_slice()]);
     }
 }

@@ -239,8 +239,13 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    /// Applies one change (the same rule for every store).
+    /// Applies one change (the same rule for every store). A state that
+    /// holds any change has begun (a journal written before first syncs
+    /// were marked counts too, even once all its records are forgotten).
     pub fn apply(&mut self, change: &StateChange) {
+        if !matches!(change, StateChange::Started { .. }) {
+            self.started.get_or_insert(0);
+        }
         match change {
             StateChange::Intent(intent) => {
                 self.pending.retain(|p| p.uid != intent.uid);
