@@ -64,10 +64,16 @@ pub enum ErrorKind {
     /// The provider refuses passwords: sign in with OAuth2 (Microsoft), or
     /// the administrator must enable password logins (SMTP AUTH).
     OAuthRequired,
+    /// The provider refused the OAuth2 refresh token (revoked, expired,
+    /// the password changed): the user must sign in again.
+    Reconsent,
+    /// The OAuth2 token endpoint could not be used (unreachable, 5xx, 429,
+    /// not JSON): transient.
+    TokenEndpoint,
 }
 
 impl ErrorKind {
-    const ALL: [Self; 20] = [
+    const ALL: [Self; 22] = [
         Self::Connect,
         Self::Tls,
         Self::Auth,
@@ -88,6 +94,8 @@ impl ErrorKind {
         Self::Storage,
         Self::PopDisabled,
         Self::OAuthRequired,
+        Self::Reconsent,
+        Self::TokenEndpoint,
     ];
 
     /// The kind named `name` ([`ErrorKind::as_str`]).
@@ -98,7 +106,7 @@ impl ErrorKind {
     /// The kind's stable name: connect, tls, auth, auth-method, in-use,
     /// login-delay, server, protocol, timeout, connection-lost, io, config,
     /// unusable, app-password, too-big, limit, recipient, storage,
-    /// pop-disabled, oauth-required.
+    /// pop-disabled, oauth-required, reconsent, token-endpoint.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
@@ -121,6 +129,8 @@ impl ErrorKind {
             Self::Storage => "storage",
             Self::PopDisabled => "pop-disabled",
             Self::OAuthRequired => "oauth-required",
+            Self::Reconsent => "reconsent",
+            Self::TokenEndpoint => "token-endpoint",
         }
     }
 }
@@ -239,6 +249,9 @@ pub enum Remedy {
     EnablePop,
     /// Sign in with OAuth2: the provider refuses passwords.
     SignInWithOAuth2,
+    /// Sign in again: the provider no longer accepts the sign-in kept for
+    /// the account (revoked, expired, the password changed).
+    SignInAgain,
     /// Ask the administrator to enable SMTP AUTH for the mailbox (or sign
     /// in with OAuth2).
     AskAdminToEnableSmtpAuth,
@@ -294,6 +307,25 @@ pub enum Error {
         code: Option<RespCode>,
         /// The server's words, escaped.
         server_text: String,
+    },
+    /// The provider refused the OAuth2 refresh token: the user must sign
+    /// in again (this account alone pauses).
+    #[error("the provider no longer accepts this account's sign-in ({code}: {description}); sign in again")]
+    Reconsent {
+        /// The account.
+        account: String,
+        /// The provider's error code (`invalid_grant`, `AADSTS50173`...).
+        code: String,
+        /// Its description, escaped.
+        description: String,
+    },
+    /// The OAuth2 token endpoint could not be used now.
+    #[error("the provider's token service failed ({detail}); trying again later")]
+    TokenEndpoint {
+        /// What happened.
+        detail: String,
+        /// How long it asked to wait, if it said.
+        retry_after: Option<Duration>,
     },
     /// POP is switched off for the account in the provider's settings.
     #[error("the provider has POP access switched off for this account (\"{server_text}\"); enable POP in the account's settings on the provider's web site (Gmail: Settings > Forwarding and POP/IMAP > Enable POP)")]
@@ -490,6 +522,8 @@ impl Error {
             Self::Io(_) => ErrorKind::Io,
             Self::Storage { .. } => ErrorKind::Storage,
             Self::PopDisabled { .. } => ErrorKind::PopDisabled,
+            Self::Reconsent { .. } => ErrorKind::Reconsent,
+            Self::TokenEndpoint { .. } => ErrorKind::TokenEndpoint,
             Self::OAuthRequired { .. } => ErrorKind::OAuthRequired,
             Self::Unusable { .. } => ErrorKind::Unusable,
             Self::SecurityMismatch { sign, .. } => match sign {
@@ -508,6 +542,10 @@ impl Error {
             Self::Auth { .. } => Remedy::CheckPassword,
             Self::PopDisabled { .. } => Remedy::EnablePop,
             Self::OAuthRequired { .. } => Remedy::SignInWithOAuth2,
+            Self::Reconsent { .. } => Remedy::SignInAgain,
+            Self::TokenEndpoint { retry_after, .. } => Remedy::WaitUntil {
+                seconds: retry_after.map(|d| d.as_secs()),
+            },
             Self::LoginDelay { seconds, .. } => Remedy::WaitUntil {
                 seconds: seconds.map(u64::from),
             },
@@ -556,6 +594,7 @@ impl Error {
             | Self::Connect { .. }
             | Self::Unusable { .. }
             | Self::ConnectionLost(_)
+            | Self::TokenEndpoint { .. }
             | Self::Io(_) => true,
             // Silence and a closed connection may be a slow or busy server.
             Self::SecurityMismatch { sign, .. } => matches!(
@@ -573,6 +612,7 @@ impl Error {
             Self::LoginDelay {
                 seconds: Some(s), ..
             } => Some(Duration::from_secs(u64::from(*s))),
+            Self::TokenEndpoint { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -605,7 +645,10 @@ impl Error {
     /// usable login method, [`ErrorKind::AuthMethod`], is a settings
     /// problem, not this.)
     pub fn is_auth_failure(&self) -> bool {
-        matches!(self, Self::Auth { .. } | Self::OAuthRequired { .. })
+        matches!(
+            self,
+            Self::Auth { .. } | Self::OAuthRequired { .. } | Self::Reconsent { .. }
+        )
     }
 
     /// A setting that cannot work, named, and why.

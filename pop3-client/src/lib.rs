@@ -98,6 +98,7 @@ mod config;
 pub mod endpoint;
 mod error;
 mod mailbox;
+pub mod oauth;
 pub mod pop3;
 pub mod smtp;
 #[cfg(feature = "testing")]
