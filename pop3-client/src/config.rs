@@ -161,13 +161,30 @@ impl From<String> for Secret {
     }
 }
 
+/// Gives each connection an OAuth2 access token valid now (the shipped one
+/// is [`crate::oauth::RefreshingTokenSource`]; [`Credentials::oauth2`]
+/// puts one in the credentials).
+pub trait TokenSource: Send + Sync {
+    /// An access token valid at `now` (Unix seconds) and for a margin
+    /// after it.
+    fn access_token(&self, now: u64) -> Result<Secret, Error>;
+    /// The server refused `token` although it seemed valid: the next call
+    /// refreshes (the login then retries once).
+    fn invalidate(&self, token: &Secret);
+}
+
 /// Who to log in as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Credentials {
     /// The user name (for Gmail's recent mode, `recent:user@gmail.com`).
     pub user: String,
     /// The password, app-specific password, or OAuth access token.
     pub secret: Secret,
+    /// Where access tokens come from when they are fetched at each login
+    /// (XOAUTH2, OAUTHBEARER): `secret` is then ignored, every POP3 and
+    /// SMTP login asks the source, and a token the server refuses is
+    /// invalidated and the login tried once more with a fresh one.
+    pub tokens: Option<std::sync::Arc<dyn TokenSource>>,
 }
 
 impl Credentials {
@@ -176,8 +193,59 @@ impl Credentials {
         Self {
             user: user.into(),
             secret: secret.into(),
+            tokens: None,
         }
     }
+
+    /// A user whose access tokens come from `tokens` at each login (with
+    /// [`AuthMethod::XOAuth2`] or [`AuthMethod::OAuthBearer`]).
+    pub fn oauth2(user: impl Into<String>, tokens: std::sync::Arc<dyn TokenSource>) -> Self {
+        Self {
+            user: user.into(),
+            secret: Secret::new(""),
+            tokens: Some(tokens),
+        }
+    }
+
+    /// These credentials with `secret` (a token fetched for one login).
+    pub(crate) fn with_secret(&self, secret: Secret) -> Self {
+        Self {
+            user: self.user.clone(),
+            secret,
+            tokens: None,
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("secret", &self.secret)
+            .field("tokens", &self.tokens.as_ref().map(|_| "a token source"))
+            .finish()
+    }
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        let same_source = match (&self.tokens, &other.tokens) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.user == other.user && self.secret == other.secret && same_source
+    }
+}
+
+impl Eq for Credentials {}
+
+/// The time a token source is asked about: Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Largest message accepted by default: 1 GiB, far above what mail servers

@@ -112,8 +112,8 @@ pub use pop3::summary;
 #[cfg(feature = "serde")]
 pub use config::WithSecrets;
 pub use config::{
-    AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, Secret, DEFAULT_MAX_LISTING,
-    DEFAULT_MAX_MESSAGE,
+    AuthMethod, ClientConfig, ClientConfigBuilder, Credentials, Secret, TokenSource,
+    DEFAULT_MAX_LISTING, DEFAULT_MAX_MESSAGE,
 };
 pub use endpoint::{
     CertPin, CertificateInfo, CustomTls, Endpoint, Protocol, Security, Timeouts, TlsFailure,

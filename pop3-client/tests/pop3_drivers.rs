@@ -15,12 +15,13 @@ mod common;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use common::{both, Exec, Polled};
+use common::{both, Exec, Polled, Tokens};
 use futures_io::{AsyncRead, AsyncWrite};
 use pop3_client::async_client::AsyncMessageSink;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
@@ -693,6 +694,7 @@ both!(Blocking, Async;
     pipelined_batch_with_progress_and_deletions,
     a_larger_maildrop_pipelined_streamed_and_deleted,
     every_login_method,
+    oauth2_tokens_come_at_each_login_and_a_refused_one_is_refreshed_once,
     no_credentials_without_tls_unless_allowed,
     line_breaks_in_credentials_are_refused_as_settings_not_blamed_on_the_server,
     starttls_required_but_not_offered_fails_before_login,
@@ -837,6 +839,42 @@ fn every_login_method<D: Pop3Driver>() {
         let err = failed(D::connect(&config, &Credentials::new("user", "wrong")));
         assert_eq!(err.kind(), ErrorKind::Auth, "{method:?}: {err}");
         assert!(err.to_string().contains("app-specific password"), "{err}");
+    }
+}
+
+fn oauth2_tokens_come_at_each_login_and_a_refused_one_is_refreshed_once<D: Pop3Driver>() {
+    let options = ServerOptions {
+        stls: true,
+        sasl: ["XOAUTH2", "OAUTHBEARER"].map(String::from).to_vec(),
+        ..ServerOptions::default()
+    };
+    let server = server(options, false, Fault::None);
+    for method in [AuthMethod::XOAuth2, AuthMethod::OAuthBearer] {
+        let mut config = server.client_config();
+        config.auth = method;
+        // The server accepts the password as the token; the first token
+        // the source hands out has been revoked behind its back.
+        let tokens = Tokens::new(vec!["revoked", "password"]);
+        let credentials = Credentials::oauth2("user", tokens.clone());
+        let mut client =
+            D::connect(&config, &credentials).unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        assert_eq!(client.stat().unwrap().count, 5, "{method:?}");
+        client.quit().unwrap();
+        assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1, "{method:?}");
+        // The next session uses the refreshed token as it is.
+        let client = D::connect(&config, &credentials).unwrap();
+        client.quit().unwrap();
+        assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1, "{method:?}");
+        // A source whose fresh tokens are refused too: one retry, then the
+        // server's refusal, not a loop.
+        let tokens = Tokens::new(vec!["revoked", "also revoked", "password"]);
+        let err = failed(D::connect(
+            &config,
+            &Credentials::oauth2("user", tokens.clone()),
+        ));
+        assert_eq!(err.kind(), ErrorKind::Auth, "{method:?}: {err}");
+        assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1, "{method:?}");
+        assert!(!format!("{err} {err:?}").contains("revoked"), "{err:?}");
     }
 }
 

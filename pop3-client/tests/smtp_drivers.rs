@@ -14,10 +14,11 @@ mod common;
 use std::io::Read;
 use std::net::TcpStream;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{both, Exec, Polled};
+use common::{both, Exec, Polled, Tokens};
 use futures_io::{AsyncRead, AsyncWrite};
 use pop3_client::smtp::{
     AsyncSmtpClient, Capabilities, Envelope, SendReport, SmtpClient, SmtpConfig, SmtpError,
@@ -289,6 +290,7 @@ both!(Blocking, Async;
     a_server_that_cuts_a_message_short_is_heard,
     an_untrusted_certificate_is_tls_for_both_modes,
     connect_over_a_callers_stream_without_any_runtime,
+    oauth2_tokens_come_at_each_login_and_a_refused_one_is_refreshed_once,
 );
 
 fn sends_over_starttls_and_implicit_tls_with_each_mechanism<D: SmtpDriver>() {
@@ -678,4 +680,37 @@ fn settings_from_an_account() {
     );
     assert_eq!(credentials.user, "me@hotmail.com");
     assert_eq!(credentials.secret.expose(), "secret");
+}
+
+fn oauth2_tokens_come_at_each_login_and_a_refused_one_is_refreshed_once<D: SmtpDriver>() {
+    let server = SmtpTestServer::start(SmtpTestServerConfig {
+        mechanisms: ["XOAUTH2", "OAUTHBEARER"].map(String::from).to_vec(),
+        ..SmtpTestServerConfig::default()
+    })
+    .unwrap();
+    for method in [AuthMethod::XOAuth2, AuthMethod::OAuthBearer] {
+        let mut config = server.client_config();
+        config.auth = method;
+        // The server takes the password as the token; the first one the
+        // source hands out was revoked behind its back.
+        let tokens = Tokens::new(vec!["revoked", "password"]);
+        let credentials = Credentials::oauth2("user", tokens.clone());
+        let mut client = D::connect(&config).unwrap();
+        client
+            .login(&credentials)
+            .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+        client
+            .send("me@example.org", &["you@example.net"], &b"hi\n"[..])
+            .unwrap();
+        client.quit().unwrap();
+        assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1, "{method:?}");
+        // Fresh tokens refused too: one retry, then the refusal.
+        let tokens = Tokens::new(vec!["revoked", "also revoked", "password"]);
+        let mut client = D::connect(&config).unwrap();
+        let e = failed(client.login(&Credentials::oauth2("user", tokens.clone())));
+        assert!(e.kind() == "auth", "{method:?}: {e}");
+        assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1, "{method:?}");
+        assert!(!format!("{e} {e:?}").contains("revoked"), "{e:?}");
+    }
+    assert_eq!(server.messages().len(), 2);
 }

@@ -975,3 +975,133 @@ fn gmail_refuses_a_first_sync_that_leaves_mail_out() {
     assert!(e.to_string().contains("arrives from now on"), "{e}");
     assert_eq!(server.messages().len(), 3, "nothing fetched or popped");
 }
+
+/// A provider that issues the server's password as a 1-second access
+/// token, rotates the refresh token on every use and refuses a used one,
+/// as Microsoft's does.
+struct RotatingProvider {
+    issued: std::sync::Mutex<u32>,
+}
+
+impl pop3_client::oauth::TokenEndpoint for RotatingProvider {
+    fn refresh(
+        &self,
+        refresh_token: &pop3_client::Secret,
+    ) -> Result<pop3_client::oauth::TokenResponse, pop3_client::oauth::TokenError> {
+        let mut issued = self.issued.lock().unwrap();
+        if refresh_token.expose() != format!("refresh-{issued}") {
+            return Err(pop3_client::oauth::TokenError::Refused {
+                code: "invalid_grant".into(),
+                description: "the refresh token was used already".into(),
+            });
+        }
+        *issued += 1;
+        Ok(pop3_client::oauth::TokenResponse {
+            access_token: pop3_client::Secret::new("password"),
+            expires_in: Some(1),
+            refresh_token: Some(pop3_client::Secret::new(format!("refresh-{issued}"))),
+        })
+    }
+}
+
+/// Three syncs, each with a token refreshed at every login: they work only
+/// because every rotated refresh token was kept (in a 0600 file), and a
+/// token source built again from that file carries on.
+#[test]
+fn oauth2_syncs_keep_every_rotated_refresh_token() {
+    use pop3_client::oauth::{FileTokenStore, RefreshingTokenSource, TokenStore};
+    use std::sync::Arc;
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            sasl: vec!["XOAUTH2".into()],
+            ..ServerOptions::default()
+        },
+        messages: corpus(3),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let mut config = server.client_config();
+    config.auth = pop3_client::AuthMethod::XOAuth2;
+    let (dir, mut maildir, mut state) = local();
+    let token_file = dir.path().join("refresh-token");
+    let file = FileTokenStore::new(&token_file);
+    file.save("user", &pop3_client::Secret::new("refresh-0"))
+        .unwrap();
+    let provider = Arc::new(RotatingProvider {
+        issued: std::sync::Mutex::new(0),
+    });
+    for round in 0..3 {
+        // Built afresh from the file each time, as a new process would.
+        struct Shared(Arc<RotatingProvider>);
+        impl pop3_client::oauth::TokenEndpoint for Shared {
+            fn refresh(
+                &self,
+                token: &pop3_client::Secret,
+            ) -> Result<pop3_client::oauth::TokenResponse, pop3_client::oauth::TokenError>
+            {
+                self.0.refresh(token)
+            }
+        }
+        let source = RefreshingTokenSource::new(
+            "user",
+            FileTokenStore::new(&token_file).load().unwrap(),
+            Box::new(Shared(provider.clone())),
+        )
+        .with_store(Box::new(FileTokenStore::new(&token_file)));
+        let credentials = pop3_client::Credentials::oauth2("user", Arc::new(source));
+        server.deliver(ServerMessage {
+            uid: format!("new-{round}"),
+            content: format!("Subject: new {round}\r\n\r\nbody\r\n").into_bytes(),
+        });
+        let report = sync_blocking(
+            &config,
+            &credentials,
+            &mut state,
+            &mut maildir,
+            SyncOptions::default(),
+            None,
+        )
+        .unwrap_or_else(|f| panic!("round {round}: {}", f.error));
+        assert_eq!(report.new, if round == 0 { 4 } else { 1 }, "{round}");
+    }
+    let issued = *provider.issued.lock().unwrap();
+    assert!(issued >= 3, "{issued}");
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        format!("refresh-{issued}")
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A source still holding a used refresh token is told to sign in again.
+    let stale = RefreshingTokenSource::new(
+        "user",
+        pop3_client::Secret::new("refresh-0"),
+        Box::new(RotatingProvider {
+            issued: std::sync::Mutex::new(issued),
+        }),
+    );
+    let failure = sync_blocking(
+        &config,
+        &pop3_client::Credentials::oauth2("user", Arc::new(stale)),
+        &mut state,
+        &mut maildir,
+        SyncOptions::default(),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        failure.error.kind(),
+        ErrorKind::Reconsent,
+        "{}",
+        failure.error
+    );
+    assert!(
+        !failure.error.to_string().contains("refresh-"),
+        "{}",
+        failure.error
+    );
+}

@@ -13,6 +13,11 @@
 //! again; that account alone pauses); a failing token endpoint is
 //! [`Error::TokenEndpoint`] (transient).
 //!
+//! [`Credentials::oauth2`](crate::Credentials::oauth2) puts a source in
+//! the credentials: every POP3 and SMTP login (each session of a sync,
+//! every send) then asks it for a token, and a token the server refuses is
+//! invalidated and the login tried once more with a fresh one.
+//!
 //! The token endpoint itself is a [`TokenEndpoint`]: the HTTP exchange
 //! (RFC 6749 section 6) is the application's, or a later part of this
 //! crate's.
@@ -44,6 +49,7 @@ use std::time::Duration;
 pub use store::{FileTokenStore, TokenStore};
 
 use crate::config::Secret;
+pub use crate::config::TokenSource;
 use crate::error::Error;
 
 /// What a token endpoint answered to a refresh (RFC 6749 section 5.1).
@@ -93,16 +99,6 @@ pub enum TokenError {
 pub trait TokenEndpoint: Send + Sync {
     /// Exchanges `refresh_token` for a new access token.
     fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, TokenError>;
-}
-
-/// Gives each connection an access token that is valid now.
-pub trait TokenSource: Send + Sync {
-    /// An access token valid at `now` (Unix seconds) and for the margin
-    /// after it.
-    fn access_token(&self, now: u64) -> Result<Secret, Error>;
-    /// The server refused `token` although it seemed valid: the next call
-    /// refreshes (a connection then retries once).
-    fn invalidate(&self, token: &Secret);
 }
 
 /// The tokens of one account, and when the access token expires.

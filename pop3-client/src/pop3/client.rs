@@ -186,7 +186,35 @@ macro_rules! pop3_client {
             /// `UTF8` is sent before (or, if only advertised then, after)
             /// when [`ClientConfig::utf8`](crate::config::ClientConfig::utf8) asks
             /// for it.
+            ///
+            /// With a token source in the credentials
+            /// ([`Credentials::oauth2`](crate::config::Credentials::oauth2)),
+            /// the access token is asked for now; if the server refuses
+            /// it, the source is told and the login is tried once more
+            /// with a fresh token.
             pub $($async)? fn login(
+                &mut self,
+                credentials: &crate::config::Credentials,
+            ) -> Result<(), crate::error::Error> {
+                let Some(tokens) = &credentials.tokens else {
+                    return self.login_once(credentials)$(.$aw)?;
+                };
+                let token = tokens.access_token(crate::config::unix_now())?;
+                match self.login_once(&credentials.with_secret(token.clone()))$(.$aw)? {
+                    Err(refused) if refused.is_auth_failure() => {
+                        tokens.invalidate(&token);
+                        let fresh = tokens.access_token(crate::config::unix_now())?;
+                        if fresh == token {
+                            return Err(refused);
+                        }
+                        self.login_once(&credentials.with_secret(fresh))$(.$aw)?
+                    }
+                    other => other,
+                }
+            }
+
+            /// One login with the secret in `credentials`.
+            $($async)? fn login_once(
                 &mut self,
                 credentials: &crate::config::Credentials,
             ) -> Result<(), crate::error::Error> {

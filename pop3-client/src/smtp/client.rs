@@ -147,8 +147,30 @@ macro_rules! smtp_client {
             /// SASL PLAIN, then LOGIN, among those the server offers.
             /// Credentials go only over TLS unless plaintext is allowed
             /// (CRAM-MD5 needs no permission). A refused login leaves the
-            /// client usable.
+            /// client usable. With a token source in the credentials, the
+            /// access token is asked for now, and one the server refuses
+            /// is invalidated and the login tried once more with a fresh
+            /// one.
             pub $($async)? fn login(&mut self, credentials: &crate::config::Credentials) -> Result<(), crate::smtp::SmtpError> {
+                let Some(tokens) = &credentials.tokens else {
+                    return self.login_once(credentials)$(.$aw)?;
+                };
+                let token = tokens.access_token(crate::config::unix_now())?;
+                match self.login_once(&credentials.with_secret(token.clone()))$(.$aw)? {
+                    Err(refused) if refused.is_auth_failure() => {
+                        tokens.invalidate(&token);
+                        let fresh = tokens.access_token(crate::config::unix_now())?;
+                        if fresh == token {
+                            return Err(refused);
+                        }
+                        self.login_once(&credentials.with_secret(fresh))$(.$aw)?
+                    }
+                    other => other,
+                }
+            }
+
+            /// One login with the secret in `credentials`.
+            $($async)? fn login_once(&mut self, credentials: &crate::config::Credentials) -> Result<(), crate::smtp::SmtpError> {
                 self.engine.start_login(credentials)?;
                 let event = self.next_event("the answer to AUTH")$(.$aw)??;
                 self.engine.login_answered(event)

@@ -1,7 +1,7 @@
 //! An in-process SMTP submission server for tests and demos: 127.0.0.1,
 //! TLS (implicit, or STARTTLS) with a certificate generated at start
-//! ([`crate::testing::self_signed_tls`]), AUTH PLAIN, LOGIN and CRAM-MD5
-//! against one account, messages stored dot-unstuffed, and fault injection.
+//! ([`crate::testing::self_signed_tls`]), AUTH PLAIN, LOGIN, CRAM-MD5,
+//! XOAUTH2 and OAUTHBEARER against one account, messages stored dot-unstuffed, and fault injection.
 //!
 //! A thread per connection, line by line. Recipients whose address contains
 //! `bad` are refused with `550 5.1.1`; the others are accepted. It stops
@@ -67,7 +67,8 @@ pub struct SmtpTestServerConfig {
     pub implicit_tls: bool,
     /// Offer PIPELINING.
     pub pipelining: bool,
-    /// The AUTH mechanisms offered (default PLAIN, LOGIN, CRAM-MD5).
+    /// The AUTH mechanisms offered (default PLAIN, LOGIN, CRAM-MD5; also
+    /// XOAUTH2 and OAUTHBEARER, which take the password as the token).
     pub mechanisms: Vec<String>,
     /// Misbehaviour to inject.
     pub fault: SmtpFault,
@@ -464,6 +465,33 @@ impl<'a> Connection<'a> {
                     .respond(challenge.as_bytes())
                     .unwrap_or_default();
                 answer == expected
+            }
+            "XOAUTH2" | "OAUTHBEARER" => {
+                let data = match initial {
+                    Some(d) => d,
+                    None => match self.sasl_answer(b"")? {
+                        Some(d) => d,
+                        None => return Ok(()),
+                    },
+                };
+                let text = String::from_utf8_lossy(&data);
+                let named = text
+                    .split(['\x01', ','])
+                    .find_map(|f| f.strip_prefix("user=").or_else(|| f.strip_prefix("a=")));
+                let token_ok = text
+                    .split('\x01')
+                    .any(|f| f.strip_prefix("auth=Bearer ") == Some(password.as_str()));
+                if named == Some(user.as_str()) && token_ok {
+                    true
+                } else {
+                    // As Gmail does: the error as a JSON challenge, which
+                    // the client answers with an empty line.
+                    let challenge = br#"{"status":"401","schemes":"bearer"}"#;
+                    if self.sasl_answer(challenge)?.is_none() {
+                        return Ok(());
+                    }
+                    false
+                }
             }
             _ => false,
         };

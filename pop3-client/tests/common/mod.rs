@@ -1,7 +1,7 @@
 //! What the driver suites (`pop3_drivers.rs`, `smtp_drivers.rs`) and the
 //! parity check share: the runtime the async driver is driven on, a bare
-//! non-blocking stream for running it with no runtime at all, and the macro
-//! that runs one scenario against both drivers.
+//! non-blocking stream for running it with no runtime at all, the macro
+//! that runs one scenario against both drivers, and a token source.
 
 #![allow(dead_code)]
 
@@ -9,10 +9,12 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
+use pop3_client::{Error, Secret, TokenSource};
 
 /// One tokio runtime for every async session of a test binary. `block_on`
 /// polls the future on the calling thread (so a thread-local tracing
@@ -122,3 +124,40 @@ macro_rules! both {
 
 #[allow(unused_imports)]
 pub(crate) use both;
+
+/// A token source that hands out its tokens in turn and counts the asks
+/// and the invalidations.
+pub(crate) struct Tokens {
+    queue: Mutex<Vec<&'static str>>,
+    current: Mutex<Option<Secret>>,
+    pub(crate) invalidated: AtomicUsize,
+}
+
+impl Tokens {
+    pub(crate) fn new(mut tokens: Vec<&'static str>) -> Arc<Self> {
+        tokens.reverse();
+        Arc::new(Self {
+            queue: Mutex::new(tokens),
+            current: Mutex::new(None),
+            invalidated: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl TokenSource for Tokens {
+    fn access_token(&self, _now: u64) -> Result<Secret, Error> {
+        let mut current = self.current.lock().unwrap();
+        if current.is_none() {
+            let next = self.queue.lock().unwrap().pop().unwrap_or("last");
+            *current = Some(Secret::new(next));
+        }
+        Ok(current.clone().unwrap())
+    }
+    fn invalidate(&self, token: &Secret) {
+        let mut current = self.current.lock().unwrap();
+        if current.as_ref() == Some(token) {
+            *current = None;
+            self.invalidated.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
