@@ -1,5 +1,5 @@
 //! OAuth2 access tokens for POP3 and SMTP (XOAUTH2, OAUTHBEARER), kept
-//! fresh: the core of issue 16, without HTTP yet.
+//! fresh.
 //!
 //! A connection asks a [`TokenSource`] for an access token each time it
 //! logs in. [`RefreshingTokenSource`] refreshes ahead of expiry (a
@@ -18,9 +18,9 @@
 //! every send) then asks it for a token, and a token the server refuses is
 //! invalidated and the login tried once more with a fresh one.
 //!
-//! The token endpoint itself is a [`TokenEndpoint`]: the HTTP exchange
-//! (RFC 6749 section 6) is the application's, or a later part of this
-//! crate's.
+//! The token endpoint itself is a [`TokenEndpoint`]: `HttpTokenEndpoint`
+//! (feature `oauth2-http`) does the HTTP exchange of RFC 6749 section 6;
+//! an application may bring its own.
 //!
 //! ```
 //! use pop3_client::oauth::{RefreshingTokenSource, TokenEndpoint, TokenError, TokenResponse, TokenSource};
@@ -41,11 +41,15 @@
 //! # Ok::<(), pop3_client::Error>(())
 //! ```
 
+#[cfg(feature = "oauth2-http")]
+mod http;
 mod store;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+#[cfg(feature = "oauth2-http")]
+pub use http::{HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
 pub use store::{FileTokenStore, TokenStore};
 
 use crate::config::Secret;

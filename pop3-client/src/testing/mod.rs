@@ -5,6 +5,7 @@
 //! It listens on loopback only and stops when the [`TestServer`] is dropped;
 //! connection threads end when their client goes or after a minute idle.
 
+pub mod oauth;
 pub mod smtp;
 
 use std::io::{self, Read, Write};

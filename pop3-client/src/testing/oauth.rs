@@ -1,0 +1,200 @@
+//! A fake OAuth2 provider's token endpoint on 127.0.0.1 (plain HTTP, as
+//! [`crate::oauth::HttpTokenEndpoint`] accepts for loopback): refresh
+//! tokens that rotate on every use and are refused once used, access tokens
+//! with a short life, revocation, and faults on demand (500, 429, HTML, a
+//! huge answer, no answer).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::Listener;
+
+/// How the token endpoint misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderFault {
+    /// It answers as the standard says.
+    None,
+    /// `500 Internal Server Error`.
+    ServerError,
+    /// `429 Too Many Requests` with `Retry-After: 120`.
+    TooManyRequests,
+    /// `200` with an HTML page (a captive portal, a login page).
+    Html,
+    /// `200` with a 10 MB body.
+    Huge,
+    /// Reads the request and never answers.
+    Silent,
+}
+
+/// The provider's state, shared with its connection threads.
+struct State {
+    /// The one refresh token that works now (`None`: the grant is revoked).
+    refresh: Option<String>,
+    issued: u32,
+    fault: ProviderFault,
+    refreshes: u32,
+    access_token: String,
+    expires_in: u64,
+}
+
+/// A token endpoint at `http://127.0.0.1:PORT/token`; it stops when
+/// dropped.
+pub struct FakeProvider {
+    listener: Listener,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeProvider {
+    /// Issues `access_token` (e.g. the test server's password, which it
+    /// accepts as a token) valid `expires_in` seconds; the first refresh
+    /// token is `refresh-0`.
+    pub fn start(access_token: &str, expires_in: u64) -> io::Result<Self> {
+        let state = Arc::new(Mutex::new(State {
+            refresh: Some("refresh-0".into()),
+            issued: 0,
+            fault: ProviderFault::None,
+            refreshes: 0,
+            access_token: access_token.into(),
+            expires_in,
+        }));
+        let shared = Arc::clone(&state);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let listener = Listener::start("oauth-test", String::new(), false, stop, move |s, _| {
+            let _ = serve(s, &shared, &stopped);
+        })?;
+        Ok(Self { listener, state })
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_url(&self) -> String {
+        format!("http://{}/token", self.addr())
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.addr
+    }
+
+    /// The refresh token that works now.
+    pub fn current_refresh_token(&self) -> Option<String> {
+        self.lock().refresh.clone()
+    }
+
+    /// Revokes the grant: every refresh token is refused from now on.
+    pub fn revoke(&self) {
+        self.lock().refresh = None;
+    }
+
+    /// Makes the endpoint misbehave (or behave again).
+    pub fn set_fault(&self, fault: ProviderFault) {
+        self.lock().fault = fault;
+    }
+
+    /// Refresh requests answered with a token so far.
+    pub fn refreshes(&self) -> u32 {
+        self.lock().refreshes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One request on one connection.
+fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body_start = loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 || request.len() > 64 * 1024 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    while request.len() < body_start + length {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let form = String::from_utf8_lossy(&request[body_start..]).into_owned();
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.replace("%2D", "-").replace("%2d", "-"))
+    };
+    let fault = state.lock().map(|s| s.fault).unwrap_or(ProviderFault::None);
+    let (status, content_type, body, extra) = match fault {
+        ProviderFault::Silent => {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
+        ProviderFault::ServerError => (500, "text/plain", b"oops".to_vec(), ""),
+        ProviderFault::TooManyRequests => (
+            429,
+            "text/plain",
+            b"slow down".to_vec(),
+            "Retry-After: 120\r\n",
+        ),
+        ProviderFault::Html => (
+            200,
+            "text/html",
+            b"<html><body>Sign in</body></html>".to_vec(),
+            "",
+        ),
+        ProviderFault::Huge => (200, "application/json", vec![b' '; 10 << 20], ""),
+        ProviderFault::None => {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            let presented = field("refresh_token");
+            if field("grant_type").as_deref() != Some("refresh_token") {
+                (
+                    400,
+                    "application/json",
+                    br#"{"error":"unsupported_grant_type"}"#.to_vec(),
+                    "",
+                )
+            } else if s.refresh.is_none() || presented != s.refresh {
+                let body = br#"{"error":"invalid_grant","error_description":"AADSTS50173: The provided grant has expired due to it being revoked."}"#;
+                (400, "application/json", body.to_vec(), "")
+            } else {
+                s.issued += 1;
+                s.refreshes += 1;
+                let rotated = format!("refresh-{}", s.issued);
+                s.refresh = Some(rotated.clone());
+                let body = format!(
+                    r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
+                    s.access_token, s.expires_in
+                );
+                (200, "application/json", body.into_bytes(), "")
+            }
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    stream.flush()
+}
