@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! cargo run --release --example fetch -- --host H [--port P] [--security tls|starttls|plain]
-//!     --user U (--password-env VAR | --password-file F)
+//!     --user U (--password-env VAR | --password-file F
+//!       | --oauth2-token-url URL --oauth2-client-id ID [--oauth2-client-secret-env VAR]
+//!         [--oauth2-scope S]... --oauth2-refresh-token-file F)
 //!     [--auth auto|user|apop|plain|login|cram-md5|xoauth2|oauthbearer]
 //!     [--ca-file PEM] [--pin-sha256 HEX]... [--allow-plaintext-auth] [--timeout SECS]
 //!     --maildir DIR [--state FILE] [--delete never|after-retrieval|after-days=N] [--max-messages N]
@@ -35,7 +37,9 @@
 //! last line on stderr is `error: KIND: ...` with KIND one of connect, tls,
 //! auth, auth-method, in-use, login-delay, server, protocol, timeout,
 //! connection-lost, io, config, unusable, storage (the state or the Maildir
-//! failed; the summary line of what was done comes first).
+//! failed; the summary line of what was done comes first), pop-disabled,
+//! oauth-required, reconsent (the OAuth2 refresh token was refused: sign in
+//! again), token-endpoint.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -48,9 +52,7 @@ use pop3_client::blocking::Client;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
 use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
-use pop3_client::{
-    CertPin, ClientConfig, Credentials, Error, MsgNum, ProgressFn, TlsFailure, TlsRoots,
-};
+use pop3_client::{CertPin, ClientConfig, Error, MsgNum, ProgressFn, TlsFailure, TlsRoots};
 use pop3_examples::ServerArgs;
 
 /// Download a POP3 mailbox into a Maildir (messages stay on the server).
@@ -91,10 +93,6 @@ struct Cli {
     /// the server: all, from-now-on, since-days=N or last=N.
     #[arg(long, default_value = "all", value_name = "CHOICE")]
     first_sync: String,
-}
-
-fn password(cli: &Cli) -> Result<String, Error> {
-    cli.server.password()
 }
 
 fn config(cli: &Cli) -> Result<ClientConfig, Error> {
@@ -201,7 +199,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
     }
     let started = Instant::now();
     let config = config(cli)?;
-    let credentials = Credentials::new(cli.server.user.clone(), password(cli)?);
+    let credentials = cli.server.credentials(config.auth)?;
     let mut sink = open_maildir(cli)?;
     let mut client = Client::connect(&config, &credentials)?;
     let listing = client.list()?;
@@ -245,7 +243,7 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
     };
     // Refused before connecting: recent: mode with a deleting policy.
     pop3_client::sync::SyncRun::new(options.clone(), 0, &cli.server.user)?;
-    let credentials = Credentials::new(cli.server.user.clone(), password(cli)?);
+    let credentials = cli.server.credentials(config.auth)?;
     let mut sink = open_maildir(cli)?;
     let mut memory = MemoryState::new();
     let mut file;

@@ -144,13 +144,36 @@ pub struct ServerArgs {
     /// Environment variable holding the password (or OAuth token).
     #[arg(
         long,
-        conflicts_with = "password_file",
-        required_unless_present = "password_file"
+        conflicts_with_all = ["password_file", "oauth2_token_url"],
+        required_unless_present_any = ["password_file", "oauth2_token_url"]
     )]
     pub password_env: Option<String>,
     /// File holding the password (or OAuth token); a final newline is ignored.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "oauth2_token_url")]
     pub password_file: Option<std::path::PathBuf>,
+    /// OAuth2: the provider's token endpoint; an access token is refreshed
+    /// from it at each login (with --auth xoauth2 or oauthbearer).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires_all = ["oauth2_client_id", "oauth2_refresh_token_file"]
+    )]
+    pub oauth2_token_url: Option<String>,
+    /// OAuth2: the application's client id.
+    #[arg(long, value_name = "ID", requires = "oauth2_token_url")]
+    pub oauth2_client_id: Option<String>,
+    /// OAuth2: environment variable holding the client secret, if the
+    /// application has one.
+    #[arg(long, value_name = "VAR", requires = "oauth2_token_url")]
+    pub oauth2_client_secret_env: Option<String>,
+    /// OAuth2: a scope to ask for at each refresh (repeatable).
+    #[arg(long, value_name = "S", requires = "oauth2_token_url")]
+    pub oauth2_scope: Vec<String>,
+    /// OAuth2: file holding the refresh token (mode 0600); rewritten
+    /// atomically when the provider rotates it, before the new access
+    /// token is used.
+    #[arg(long, value_name = "F", requires = "oauth2_token_url")]
+    pub oauth2_refresh_token_file: Option<std::path::PathBuf>,
     /// PEM file of the certificate authority to trust (default: Mozilla's roots).
     #[arg(long)]
     pub ca_file: Option<std::path::PathBuf>,
@@ -170,6 +193,59 @@ impl ServerArgs {
     /// The password, from the environment or the file.
     pub fn password(&self) -> Result<String, pop3_client::Error> {
         read_password(self.password_env.as_deref(), self.password_file.as_deref())
+    }
+
+    /// Who to log in as: the password, or with `--oauth2-token-url` a
+    /// token source refreshing from the provider (which needs `auth` to
+    /// be XOAUTH2 or OAUTHBEARER).
+    pub fn credentials(
+        &self,
+        auth: pop3_client::AuthMethod,
+    ) -> Result<pop3_client::Credentials, pop3_client::Error> {
+        use pop3_client::oauth::{FileTokenStore, HttpTokenEndpoint, RefreshingTokenSource};
+        use pop3_client::AuthMethod;
+        let Some(url) = &self.oauth2_token_url else {
+            return Ok(pop3_client::Credentials::new(
+                self.user.clone(),
+                self.password()?,
+            ));
+        };
+        if !matches!(auth, AuthMethod::XOAuth2 | AuthMethod::OAuthBearer) {
+            return Err(pop3_client::Error::invalid_setting(
+                "--auth",
+                "must be xoauth2 or oauthbearer with --oauth2-token-url",
+            ));
+        }
+        let client_id = self.oauth2_client_id.clone().unwrap_or_default();
+        let mut endpoint = HttpTokenEndpoint::new(url, client_id)?;
+        if let Some(var) = &self.oauth2_client_secret_env {
+            let secret = std::env::var(var).map_err(|_| {
+                pop3_client::Error::invalid_setting(
+                    "--oauth2-client-secret-env",
+                    format!("the environment variable {var} is not set"),
+                )
+            })?;
+            endpoint = endpoint.client_secret(pop3_client::Secret::new(secret));
+        }
+        for scope in &self.oauth2_scope {
+            endpoint = endpoint.scope(scope.clone());
+        }
+        if let Some(secs) = self.timeout {
+            endpoint = endpoint.timeout(std::time::Duration::from_secs(secs.max(1)));
+        }
+        let file = self.oauth2_refresh_token_file.clone().unwrap_or_default();
+        let refresh = FileTokenStore::new(&file).load().map_err(|e| {
+            pop3_client::Error::invalid_setting(
+                "--oauth2-refresh-token-file",
+                format!("{} could not be read: {e}", file.display()),
+            )
+        })?;
+        let source = RefreshingTokenSource::new(self.user.clone(), refresh, Box::new(endpoint))
+            .with_store(Box::new(FileTokenStore::new(&file)));
+        Ok(pop3_client::Credentials::oauth2(
+            self.user.clone(),
+            std::sync::Arc::new(source),
+        ))
     }
 
     /// `--timeout` as every limit, if given (at least one second).

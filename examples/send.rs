@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! cargo run --release --example send -- --host H [--port P] [--security tls|starttls|plain]
-//!     --user U (--password-env VAR | --password-file F)
+//!     --user U (--password-env VAR | --password-file F
+//!       | --oauth2-token-url URL --oauth2-client-id ID [--oauth2-client-secret-env VAR]
+//!         [--oauth2-scope S]... --oauth2-refresh-token-file F)
 //!     [--auth auto|plain|login|cram-md5|xoauth2] [--ca-file PEM]
 //!     [--allow-plaintext-auth] [--timeout SECS]
 //!     --from ADDR --to ADDR [--to ADDR]... [--verify-only]  < message
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pop3_client::smtp::{SmtpClient, SmtpConfig, SmtpError};
-use pop3_client::{Credentials, TlsRoots};
+use pop3_client::TlsRoots;
 use pop3_examples::ServerArgs;
 
 /// Send the message on standard input over SMTP submission.
@@ -73,8 +75,7 @@ enum Outcome {
 
 fn run(cli: &Cli) -> Result<Outcome, SmtpError> {
     let config = config(cli);
-    let password = cli.server.password()?;
-    let credentials = Credentials::new(cli.server.user.clone(), password);
+    let credentials = cli.server.credentials(config.auth)?;
     if cli.verify_only {
         SmtpClient::verify(&config, &credentials)?;
         println!(

@@ -407,3 +407,104 @@ fn fetch_with_state(
     assert!(output.status.success(), "{stderr}");
     (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
 }
+
+/// `fetch --oauth2-*` three times against the fake provider, whose access
+/// tokens live 1 second and whose refresh tokens rotate on every use and
+/// are refused once used: each run stores what is new (runs 2 and 3 work
+/// only if the rotated token was written back to the file); then the grant
+/// is revoked: `error: reconsent:`, nothing fetched, the file unchanged.
+#[test]
+fn oauth2_refresh_tokens_rotate_across_runs_then_reconsent() {
+    use pop3_client::testing::oauth::FakeProvider;
+    let provider = FakeProvider::start("password", 1).unwrap();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            sasl: vec!["XOAUTH2".into()],
+            ..ServerOptions::default()
+        },
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let token_file = dir.path().join("refresh-token");
+    std::fs::write(&token_file, "refresh-0\n").unwrap();
+    let maildir = dir.path().join("Maildir");
+    let state = dir.path().join("state");
+    let port = server.addr().port().to_string();
+    let url = provider.token_url();
+    let run = || {
+        Command::new(fetch_binary())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "starttls",
+                "--user",
+                "user",
+                "--auth",
+                "xoauth2",
+                "--oauth2-token-url",
+                &url,
+                "--oauth2-client-id",
+                "client-id",
+                "--oauth2-scope",
+                "https://outlook.office.com/POP.AccessAsUser.All",
+                "--oauth2-refresh-token-file",
+                token_file.to_str().unwrap(),
+                "--ca-file",
+                ca.to_str().unwrap(),
+                "--timeout",
+                "10",
+                "--maildir",
+                maildir.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let stored = || std::fs::read_dir(maildir.join("new")).unwrap().count();
+    for round in 0..3 {
+        server.deliver(ServerMessage {
+            uid: format!("o{round}"),
+            content: format!("Subject: {round}\r\n\r\nbody\r\n").into_bytes(),
+        });
+        let output = run();
+        assert!(
+            output.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stored(), round + 1);
+    }
+    let current = provider.current_refresh_token().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        current
+    );
+    provider.revoke();
+    server.deliver(ServerMessage {
+        uid: "late".into(),
+        content: b"Subject: late\r\n\r\nbody\r\n".to_vec(),
+    });
+    let output = run();
+    assert_eq!(output.status.code(), Some(1));
+    let line = last_error_line(&output);
+    assert!(line.starts_with("error: reconsent: "), "{line}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!all.contains(&current), "{all}");
+    assert_eq!(stored(), 3);
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        current
+    );
+}
