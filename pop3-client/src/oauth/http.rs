@@ -47,6 +47,8 @@ pub struct HttpTokenEndpoint {
     scopes: Vec<String>,
     timeout: Duration,
     roots: TlsRoots,
+    /// The provider, when known: its tokens are checked before use.
+    provider: Option<super::OAuthProvider>,
 }
 
 impl std::fmt::Debug for HttpTokenEndpoint {
@@ -148,7 +150,21 @@ impl HttpTokenEndpoint {
             scopes: Vec::new(),
             timeout: Duration::from_secs(30),
             roots: TlsRoots::WebPki,
+            provider: None,
         })
+    }
+
+    /// The token endpoint of `provider` with its POP3 and SMTP scopes; the
+    /// access tokens it issues are checked before use (a Microsoft token
+    /// for Microsoft Graph is refused, naming the scopes to ask for).
+    pub fn for_provider(
+        provider: &super::OAuthProvider,
+        client_id: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let mut endpoint = Self::new(&provider.token_url(), client_id)?;
+        endpoint.scopes = provider.scopes();
+        endpoint.provider = Some(provider.clone());
+        Ok(endpoint)
     }
 
     /// The client secret, for applications registered as confidential.
@@ -337,13 +353,23 @@ impl TokenEndpoint for HttpTokenEndpoint {
             .request(&http);
         use oauth2::TokenResponse as _;
         match answer {
-            Ok(answer) => Ok(TokenResponse {
-                access_token: Secret::new(answer.access_token().secret().as_str()),
-                expires_in: answer.expires_in().map(|d| d.as_secs()),
-                refresh_token: answer
-                    .refresh_token()
-                    .map(|r| Secret::new(r.secret().as_str())),
-            }),
+            Ok(answer) => {
+                let access_token = Secret::new(answer.access_token().secret().as_str());
+                if let Some(provider) = &self.provider {
+                    provider
+                        .check_access_token(&access_token)
+                        .map_err(|e| TokenError::Client {
+                            detail: e.to_string(),
+                        })?;
+                }
+                Ok(TokenResponse {
+                    access_token,
+                    expires_in: answer.expires_in().map(|d| d.as_secs()),
+                    refresh_token: answer
+                        .refresh_token()
+                        .map(|r| Secret::new(r.secret().as_str())),
+                })
+            }
             Err(RequestTokenError::ServerResponse(refusal)) => {
                 let description = refusal
                     .error_description()

@@ -43,6 +43,8 @@
 
 #[cfg(feature = "oauth2-http")]
 mod http;
+#[cfg(feature = "oauth2-http")]
+mod providers;
 mod store;
 
 use std::sync::Mutex;
@@ -50,6 +52,8 @@ use std::time::Duration;
 
 #[cfg(feature = "oauth2-http")]
 pub use http::{HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
+#[cfg(feature = "oauth2-http")]
+pub use providers::{OAuthProvider, GOOGLE_SCOPES, MICROSOFT_SCOPES};
 pub use store::{FileTokenStore, TokenStore};
 
 use crate::config::Secret;
