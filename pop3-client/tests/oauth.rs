@@ -200,3 +200,89 @@ fn a_failing_token_endpoint_is_a_typed_transient_error_and_the_token_is_kept() {
     source(&provider, &file).access_token(1_000).unwrap();
     assert_eq!(provider.refreshes(), 1);
 }
+
+/// A browser, as far as a sign-in needs one: GET `url`, and return the
+/// whole answer.
+fn get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn location(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn loopback_sign_in_with_pkce_gets_a_refresh_token_and_refuses_a_forged_state() {
+    use pop3_client::oauth::SignIn;
+    let provider = FakeProvider::start("password", 3600).unwrap();
+    let endpoint = HttpTokenEndpoint::new(&provider.token_url(), "client-id")
+        .unwrap()
+        .scope("mail");
+    let sign_in = SignIn::new(endpoint, &provider.auth_url()).unwrap();
+    let browser = std::sync::Mutex::new(None);
+    let tokens = sign_in
+        .loopback(
+            |url| {
+                assert!(url.contains("code_challenge_method=S256"), "{url}");
+                assert!(url.contains("scope=mail"), "{url}");
+                let url = url.to_owned();
+                *browser.lock().unwrap() = Some(std::thread::spawn(move || {
+                    let redirect = location(&get(&url));
+                    get(&redirect)
+                }));
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let page = browser.lock().unwrap().take().unwrap().join().unwrap();
+    assert!(page.contains("Signed in"), "{page}");
+    assert_eq!(
+        tokens.refresh_token.unwrap().expose(),
+        provider.current_refresh_token().unwrap()
+    );
+    assert_eq!(tokens.access_token.expose(), "password");
+    // A redirect whose state is not the request's is refused, and its
+    // code is never exchanged.
+    let pending = sign_in.start("http://127.0.0.1:9/").unwrap();
+    let redirect = location(&get(&pending.url));
+    let code = redirect
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let e = sign_in
+        .finish(pending, &format!("code={code}&state=forged"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("state does not match"), "{e}");
+    // The provider's refusal (the user said no) is named.
+    let pending = sign_in.start("http://127.0.0.1:9/").unwrap();
+    let e = sign_in
+        .finish(
+            pending,
+            "error=access_denied&error_description=The+user+declined",
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("access_denied: The user declined"),
+        "{e}"
+    );
+}

@@ -192,7 +192,10 @@ impl HttpTokenEndpoint {
     }
 
     /// One HTTP exchange: the request the `oauth2` crate built, its answer.
-    fn exchange(&self, request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpFailure> {
+    pub(super) fn exchange(
+        &self,
+        request: oauth2::HttpRequest,
+    ) -> Result<oauth2::HttpResponse, HttpFailure> {
         let deadline = Instant::now() + self.timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         let unreachable = |e: Error| HttpFailure::new(format!("could not reach it: {e}"));
@@ -340,17 +343,50 @@ const SIGN_IN_AGAIN: [&str; 3] = ["interaction_required", "consent_required", "l
 
 impl TokenEndpoint for HttpTokenEndpoint {
     fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, TokenError> {
-        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
-            .set_token_uri(self.token_url.clone());
-        if let Some(secret) = &self.client_secret {
-            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-        }
+        let client = self.client();
         let refresh = RefreshToken::new(refresh_token.expose().to_owned());
         let http = |request| self.exchange(request);
         let answer = client
             .exchange_refresh_token(&refresh)
             .add_scopes(self.scopes.iter().cloned().map(Scope::new))
             .request(&http);
+        self.token_answer(answer)
+    }
+}
+
+impl HttpTokenEndpoint {
+    /// The client the `oauth2` crate builds requests with.
+    pub(super) fn client(
+        &self,
+    ) -> BasicClient<
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    > {
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_token_uri(self.token_url.clone());
+        if let Some(secret) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+        }
+        client
+    }
+
+    /// The scopes asked for.
+    pub(super) fn scope_list(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// A token endpoint's answer (to a refresh, or to a code) as this
+    /// crate's outcome.
+    pub(super) fn token_answer(
+        &self,
+        answer: Result<
+            oauth2::basic::BasicTokenResponse,
+            RequestTokenError<HttpFailure, oauth2::basic::BasicErrorResponse>,
+        >,
+    ) -> Result<TokenResponse, TokenError> {
         use oauth2::TokenResponse as _;
         match answer {
             Ok(answer) => {

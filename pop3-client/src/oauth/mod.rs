@@ -45,6 +45,8 @@
 mod http;
 #[cfg(feature = "oauth2-http")]
 mod providers;
+#[cfg(feature = "oauth2-http")]
+mod sign_in;
 mod store;
 
 use std::sync::Mutex;
@@ -54,6 +56,8 @@ use std::time::Duration;
 pub use http::{HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
 #[cfg(feature = "oauth2-http")]
 pub use providers::{OAuthProvider, GOOGLE_SCOPES, MICROSOFT_SCOPES};
+#[cfg(feature = "oauth2-http")]
+pub use sign_in::{PendingSignIn, SignIn};
 pub use store::{FileTokenStore, TokenStore};
 
 use crate::config::Secret;
@@ -253,6 +257,35 @@ impl TokenSource for RefreshingTokenSource {
             }
         }
     }
+}
+
+/// `%XX` and `+` decoded (a query string's value).
+#[cfg(any(feature = "oauth2-http", feature = "testing"))]
+pub(crate) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

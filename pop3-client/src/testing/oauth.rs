@@ -39,6 +39,8 @@ struct State {
     refreshes: u32,
     access_token: String,
     expires_in: u64,
+    /// Codes handed out by /authorize, with their PKCE challenge.
+    codes: Vec<(String, String)>,
 }
 
 /// A token endpoint at `http://127.0.0.1:PORT/token`; it stops when
@@ -60,6 +62,7 @@ impl FakeProvider {
             refreshes: 0,
             access_token: access_token.into(),
             expires_in,
+            codes: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         let stop = Arc::new(AtomicBool::new(false));
@@ -68,6 +71,13 @@ impl FakeProvider {
             let _ = serve(s, &shared, &stopped);
         })?;
         Ok(Self { listener, state })
+    }
+
+    /// The authorization endpoint's URL: a GET there with the standard
+    /// query (PKCE S256 required) redirects at once, as if the user had
+    /// signed in and consented, with a code and the state.
+    pub fn auth_url(&self) -> String {
+        format!("http://{}/authorize", self.addr())
     }
 
     /// The token endpoint's URL.
@@ -136,11 +146,16 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
         }
         request.extend_from_slice(&buf[..n]);
     }
+    let raw_head = String::from_utf8_lossy(&request[..body_start]).into_owned();
+    let target = raw_head.split(' ').nth(1).unwrap_or("").to_owned();
+    if let Some(query) = target.strip_prefix("/authorize?") {
+        return authorize(&mut stream, state, query);
+    }
     let form = String::from_utf8_lossy(&request[body_start..]).into_owned();
     let field = |name: &str| {
         form.split('&')
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map(|v| v.replace("%2D", "-").replace("%2d", "-"))
+            .map(crate::oauth::percent_decode)
     };
     let fault = state.lock().map(|s| s.fault).unwrap_or(ProviderFault::None);
     let (status, content_type, body, extra) = match fault {
@@ -167,7 +182,30 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
         ProviderFault::None => {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let presented = field("refresh_token");
-            if field("grant_type").as_deref() != Some("refresh_token") {
+            let grant = field("grant_type");
+            if grant.as_deref() == Some("authorization_code") {
+                let code = field("code").unwrap_or_default();
+                let verifier = field("code_verifier").unwrap_or_default();
+                let expected = s
+                    .codes
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map(|(_, ch)| ch.clone());
+                s.codes.retain(|(c, _)| *c != code);
+                if expected.is_none() || expected != Some(s256(&verifier)) {
+                    let body = br#"{"error":"invalid_grant","error_description":"unknown code or PKCE verifier"}"#;
+                    (400, "application/json", body.to_vec(), "")
+                } else {
+                    s.issued += 1;
+                    let rotated = format!("refresh-{}", s.issued);
+                    s.refresh = Some(rotated.clone());
+                    let body = format!(
+                        r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
+                        s.access_token, s.expires_in
+                    );
+                    (200, "application/json", body.into_bytes(), "")
+                }
+            } else if grant.as_deref() != Some("refresh_token") {
                 (
                     400,
                     "application/json",
@@ -197,4 +235,42 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
     stream.write_all(head.as_bytes())?;
     stream.write_all(&body)?;
     stream.flush()
+}
+
+/// PKCE's S256: base64url(SHA-256(verifier)), unpadded.
+fn s256(verifier: &str) -> String {
+    use base64::Engine as _;
+    let digest =
+        crate::transport::trust::sha256(&crate::transport::crypto_provider(), verifier.as_bytes())
+            .unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// GET /authorize: the user "signs in" at once; a redirect to the client's
+/// redirect URI with a code and the state.
+fn authorize(stream: &mut TcpStream, state: &Mutex<State>, query: &str) -> io::Result<()> {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(crate::oauth::percent_decode)
+    };
+    let (Some(redirect), Some(challenge)) = (param("redirect_uri"), param("code_challenge")) else {
+        return stream.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    };
+    if param("code_challenge_method").as_deref() != Some("S256") {
+        return stream.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let code = format!("code-{}", s.codes.len() + s.issued as usize);
+    s.codes.push((code.clone(), challenge));
+    let state_param = param("state").unwrap_or_default();
+    let location = format!("{redirect}?code={code}&state={state_param}");
+    stream.write_all(
+        format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }

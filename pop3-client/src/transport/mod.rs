@@ -5,7 +5,7 @@
 mod stream;
 mod tcp;
 mod tls;
-mod trust;
+pub(crate) mod trust;
 mod x509;
 
 pub use stream::{AsyncStream, Connection};

@@ -25,7 +25,7 @@ use crate::error::Error;
 
 /// The SHA-256 digest of `data`, with the crypto provider's own hash (every
 /// provider has one: TLS needs it).
-fn sha256(provider: &CryptoProvider, data: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn sha256(provider: &CryptoProvider, data: &[u8]) -> Option<[u8; 32]> {
     provider.cipher_suites.iter().find_map(|suite| {
         let hash = match suite {
             rustls::SupportedCipherSuite::Tls13(s) => s.common.hash_provider,
