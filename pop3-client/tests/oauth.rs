@@ -286,3 +286,34 @@ fn loopback_sign_in_with_pkce_gets_a_refresh_token_and_refuses_a_forged_state() 
         "{e}"
     );
 }
+
+#[test]
+fn device_sign_in_polls_until_the_user_approves() {
+    use pop3_client::oauth::SignIn;
+    let provider = FakeProvider::start("password", 3600).unwrap();
+    let endpoint = HttpTokenEndpoint::new(&provider.token_url(), "client-id")
+        .unwrap()
+        .scope("mail");
+    let approval = std::sync::Mutex::new(None);
+    let tokens = SignIn::device(
+        &endpoint,
+        &provider.device_url(),
+        |url, code| {
+            assert_eq!(code, "WDJB-MJHT");
+            let url = url.to_owned();
+            // The user types the code a moment later.
+            *approval.lock().unwrap() = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1500));
+                get(&url)
+            }));
+        },
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let page = approval.lock().unwrap().take().unwrap().join().unwrap();
+    assert!(page.ends_with("approved"), "{page}");
+    assert_eq!(
+        tokens.refresh_token.unwrap().expose(),
+        provider.current_refresh_token().unwrap()
+    );
+}

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenUrl};
 
 use super::{TokenEndpoint, TokenError, TokenResponse};
@@ -338,8 +338,16 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Codes that mean "the user must sign in again", beside `invalid_grant`.
-const SIGN_IN_AGAIN: [&str; 3] = ["interaction_required", "consent_required", "login_required"];
+/// Codes that mean "the user must sign in again" (or, in a device
+/// sign-in, that the user said no or took too long).
+const SIGN_IN_AGAIN: [&str; 6] = [
+    "invalid_grant",
+    "interaction_required",
+    "consent_required",
+    "login_required",
+    "access_denied",
+    "expired_token",
+];
 
 impl TokenEndpoint for HttpTokenEndpoint {
     fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, TokenError> {
@@ -380,13 +388,16 @@ impl HttpTokenEndpoint {
 
     /// A token endpoint's answer (to a refresh, or to a code) as this
     /// crate's outcome.
-    pub(super) fn token_answer(
+    pub(super) fn token_answer<T>(
         &self,
         answer: Result<
             oauth2::basic::BasicTokenResponse,
-            RequestTokenError<HttpFailure, oauth2::basic::BasicErrorResponse>,
+            RequestTokenError<HttpFailure, oauth2::StandardErrorResponse<T>>,
         >,
-    ) -> Result<TokenResponse, TokenError> {
+    ) -> Result<TokenResponse, TokenError>
+    where
+        T: oauth2::ErrorResponseType + std::fmt::Display + 'static,
+    {
         use oauth2::TokenResponse as _;
         match answer {
             Ok(answer) => {
@@ -411,33 +422,28 @@ impl HttpTokenEndpoint {
                     .error_description()
                     .map(|d| d.escape_default().to_string())
                     .unwrap_or_default();
+                let error = refusal.error().to_string();
                 // Microsoft names the cause in the description: AADSTS50173.
                 let aadsts = description
                     .split(|c: char| !c.is_ascii_alphanumeric())
                     .find(|w| w.starts_with("AADSTS"));
-                let code = refusal.error().to_string();
                 let code = match aadsts {
-                    Some(a) => format!("{code} ({a})"),
-                    None => code,
+                    Some(a) => format!("{error} ({a})"),
+                    None => error.clone(),
                 };
-                match refusal.error() {
-                    BasicErrorResponseType::InvalidGrant => {
-                        Err(TokenError::Refused { code, description })
-                    }
-                    BasicErrorResponseType::Extension(e) if SIGN_IN_AGAIN.contains(&e.as_str()) => {
-                        Err(TokenError::Refused { code, description })
-                    }
-                    BasicErrorResponseType::Extension(e) if e == "temporarily_unavailable" => {
-                        Err(TokenError::Unavailable {
-                            detail: format!("it is temporarily unavailable: {description}"),
-                            retry_after: None,
-                        })
-                    }
-                    _ => Err(TokenError::Client {
+                if SIGN_IN_AGAIN.contains(&error.as_str()) {
+                    Err(TokenError::Refused { code, description })
+                } else if error == "temporarily_unavailable" {
+                    Err(TokenError::Unavailable {
+                        detail: format!("it is temporarily unavailable: {description}"),
+                        retry_after: None,
+                    })
+                } else {
+                    Err(TokenError::Client {
                         detail: format!(
                             "the token endpoint refused the client: {code}: {description}"
                         ),
-                    }),
+                    })
                 }
             }
             Err(RequestTokenError::Request(failure)) => Err(TokenError::Unavailable {

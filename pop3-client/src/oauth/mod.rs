@@ -106,6 +106,31 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// As this crate's error for `account`: a refusal is
+    /// [`Error::Reconsent`], an unusable endpoint [`Error::TokenEndpoint`],
+    /// a wrong client a settings error.
+    pub fn into_error(self, account: &str) -> Error {
+        match self {
+            Self::Refused { code, description } => Error::Reconsent {
+                account: account.to_owned(),
+                code,
+                description,
+            },
+            Self::Unavailable {
+                detail,
+                retry_after,
+            } => Error::TokenEndpoint {
+                detail,
+                retry_after,
+            },
+            Self::Client { detail } => {
+                Error::invalid_setting("the OAuth2 client (id or secret)", detail)
+            }
+        }
+    }
+}
+
 /// Refreshes access tokens: the HTTP exchange with a provider's token
 /// endpoint.
 pub trait TokenEndpoint: Send + Sync {
@@ -192,23 +217,7 @@ impl RefreshingTokenSource {
         let answer = self
             .endpoint
             .refresh(&tokens.refresh)
-            .map_err(|e| match e {
-                TokenError::Refused { code, description } => Error::Reconsent {
-                    account: self.account.clone(),
-                    code,
-                    description,
-                },
-                TokenError::Unavailable {
-                    detail,
-                    retry_after,
-                } => Error::TokenEndpoint {
-                    detail,
-                    retry_after,
-                },
-                TokenError::Client { detail } => {
-                    Error::invalid_setting("the OAuth2 client (id or secret)", detail)
-                }
-            })?;
+            .map_err(|e| e.into_error(&self.account))?;
         // The rotated refresh token is durable before anything uses the
         // new access token; if it cannot be kept, nothing changes.
         if let (Some(new), Some(store)) = (&answer.refresh_token, &self.store) {

@@ -1,16 +1,18 @@
 //! The "sign in" button: the authorization code flow with PKCE (S256) and
 //! a state check (RFC 6749 section 4.1, RFC 7636), for a web application's
-//! redirect or a program's loopback redirect on 127.0.0.1 (RFC 8252).
+//! redirect or a program's loopback redirect on 127.0.0.1 (RFC 8252); and
+//! the device flow (RFC 8628) for a program without a browser.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use oauth2::{
-    AuthUrl, AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthUrl, AuthorizationCode, CsrfToken, DeviceAuthorizationUrl, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, StandardDeviceAuthorizationResponse,
 };
 
-use super::{percent_decode, HttpTokenEndpoint, TokenError, TokenResponse};
+use super::{percent_decode, HttpTokenEndpoint, TokenResponse};
 use crate::error::Error;
 
 /// A sign-in begun: the URL to send the user to, and what checks the
@@ -124,23 +126,49 @@ impl SignIn {
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(pending.verifier)
             .request(&http);
-        self.endpoint.token_answer(answer).map_err(|e| match e {
-            TokenError::Refused { code, description } => Error::Reconsent {
-                account: String::new(),
-                code,
-                description,
-            },
-            TokenError::Unavailable {
-                detail,
-                retry_after,
-            } => Error::TokenEndpoint {
-                detail,
-                retry_after,
-            },
-            TokenError::Client { detail } => {
-                Error::invalid_setting("the OAuth2 client (id or secret)", detail)
-            }
-        })
+        self.endpoint
+            .token_answer(answer)
+            .map_err(|e| e.into_error(""))
+    }
+
+    /// The device flow (RFC 8628), for a program without a browser: the
+    /// provider's device endpoint gives a code, `show` is given the URL
+    /// to visit and the code to type there, and the token endpoint is then
+    /// polled at the interval the provider asks, for at most `wait`.
+    pub fn device(
+        endpoint: &HttpTokenEndpoint,
+        device_url: &str,
+        show: impl FnOnce(&str, &str),
+        wait: Duration,
+    ) -> Result<TokenResponse, Error> {
+        let device_url = DeviceAuthorizationUrl::new(device_url.to_owned())
+            .map_err(|e| Error::invalid_setting("the OAuth2 device URL", e.to_string()))?;
+        let client = endpoint.client().set_device_authorization_url(device_url);
+        let http = |request| endpoint.exchange(request);
+        let details: StandardDeviceAuthorizationResponse = client
+            .exchange_device_code()
+            .add_scopes(endpoint.scope_list().iter().cloned().map(Scope::new))
+            .request(&http)
+            .map_err(|e| match e {
+                oauth2::RequestTokenError::Request(failure) => Error::TokenEndpoint {
+                    detail: failure.to_string(),
+                    retry_after: None,
+                },
+                other => sign_in_failed(format!(
+                    "the device endpoint refused: {}",
+                    other.to_string().escape_default()
+                )),
+            })?;
+        show(
+            details.verification_uri().as_str(),
+            details.user_code().secret(),
+        );
+        let answer = client.exchange_device_access_token(&details).request(
+            &http,
+            std::thread::sleep,
+            Some(wait),
+        );
+        endpoint.token_answer(answer).map_err(|e| e.into_error(""))
     }
 
     /// The whole flow for a program on the user's machine: a redirect to

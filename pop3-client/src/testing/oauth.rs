@@ -1,9 +1,10 @@
-//! A fake OAuth2 provider's token endpoint on 127.0.0.1 (plain HTTP, as
-//! [`crate::oauth::HttpTokenEndpoint`] accepts for loopback): refresh
-//! tokens that rotate on every use and are refused once used, access tokens
-//! with a short life, revocation, and faults on demand (500, 429, HTML, a
-//! huge answer, no answer).
-
+//! A fake OAuth2 provider on 127.0.0.1 (plain HTTP, as
+//! [`crate::oauth::HttpTokenEndpoint`] accepts for loopback): a token
+//! endpoint whose refresh tokens rotate on every use and are refused once
+//! used, access tokens with a short life, revocation, and faults on demand
+//! (500, 429, HTML, a huge answer, no answer); an authorization endpoint
+//! that redirects at once (PKCE S256 checked at the token endpoint); a
+//! device endpoint whose sign-in a GET of its verification URL approves.
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,9 @@ struct State {
     expires_in: u64,
     /// Codes handed out by /authorize, with their PKCE challenge.
     codes: Vec<(String, String)>,
+    /// The device sign-in under way: its code, and whether the user has
+    /// approved it at /verify.
+    device: Option<(String, bool)>,
 }
 
 /// A token endpoint at `http://127.0.0.1:PORT/token`; it stops when
@@ -63,6 +67,7 @@ impl FakeProvider {
             access_token: access_token.into(),
             expires_in,
             codes: Vec::new(),
+            device: None,
         }));
         let shared = Arc::clone(&state);
         let stop = Arc::new(AtomicBool::new(false));
@@ -78,6 +83,13 @@ impl FakeProvider {
     /// signed in and consented, with a code and the state.
     pub fn auth_url(&self) -> String {
         format!("http://{}/authorize", self.addr())
+    }
+
+    /// The device authorization endpoint's URL: it answers with the user
+    /// code `WDJB-MJHT` and a verification URL on this provider, where a
+    /// GET approves the sign-in.
+    pub fn device_url(&self) -> String {
+        format!("http://{}/device", self.addr())
     }
 
     /// The token endpoint's URL.
@@ -151,6 +163,29 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
     if let Some(query) = target.strip_prefix("/authorize?") {
         return authorize(&mut stream, state, query);
     }
+    if target.starts_with("/verify") {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, approved)) = &mut s.device {
+            *approved = true;
+        }
+        return stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\napproved",
+        );
+    }
+    if target == "/device" {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.device = Some(("device-code".into(), false));
+        let addr = stream.local_addr()?;
+        let body = format!(
+            r#"{{"device_code":"device-code","user_code":"WDJB-MJHT","verification_uri":"http://{addr}/verify","expires_in":600,"interval":1}}"#
+        );
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        return stream.write_all(body.as_bytes());
+    }
     let form = String::from_utf8_lossy(&request[body_start..]).into_owned();
     let field = |name: &str| {
         form.split('&')
@@ -183,7 +218,26 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let presented = field("refresh_token");
             let grant = field("grant_type");
-            if grant.as_deref() == Some("authorization_code") {
+            let device_grant = "urn:ietf:params:oauth:grant-type:device_code";
+            if grant.as_deref() == Some(device_grant) {
+                let approved = match &s.device {
+                    Some((code, approved)) if Some(code) == field("device_code").as_ref() => {
+                        *approved
+                    }
+                    _ => false,
+                };
+                if !approved {
+                    (
+                        400,
+                        "application/json",
+                        br#"{"error":"authorization_pending"}"#.to_vec(),
+                        "",
+                    )
+                } else {
+                    s.device = None;
+                    (200, "application/json", issue(&mut s), "")
+                }
+            } else if grant.as_deref() == Some("authorization_code") {
                 let code = field("code").unwrap_or_default();
                 let verifier = field("code_verifier").unwrap_or_default();
                 let expected = s
@@ -196,14 +250,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
                     let body = br#"{"error":"invalid_grant","error_description":"unknown code or PKCE verifier"}"#;
                     (400, "application/json", body.to_vec(), "")
                 } else {
-                    s.issued += 1;
-                    let rotated = format!("refresh-{}", s.issued);
-                    s.refresh = Some(rotated.clone());
-                    let body = format!(
-                        r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
-                        s.access_token, s.expires_in
-                    );
-                    (200, "application/json", body.into_bytes(), "")
+                    (200, "application/json", issue(&mut s), "")
                 }
             } else if grant.as_deref() != Some("refresh_token") {
                 (
@@ -216,15 +263,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
                 let body = br#"{"error":"invalid_grant","error_description":"AADSTS50173: The provided grant has expired due to it being revoked."}"#;
                 (400, "application/json", body.to_vec(), "")
             } else {
-                s.issued += 1;
                 s.refreshes += 1;
-                let rotated = format!("refresh-{}", s.issued);
-                s.refresh = Some(rotated.clone());
-                let body = format!(
-                    r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
-                    s.access_token, s.expires_in
-                );
-                (200, "application/json", body.into_bytes(), "")
+                (200, "application/json", issue(&mut s), "")
             }
         }
     };
@@ -273,4 +313,17 @@ fn authorize(stream: &mut TcpStream, state: &Mutex<State>, query: &str) -> io::R
     stream.write_all(
         format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
     )
+}
+
+/// A token answer: the access token, and a new refresh token that replaces
+/// the old one (rotation).
+fn issue(s: &mut State) -> Vec<u8> {
+    s.issued += 1;
+    let rotated = format!("refresh-{}", s.issued);
+    s.refresh = Some(rotated.clone());
+    format!(
+        r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
+        s.access_token, s.expires_in
+    )
+    .into_bytes()
 }
