@@ -207,13 +207,30 @@ impl Credentials {
         }
     }
 
-    /// These credentials with `secret` (a token fetched for one login).
-    pub(crate) fn with_secret(&self, secret: Secret) -> Self {
-        Self {
+    /// The credentials one login sends: these, or with a token source the
+    /// token it gives now (the drivers' one retry rule: [`Self::retry`]).
+    pub(crate) fn for_login(&self) -> Result<Self, Error> {
+        let secret = match &self.tokens {
+            Some(tokens) => tokens.access_token(unix_now())?,
+            None => self.secret.clone(),
+        };
+        Ok(Self {
             user: self.user.clone(),
             secret,
             tokens: None,
-        }
+        })
+    }
+
+    /// After the server refused `sent` (from [`Self::for_login`]): with a
+    /// token source, the token is invalidated and, if the source then
+    /// gives another, the credentials to try once more; otherwise `None`.
+    pub(crate) fn retry(&self, sent: &Self) -> Result<Option<Self>, Error> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        tokens.invalidate(&sent.secret);
+        let fresh = self.for_login()?;
+        Ok((fresh.secret != sent.secret).then_some(fresh))
     }
 }
 

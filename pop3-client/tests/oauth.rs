@@ -317,3 +317,35 @@ fn device_sign_in_polls_until_the_user_approves() {
         provider.current_refresh_token().unwrap()
     );
 }
+
+/// A Microsoft 365 shared mailbox: the application's own token (client
+/// credentials), fetched again when it expires, no refresh token involved.
+#[test]
+fn client_credentials_log_in_without_a_user_token() {
+    use pop3_client::oauth::ClientCredentials;
+    let provider = FakeProvider::start("password", 1).unwrap();
+    let server = pop3_server();
+    let endpoint = HttpTokenEndpoint::new(&provider.token_url(), "client-id")
+        .unwrap()
+        .client_secret(Secret::new("app secret"))
+        .scope("https://outlook.office365.com/.default");
+    let source = RefreshingTokenSource::new(
+        "shared@contoso.com",
+        Secret::new(""),
+        Box::new(ClientCredentials(endpoint)),
+    );
+    let credentials = Credentials::oauth2("user", Arc::new(source));
+    let mut config = server.client_config();
+    config.auth = AuthMethod::XOAuth2;
+    for _ in 0..2 {
+        let client = pop3_client::blocking::Client::connect(&config, &credentials).unwrap();
+        client.quit().unwrap();
+    }
+    // The 1-second token is within the refresh margin: each login got a
+    // new one.
+    assert_eq!(provider.refreshes(), 2);
+    assert_eq!(
+        provider.current_refresh_token().as_deref(),
+        Some("refresh-0")
+    );
+}

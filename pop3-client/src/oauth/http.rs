@@ -362,6 +362,46 @@ impl TokenEndpoint for HttpTokenEndpoint {
     }
 }
 
+/// The client credentials grant (RFC 6749 section 4.4) as a token
+/// endpoint: for an application's own access to mailboxes (Microsoft 365
+/// shared mailboxes with `https://outlook.office365.com/.default`,
+/// `POP.AccessAsApp`, `SMTP.SendAsApp`), with no user and no refresh token
+/// to expire. Given to [`RefreshingTokenSource`](super::RefreshingTokenSource)
+/// with an empty refresh token, which it ignores.
+///
+/// ```
+/// use pop3_client::oauth::{ClientCredentials, HttpTokenEndpoint, RefreshingTokenSource};
+/// use pop3_client::Secret;
+///
+/// let endpoint = HttpTokenEndpoint::new(
+///     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+///     "00000000-0000-0000-0000-000000000000",
+/// )?
+/// .client_secret(Secret::new("from the vault"))
+/// .scope("https://outlook.office365.com/.default");
+/// let source = RefreshingTokenSource::new(
+///     "shared@contoso.com",
+///     Secret::new(""),
+///     Box::new(ClientCredentials(endpoint)),
+/// );
+/// # Ok::<(), pop3_client::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ClientCredentials(pub HttpTokenEndpoint);
+
+impl TokenEndpoint for ClientCredentials {
+    fn refresh(&self, _unused: &Secret) -> Result<TokenResponse, TokenError> {
+        let endpoint = &self.0;
+        let http = |request| endpoint.exchange(request);
+        let answer = endpoint
+            .client()
+            .exchange_client_credentials()
+            .add_scopes(endpoint.scopes.iter().cloned().map(Scope::new))
+            .request(&http);
+        endpoint.token_answer(answer)
+    }
+}
+
 impl HttpTokenEndpoint {
     /// The client the `oauth2` crate builds requests with.
     pub(super) fn client(

@@ -53,7 +53,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 #[cfg(feature = "oauth2-http")]
-pub use http::{HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
+pub use http::{ClientCredentials, HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
 #[cfg(feature = "oauth2-http")]
 pub use providers::{OAuthProvider, GOOGLE_SCOPES, MICROSOFT_SCOPES};
 #[cfg(feature = "oauth2-http")]

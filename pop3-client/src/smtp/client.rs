@@ -152,19 +152,12 @@ macro_rules! smtp_client {
             /// is invalidated and the login tried once more with a fresh
             /// one.
             pub $($async)? fn login(&mut self, credentials: &crate::config::Credentials) -> Result<(), crate::smtp::SmtpError> {
-                let Some(tokens) = &credentials.tokens else {
-                    return self.login_once(credentials)$(.$aw)?;
-                };
-                let token = tokens.access_token(crate::config::unix_now())?;
-                match self.login_once(&credentials.with_secret(token.clone()))$(.$aw)? {
-                    Err(refused) if refused.is_auth_failure() => {
-                        tokens.invalidate(&token);
-                        let fresh = tokens.access_token(crate::config::unix_now())?;
-                        if fresh == token {
-                            return Err(refused);
-                        }
-                        self.login_once(&credentials.with_secret(fresh))$(.$aw)?
-                    }
+                let sent = credentials.for_login()?;
+                match self.login_once(&sent)$(.$aw)? {
+                    Err(refused) if refused.is_auth_failure() => match credentials.retry(&sent)? {
+                        Some(fresh) => self.login_once(&fresh)$(.$aw)?,
+                        None => Err(refused),
+                    },
                     other => other,
                 }
             }

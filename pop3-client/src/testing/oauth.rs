@@ -219,7 +219,15 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
             let presented = field("refresh_token");
             let grant = field("grant_type");
             let device_grant = "urn:ietf:params:oauth:grant-type:device_code";
-            if grant.as_deref() == Some(device_grant) {
+            if grant.as_deref() == Some("client_credentials") {
+                // The application's own token: no refresh token.
+                s.refreshes += 1;
+                let body = format!(
+                    r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{}}}"#,
+                    s.access_token, s.expires_in
+                );
+                (200, "application/json", body.into_bytes(), "")
+            } else if grant.as_deref() == Some(device_grant) {
                 let approved = match &s.device {
                     Some((code, approved)) if Some(code) == field("device_code").as_ref() => {
                         *approved
