@@ -103,6 +103,11 @@ fn syncs_and_sends_refresh_over_http_and_keep_every_rotated_token_then_reconsent
     assert_eq!(smtp.messages().len(), 3);
     let current = provider.current_refresh_token().unwrap();
     assert_eq!(FileTokenStore::new(&file).load().unwrap().expose(), current);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     // The grant revoked (the user changed the password): reconsent,
     // nothing fetched.
     provider.revoke();

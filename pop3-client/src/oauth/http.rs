@@ -213,10 +213,16 @@ impl HttpTokenEndpoint {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
+        // Host as the URL spells it: an IPv6 literal bracketed, a port
+        // other than the scheme's kept (RFC 9110 section 7.2).
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|| self.host.clone());
         let mut head = format!(
-            "{} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
             request.method(),
-            self.host,
             request.body().len()
         );
         for (name, value) in request.headers() {
