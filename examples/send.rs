@@ -5,7 +5,7 @@
 //!     --user U (--password-env VAR | --password-file F
 //!       | --oauth2-token-url URL --oauth2-client-id ID [--oauth2-client-secret-env VAR]
 //!         [--oauth2-scope S]... --oauth2-refresh-token-file F)
-//!     [--auth auto|plain|login|cram-md5|xoauth2] [--ca-file PEM]
+//!     [--auth auto|plain|login|cram-md5|xoauth2|oauthbearer] [--ca-file PEM]
 //!     [--allow-plaintext-auth] [--timeout SECS]
 //!     --from ADDR --to ADDR [--to ADDR]... [--verify-only]  < message
 //! ```
@@ -36,7 +36,7 @@ struct Cli {
     #[command(flatten)]
     server: ServerArgs,
     /// Login method.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "login", "cram-md5", "xoauth2"])]
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "login", "cram-md5", "xoauth2", "oauthbearer"])]
     auth: String,
     /// Sender address (MAIL FROM).
     #[arg(long)]

@@ -144,6 +144,8 @@ struct Tokens {
     /// Unix seconds; `None`: unknown (treated as expired once used once
     /// and refused).
     expires_at: Option<u64>,
+    /// The access token's life as the provider gave it (`expires_in`).
+    lifetime: Option<u64>,
     refresh: Secret,
 }
 
@@ -171,7 +173,8 @@ impl std::fmt::Debug for RefreshingTokenSource {
 
 impl RefreshingTokenSource {
     /// Tokens for `account` from `refresh_token`; the first access token is
-    /// fetched when first asked for. The margin is 5 minutes.
+    /// fetched when first asked for. The margin is 5 minutes (at most a
+    /// quarter of an access token's life).
     pub fn new(
         account: impl Into<String>,
         refresh_token: Secret,
@@ -185,6 +188,7 @@ impl RefreshingTokenSource {
             tokens: Mutex::new(Tokens {
                 access: None,
                 expires_at: None,
+                lifetime: None,
                 refresh: refresh_token,
             }),
         }
@@ -198,7 +202,9 @@ impl RefreshingTokenSource {
         self
     }
 
-    /// How long before its expiry an access token is refreshed.
+    /// How long before its expiry an access token is refreshed; at most a
+    /// quarter of the token's life, so a short-lived token still serves
+    /// the sessions of one sync rather than being refreshed for each.
     pub fn with_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
@@ -233,6 +239,7 @@ impl RefreshingTokenSource {
         }
         tokens.access = Some(answer.access_token);
         tokens.expires_at = answer.expires_in.map(|s| now.saturating_add(s));
+        tokens.lifetime = answer.expires_in;
         Ok(())
     }
 }
@@ -243,7 +250,10 @@ impl TokenSource for RefreshingTokenSource {
             .tokens
             .lock()
             .map_err(|_| Error::invalid_setting("the token source", "a refresh panicked"))?;
-        let margin = self.margin.as_secs();
+        let margin = match tokens.lifetime {
+            Some(life) => self.margin.as_secs().min(life / 4),
+            None => self.margin.as_secs(),
+        };
         let fresh = match (&tokens.access, tokens.expires_at) {
             (Some(_), Some(at)) => now.saturating_add(margin) < at,
             // No expiry given: used until the server refuses it.
@@ -310,6 +320,7 @@ mod tests {
     struct Rotating {
         calls: Arc<AtomicUsize>,
         current: Mutex<String>,
+        lifetime: u64,
     }
 
     impl TokenEndpoint for Rotating {
@@ -325,21 +336,39 @@ mod tests {
             *current = format!("refresh-{n}");
             Ok(TokenResponse {
                 access_token: Secret::new(format!("access-{n}")),
-                expires_in: Some(3600),
+                expires_in: Some(self.lifetime),
                 refresh_token: Some(Secret::new(current.clone())),
             })
         }
     }
 
     fn rotating() -> (Box<Rotating>, Arc<AtomicUsize>) {
+        rotating_for(3600)
+    }
+
+    /// As [`rotating`], its access tokens living `lifetime` seconds.
+    fn rotating_for(lifetime: u64) -> (Box<Rotating>, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         (
             Box::new(Rotating {
                 calls: Arc::clone(&calls),
                 current: Mutex::new("refresh-0".into()),
+                lifetime,
             }),
             calls,
         )
+    }
+
+    #[test]
+    fn a_short_lived_token_serves_three_quarters_of_its_life() {
+        // A 5-second token against the 5-minute margin: refreshed at
+        // every connection if the margin were not capped.
+        let (endpoint, calls) = rotating_for(8);
+        let source = RefreshingTokenSource::new("a", Secret::new("refresh-0"), endpoint);
+        assert_eq!(source.access_token(1_000).unwrap().expose(), "access-1");
+        assert_eq!(source.access_token(1_005).unwrap().expose(), "access-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(source.access_token(1_006).unwrap().expose(), "access-2");
     }
 
     #[test]

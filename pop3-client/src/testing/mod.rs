@@ -285,7 +285,19 @@ impl Listener {
         stop: Arc<AtomicBool>,
         serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(0, name, ca_pem, implicit_tls, stop, serve)
+    }
+
+    /// As [`Listener::start`], on 127.0.0.1:`port` (0: any free port).
+    pub(crate) fn start_on(
+        port: u16,
+        name: &'static str,
+        ca_pem: String,
+        implicit_tls: bool,
+        stop: Arc<AtomicBool>,
+        serve: impl Fn(TcpStream, usize) + Send + Sync + 'static,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let serve = Arc::new(serve);
         let stopped = Arc::clone(&stop);

@@ -4,7 +4,15 @@
 //! used, access tokens with a short life, revocation, and faults on demand
 //! (500, 429, HTML, a huge answer, no answer); an authorization endpoint
 //! that redirects at once (PKCE S256 checked at the token endpoint); a
-//! device endpoint whose sign-in a GET of its verification URL approves.
+//! device endpoint whose sign-in a GET of its verification URL approves;
+//! an introspection endpoint (RFC 7662) for a real server to check the
+//! access tokens with.
+//!
+//! Signed access tokens ([`FakeProvider::signed`]) carry their user and
+//! expiry under an HMAC-SHA256 of a key: any provider holding the same key
+//! introspects them, so a long-running one started beside a real server
+//! (`scripts/oauth.sh`, for Dovecot's `passdb oauth2`) accepts the tokens a
+//! test's own provider issues, while each test keeps its own grant.
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +53,25 @@ struct State {
     /// The device sign-in under way: its code, and whether the user has
     /// approved it at /verify.
     device: Option<(String, bool)>,
+    /// Signs access tokens (and introspects them) when set.
+    signer: Option<Signer>,
+}
+
+/// The key signed access tokens are made with, and the user they name.
+struct Signer {
+    key: Vec<u8>,
+    user: String,
+}
+
+impl State {
+    /// The access token a grant gets now: the fixed one, or a token signed
+    /// for the user that expires in `expires_in` seconds.
+    fn access_token(&self) -> String {
+        match &self.signer {
+            Some(signer) => sign(&signer.key, &signer.user, unix_now() + self.expires_in),
+            None => self.access_token.clone(),
+        }
+    }
 }
 
 /// A token endpoint at `http://127.0.0.1:PORT/token`; it stops when
@@ -59,6 +86,32 @@ impl FakeProvider {
     /// accepts as a token) valid `expires_in` seconds; the first refresh
     /// token is `refresh-0`.
     pub fn start(access_token: &str, expires_in: u64) -> io::Result<Self> {
+        Self::launch(0, access_token, expires_in, None)
+    }
+
+    /// Issues access tokens for `user` signed with `key`, each valid
+    /// `expires_in` seconds, which its introspection endpoint (and that of
+    /// any provider with the same key) declares active until then.
+    pub fn signed(key: &[u8], user: &str, expires_in: u64) -> io::Result<Self> {
+        Self::signed_on(0, key, user, expires_in)
+    }
+
+    /// As [`FakeProvider::signed`], listening on 127.0.0.1:`port` (0: any
+    /// free port): the long-running provider a server's configuration names.
+    pub fn signed_on(port: u16, key: &[u8], user: &str, expires_in: u64) -> io::Result<Self> {
+        let signer = Signer {
+            key: key.to_vec(),
+            user: user.to_owned(),
+        };
+        Self::launch(port, "", expires_in, Some(signer))
+    }
+
+    fn launch(
+        port: u16,
+        access_token: &str,
+        expires_in: u64,
+        signer: Option<Signer>,
+    ) -> io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             refresh: Some("refresh-0".into()),
             issued: 0,
@@ -68,13 +121,21 @@ impl FakeProvider {
             expires_in,
             codes: Vec::new(),
             device: None,
+            signer,
         }));
         let shared = Arc::clone(&state);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
-        let listener = Listener::start("oauth-test", String::new(), false, stop, move |s, _| {
-            let _ = serve(s, &shared, &stopped);
-        })?;
+        let listener = Listener::start_on(
+            port,
+            "oauth-test",
+            String::new(),
+            false,
+            stop,
+            move |s, _| {
+                let _ = serve(s, &shared, &stopped);
+            },
+        )?;
         Ok(Self { listener, state })
     }
 
@@ -95,6 +156,13 @@ impl FakeProvider {
     /// The token endpoint's URL.
     pub fn token_url(&self) -> String {
         format!("http://{}/token", self.addr())
+    }
+
+    /// The introspection endpoint's URL (RFC 7662): a POST of
+    /// `token=...` answers `{"active":true,"username":...,"exp":...}` for
+    /// a signed token that has not expired, `{"active":false}` otherwise.
+    pub fn introspection_url(&self) -> String {
+        format!("http://{}/introspect", self.addr())
     }
 
     /// Where it listens.
@@ -192,6 +260,22 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
             .map(crate::oauth::percent_decode)
     };
+    if target == "/introspect" {
+        let answer = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            let key = s.signer.as_ref().map(|signer| signer.key.as_slice());
+            match (key, field("token")) {
+                (Some(key), Some(token)) => introspect(key, &token),
+                _ => r#"{"active":false}"#.to_owned(),
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            answer.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        return stream.write_all(answer.as_bytes());
+    }
     let fault = state.lock().map(|s| s.fault).unwrap_or(ProviderFault::None);
     let (status, content_type, body, extra) = match fault {
         ProviderFault::Silent => {
@@ -224,7 +308,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::
                 s.refreshes += 1;
                 let body = format!(
                     r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{}}}"#,
-                    s.access_token, s.expires_in
+                    s.access_token(),
+                    s.expires_in
                 );
                 (200, "application/json", body.into_bytes(), "")
             } else if grant.as_deref() == Some(device_grant) {
@@ -331,7 +416,77 @@ fn issue(s: &mut State) -> Vec<u8> {
     s.refresh = Some(rotated.clone());
     format!(
         r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{},"refresh_token":"{rotated}"}}"#,
-        s.access_token, s.expires_in
+        s.access_token(),
+        s.expires_in
     )
     .into_bytes()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A signed access token: `v1.USER.EXPIRY.MAC`, the user in base64url and
+/// the MAC an HMAC-SHA256 of `USER.EXPIRY` under the key, in base64url.
+fn sign(key: &[u8], user: &str, expiry: u64) -> String {
+    use base64::Engine as _;
+    let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user);
+    let signed = format!("{user}.{expiry}");
+    let mac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac_sha256(key, &signed));
+    format!("v1.{signed}.{mac}")
+}
+
+/// What the introspection endpoint says of `token`.
+fn introspect(key: &[u8], token: &str) -> String {
+    use base64::Engine as _;
+    let inactive = r#"{"active":false}"#.to_owned();
+    let mut parts = token.split('.');
+    let (Some("v1"), Some(user), Some(expiry), Some(_), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return inactive;
+    };
+    let Ok(exp) = expiry.parse::<u64>() else {
+        return inactive;
+    };
+    let Some(name) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(user)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+    else {
+        return inactive;
+    };
+    // Recomputing the whole token compares the MAC too.
+    if sign(key, &name, exp) != token || exp <= unix_now() {
+        return inactive;
+    }
+    // Names of letters, digits and `@._-` only, so none needs escaping.
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@._-".contains(c);
+    if !name.chars().all(plain) {
+        return inactive;
+    }
+    format!(r#"{{"active":true,"username":"{name}","exp":{exp}}}"#)
+}
+
+/// HMAC-SHA256 (RFC 2104) over the crypto provider's SHA-256.
+fn hmac_sha256(key: &[u8], message: &str) -> [u8; 32] {
+    let provider = crate::transport::crypto_provider();
+    let hash = |data: &[u8]| crate::transport::trust::sha256(&provider, data).unwrap_or_default();
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&hash(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    inner.extend_from_slice(message.as_bytes());
+    let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend_from_slice(&hash(&inner));
+    hash(&outer)
 }
