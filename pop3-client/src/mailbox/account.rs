@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::{AuthMethod, ClientConfig, Credentials, Secret};
+use crate::config::{AuthMethod, ClientConfig, Credentials, Secret, TokenSource};
 use crate::endpoint::{Protocol, Security, TlsRoots};
 use crate::mailbox::sync::FirstSync;
+use crate::oauth::OAuthProvider;
 
 /// A setting that cannot be used, named by its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +82,113 @@ pub enum Credential {
     AppPassword(Secret),
     /// An OAuth2 access token (sent with SASL XOAUTH2).
     OAuth2Token(Secret),
+    /// An OAuth2 sign-in: the refresh token and where it is refreshed; each
+    /// login asks the token source attached to it
+    /// ([`Account::attach_token_source`]) for an access token.
+    #[cfg_attr(feature = "serde", serde(rename = "oauth2"))]
+    OAuth2(OAuth2Grant),
+}
+
+/// What an OAuth2 sign-in leaves with an account: the provider, the
+/// application's client id, the scopes and the refresh token. The
+/// application's client secret is not kept here (it belongs to the
+/// application, not the account). A rotated refresh token replaces this
+/// one through the [`TokenStore`](crate::oauth::TokenStore) the
+/// application gives its token source.
+#[derive(Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct OAuth2Grant {
+    /// Where tokens are refreshed.
+    pub provider: OAuthProvider,
+    /// The application's client id at the provider.
+    pub client_id: String,
+    /// The scopes asked for (the provider's POP3 and SMTP scopes by
+    /// default).
+    pub scopes: Vec<String>,
+    /// OAUTHBEARER (RFC 7628) rather than XOAUTH2 at login.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub oauthbearer: bool,
+    /// The refresh token.
+    pub refresh_token: Secret,
+    /// The token source logins ask, attached at run time.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    tokens: Option<std::sync::Arc<dyn TokenSource>>,
+}
+
+impl OAuth2Grant {
+    /// A sign-in at `provider` by the application `client_id`, with the
+    /// provider's POP3 and SMTP scopes, logging in with XOAUTH2.
+    pub fn new(
+        provider: OAuthProvider,
+        client_id: impl Into<String>,
+        refresh_token: Secret,
+    ) -> Self {
+        Self {
+            scopes: provider.scopes(),
+            provider,
+            client_id: client_id.into(),
+            oauthbearer: false,
+            refresh_token,
+            tokens: None,
+        }
+    }
+
+    /// The token endpoint for this grant, over HTTPS, with its scopes; add
+    /// the application's client secret if it has one.
+    #[cfg(feature = "oauth2-http")]
+    pub fn endpoint(&self) -> Result<crate::oauth::HttpTokenEndpoint, crate::error::Error> {
+        Ok(
+            crate::oauth::HttpTokenEndpoint::for_provider(&self.provider, self.client_id.clone())?
+                .with_scopes(self.scopes.iter().cloned()),
+        )
+    }
+
+    /// Whether a token source is attached.
+    pub fn has_token_source(&self) -> bool {
+        self.tokens.is_some()
+    }
+}
+
+impl PartialEq for OAuth2Grant {
+    /// Equal settings; the attached token source is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.provider == other.provider
+            && self.client_id == other.client_id
+            && self.scopes == other.scopes
+            && self.oauthbearer == other.oauthbearer
+            && self.refresh_token == other.refresh_token
+    }
+}
+
+impl Eq for OAuth2Grant {}
+
+impl fmt::Debug for OAuth2Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Grant")
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("oauthbearer", &self.oauthbearer)
+            .field("refresh_token", &"<redacted>")
+            .field("token_source", &self.tokens.is_some())
+            .finish()
+    }
+}
+
+/// The token source of a grant that has none attached: each login fails
+/// with a message saying what the application must do.
+struct NoTokenSource;
+
+impl TokenSource for NoTokenSource {
+    fn access_token(&self, _now: u64) -> Result<Secret, crate::error::Error> {
+        Err(crate::error::Error::invalid_setting(
+            "the account's OAuth2 sign-in",
+            "no token source is attached: build one from the grant (OAuth2Grant::endpoint and a RefreshingTokenSource with a TokenStore) and call Account::attach_token_source",
+        ))
+    }
+
+    fn invalidate(&self, _token: &Secret) {}
 }
 
 impl Credential {
@@ -99,10 +207,11 @@ impl Credential {
         Self::OAuth2Token(token.into())
     }
 
-    /// The secret itself.
+    /// The secret itself (for an OAuth2 sign-in, its refresh token).
     pub fn secret(&self) -> &Secret {
         match self {
             Self::Password(s) | Self::AppPassword(s) | Self::OAuth2Token(s) => s,
+            Self::OAuth2(grant) => &grant.refresh_token,
         }
     }
 
@@ -113,6 +222,31 @@ impl Credential {
             Self::Password(_) => Self::Password(secret),
             Self::AppPassword(_) => Self::AppPassword(secret),
             Self::OAuth2Token(_) => Self::OAuth2Token(secret),
+            Self::OAuth2(grant) => Self::OAuth2(OAuth2Grant {
+                refresh_token: secret,
+                tokens: None,
+                ..grant.clone()
+            }),
+        }
+    }
+
+    /// Whether this credential is OAuth2 (a token or a sign-in).
+    pub fn is_oauth2(&self) -> bool {
+        matches!(self, Self::OAuth2Token(_) | Self::OAuth2(_))
+    }
+
+    /// The credentials a login sends as `user`: the secret, or for an
+    /// OAuth2 sign-in its token source.
+    pub(crate) fn for_user(&self, user: String) -> Credentials {
+        match self {
+            Self::OAuth2(grant) => {
+                let tokens = grant
+                    .tokens
+                    .clone()
+                    .unwrap_or_else(|| std::sync::Arc::new(NoTokenSource));
+                Credentials::oauth2(user, tokens)
+            }
+            other => Credentials::new(user, other.secret().clone()),
         }
     }
 
@@ -121,6 +255,8 @@ impl Credential {
     pub fn auth_method(&self) -> AuthMethod {
         match self {
             Self::OAuth2Token(_) => AuthMethod::XOAuth2,
+            Self::OAuth2(grant) if grant.oauthbearer => AuthMethod::OAuthBearer,
+            Self::OAuth2(_) => AuthMethod::XOAuth2,
             Self::Password(_) | Self::AppPassword(_) => AuthMethod::Auto,
         }
     }
@@ -132,6 +268,7 @@ impl fmt::Debug for Credential {
             Self::Password(_) => "Password(<redacted>)",
             Self::AppPassword(_) => "AppPassword(<redacted>)",
             Self::OAuth2Token(_) => "OAuth2Token(<redacted>)",
+            Self::OAuth2(_) => "OAuth2(<redacted>)",
         })
     }
 }
@@ -479,9 +616,7 @@ impl Account {
         Preset::for_email(&self.email)?;
         check_server("incoming", &self.incoming, Protocol::Pop3)?;
         // Microsoft refuses passwords for POP3: say so before connecting.
-        if is_microsoft(&self.incoming.host)
-            && !matches!(self.incoming.credential, Credential::OAuth2Token(_))
-        {
+        if is_microsoft(&self.incoming.host) && !self.incoming.credential.is_oauth2() {
             return Err(AccountError {
                 oauth_required: true,
                 ..AccountError::new(
@@ -548,10 +683,28 @@ impl Account {
 
     /// The incoming login.
     pub fn credentials(&self) -> Credentials {
-        Credentials::new(
-            self.incoming.user.clone(),
-            self.incoming.credential.secret().clone(),
-        )
+        self.incoming
+            .credential
+            .for_user(self.incoming.user.clone())
+    }
+
+    /// Attaches `source` to the account's OAuth2 sign-ins (the incoming
+    /// one, and the outgoing one when it is its own), so that every login
+    /// asks it for an access token: one token serves POP3 and SMTP. Says
+    /// whether any credential was an OAuth2 sign-in.
+    pub fn attach_token_source(&mut self, source: std::sync::Arc<dyn TokenSource>) -> bool {
+        let mut attached = false;
+        let mut attach = |credential: &mut Credential| {
+            if let Credential::OAuth2(grant) = credential {
+                grant.tokens = Some(std::sync::Arc::clone(&source));
+                attached = true;
+            }
+        };
+        attach(&mut self.incoming.credential);
+        if let Outgoing::Separate(server) = &mut self.outgoing {
+            attach(&mut server.credential);
+        }
+        attached
     }
 
     /// What the user can do about `error` from this account's servers, with
@@ -853,6 +1006,64 @@ mod tests {
         let bad = json.replace("\"starttls\"", "\"ssl\"");
         let e = serde_json::from_str::<Account>(&bad).unwrap_err();
         assert!(e.to_string().contains("use tls, starttls or plain"), "{e}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn an_oauth2_sign_in_is_kept_with_its_provider_and_refresh_token() {
+        let provider = OAuthProvider::microsoft("contoso.com").unwrap();
+        let grant = OAuth2Grant::new(provider, "client-id", Secret::new("refresh-secret"));
+        let a = Account::for_email("ms", "me@outlook.com", Credential::OAuth2(grant)).unwrap();
+        a.validate().unwrap();
+        let json = serde_json::to_string(&crate::config::WithSecrets(&a)).unwrap();
+        assert!(json.contains(r#""kind":"oauth2""#), "{json}");
+        assert!(
+            json.contains(r#""name":"microsoft","tenant":"contoso.com""#),
+            "{json}"
+        );
+        assert!(json.contains("POP.AccessAsUser.All"), "{json}");
+        assert_eq!(serde_json::from_str::<Account>(&json).unwrap(), a);
+        assert!(!serde_json::to_string(&a)
+            .unwrap()
+            .contains("refresh-secret"));
+        assert!(!format!("{a:?}").contains("refresh-secret"));
+        assert_eq!(a.client_config().auth, AuthMethod::XOAuth2);
+    }
+
+    #[test]
+    fn logins_ask_the_attached_token_source_and_say_when_there_is_none() {
+        struct Fixed;
+        impl TokenSource for Fixed {
+            fn access_token(&self, _now: u64) -> Result<Secret, crate::error::Error> {
+                Ok(Secret::new("access"))
+            }
+            fn invalidate(&self, _token: &Secret) {}
+        }
+        let grant = OAuth2Grant::new(OAuthProvider::Google, "id", Secret::new("refresh"));
+        let mut a = Account::for_email("g", "me@gmail.com", Credential::OAuth2(grant)).unwrap();
+        let e = a.credentials().for_login().unwrap_err();
+        assert_eq!(e.kind(), "config");
+        assert!(e.to_string().contains("attach_token_source"), "{e}");
+        assert!(a.attach_token_source(std::sync::Arc::new(Fixed)));
+        assert_eq!(
+            a.credentials().for_login().unwrap().secret.expose(),
+            "access"
+        );
+        // "Same credentials": the outgoing login asks the same source.
+        let outgoing = a.outgoing_settings().unwrap();
+        assert_eq!(
+            outgoing
+                .credential
+                .for_user(outgoing.user.clone())
+                .for_login()
+                .unwrap()
+                .secret
+                .expose(),
+            "access"
+        );
+        // A new refresh token (signed in again) drops the old source.
+        let renewed = a.incoming.credential.with_secret("refresh-2");
+        assert!(matches!(&renewed, Credential::OAuth2(g) if !g.has_token_source()));
     }
 
     #[test]

@@ -173,6 +173,13 @@ impl HttpTokenEndpoint {
         self
     }
 
+    /// The scopes asked for at each refresh, replacing those so far (the
+    /// provider's, with [`Self::for_provider`]).
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// A scope asked for at each refresh (Microsoft's refresh needs them).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());

@@ -43,7 +43,6 @@
 
 #[cfg(feature = "oauth2-http")]
 mod http;
-#[cfg(feature = "oauth2-http")]
 mod providers;
 #[cfg(feature = "oauth2-http")]
 mod sign_in;
@@ -54,8 +53,9 @@ use std::time::Duration;
 
 #[cfg(feature = "oauth2-http")]
 pub use http::{ClientCredentials, HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
-#[cfg(feature = "oauth2-http")]
-pub use providers::{OAuthProvider, GOOGLE_SCOPES, MICROSOFT_SCOPES};
+pub use providers::{
+    OAuthProvider, FASTMAIL_SCOPES, GOOGLE_SCOPES, MICROSOFT_SCOPES, YAHOO_SCOPES,
+};
 #[cfg(feature = "oauth2-http")]
 pub use sign_in::{PendingSignIn, SignIn};
 pub use store::{FileTokenStore, TokenStore};

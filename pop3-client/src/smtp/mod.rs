@@ -98,16 +98,10 @@ impl SmtpConfig {
         config.port = Some(settings.port);
         config.security = settings.security;
         config.allow_plaintext_auth = settings.allow_plaintext_auth;
-        if matches!(
-            settings.credential,
-            crate::mailbox::account::Credential::OAuth2Token(_)
-        ) {
-            config.auth = AuthMethod::XOAuth2;
+        if settings.credential.is_oauth2() {
+            config.auth = settings.credential.auth_method();
         }
-        let credentials = crate::config::Credentials::new(
-            settings.user.clone(),
-            settings.credential.secret().clone(),
-        );
+        let credentials = settings.credential.for_user(settings.user.clone());
         (config, credentials)
     }
 
