@@ -6,6 +6,11 @@
 //!         [--delete never|after-retrieval|after-days=N|when-deleted-locally]
 //!         [--outgoing same|none|separate] [--smtp-host H] [--smtp-port P] [--smtp-security tls|starttls|plain]
 //!         [--smtp-user U] [--smtp-password-env VAR] [--meta KEY=VALUE]...
+//! account --config DIR add NAME --email ADDR [the server options above, without a password]
+//!         --oauth2 google|microsoft|zoho|yahoo|fastmail|custom
+//!         [--oauth2-tenant T] [--oauth2-region R] [--oauth2-client-id ID] [--oauth2-client-secret-env VAR]
+//!         [--oauth2-token-url URL] [--oauth2-auth-url URL] [--oauth2-device-url URL] [--oauth2-scope S]...
+//!         (--oauth2-refresh-token-env VAR | --oauth2-browser | --oauth2-device)
 //! account --config DIR list
 //! account --config DIR activate NAME
 //! account --config DIR verify NAME
@@ -22,6 +27,18 @@
 //! `set-password --incoming` verifies the new password and keeps the old one
 //! when it fails. On failure the last stderr line is `error: KIND: ...` as
 //! in `fetch`.
+//!
+//! With `--oauth2` the account signs in at the provider instead of giving a
+//! password: `--oauth2-browser` prints the URL to open and waits for the
+//! redirect to a loopback port; `--oauth2-device` prints a URL and a code
+//! to type there; `--oauth2-refresh-token-env` takes a refresh token the
+//! application already has. The refresh token is kept in accounts.json,
+//! replaced there (atomically) each time the provider rotates it, before
+//! the new access token is used; the client secret is never kept, only the
+//! name of the environment variable that holds it. Every login asks for a
+//! fresh access token, and one token serves POP3 and SMTP. A refresh token
+//! the provider refuses ends `error: reconsent: ...`: add the account
+//! again to sign in anew.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -30,12 +47,18 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pop3_client::account::{Account, Credential, DeletePolicy, Outgoing, ServerSettings};
+use pop3_client::account::{
+    Account, Credential, DeletePolicy, OAuth2Grant, Outgoing, ServerSettings,
+};
+use pop3_client::oauth::{
+    HttpTokenEndpoint, OAuthProvider, RefreshingTokenSource, SignIn, TokenResponse, TokenStore,
+};
 use pop3_client::smtp::SmtpError;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
 use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
 use pop3_client::verify::{verify_incoming, verify_outgoing, Stage, Step};
+use pop3_client::Secret;
 use pop3_client::{Error, Protocol, Security};
 use pop3_examples::SecurityArg;
 use serde::{Deserialize, Serialize};
@@ -69,6 +92,241 @@ struct PasswordSource {
     password_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    Google,
+    Microsoft,
+    Zoho,
+    Yahoo,
+    Fastmail,
+    Custom,
+}
+
+/// Signing in with OAuth2 instead of a password.
+#[derive(Debug, Args)]
+struct OAuth2Args {
+    /// Sign in at this provider (OAuth2) instead of giving a password.
+    #[arg(long = "oauth2", value_enum, value_name = "PROVIDER", conflicts_with_all = ["password_env", "password_file"])]
+    provider: Option<ProviderArg>,
+    /// Microsoft: the tenant (a domain or id, or common, organizations, consumers).
+    #[arg(long = "oauth2-tenant", value_name = "T", requires = "provider")]
+    tenant: Option<String>,
+    /// Zoho: the data centre (com, eu, in, com.au, jp, ca, sa, com.cn).
+    #[arg(long = "oauth2-region", value_name = "R", requires = "provider")]
+    region: Option<String>,
+    /// The application's client id at the provider.
+    #[arg(long = "oauth2-client-id", value_name = "ID", requires = "provider")]
+    client_id: Option<String>,
+    /// Environment variable holding the application's client secret, if it has one.
+    #[arg(
+        long = "oauth2-client-secret-env",
+        value_name = "VAR",
+        requires = "provider"
+    )]
+    client_secret_env: Option<String>,
+    /// custom: the token endpoint.
+    #[arg(long = "oauth2-token-url", value_name = "URL", requires = "provider")]
+    token_url: Option<String>,
+    /// custom: the authorization endpoint (for --oauth2-browser).
+    #[arg(long = "oauth2-auth-url", value_name = "URL", requires = "provider")]
+    auth_url: Option<String>,
+    /// custom: the device authorization endpoint (for --oauth2-device).
+    #[arg(long = "oauth2-device-url", value_name = "URL", requires = "provider")]
+    device_url: Option<String>,
+    /// A scope to ask for, instead of the provider's (repeatable).
+    #[arg(long = "oauth2-scope", value_name = "S", requires = "provider")]
+    scopes: Vec<String>,
+    /// Environment variable holding a refresh token the application already has.
+    #[arg(long = "oauth2-refresh-token-env", value_name = "VAR", requires = "provider", conflicts_with_all = ["browser", "device"])]
+    refresh_token_env: Option<String>,
+    /// Sign in in a browser: print the URL to open, wait for the redirect to 127.0.0.1.
+    #[arg(
+        long = "oauth2-browser",
+        requires = "provider",
+        conflicts_with = "device"
+    )]
+    browser: bool,
+    /// Sign in on another device: print a URL and a code to type there.
+    #[arg(long = "oauth2-device", requires = "provider")]
+    device: bool,
+}
+
+/// The metadata key naming the environment variable of the client secret.
+const CLIENT_SECRET_ENV: &str = "oauth2_client_secret_env";
+
+/// How long a sign-in in the browser or on another device may take.
+const SIGN_IN_WAIT: Duration = Duration::from_secs(600);
+
+impl OAuth2Args {
+    fn provider(&self, kind: ProviderArg) -> Result<OAuthProvider, Error> {
+        Ok(match kind {
+            ProviderArg::Google => OAuthProvider::Google,
+            ProviderArg::Yahoo => OAuthProvider::Yahoo,
+            ProviderArg::Fastmail => OAuthProvider::Fastmail,
+            ProviderArg::Microsoft => {
+                OAuthProvider::microsoft(self.tenant.as_deref().unwrap_or("common"))?
+            }
+            ProviderArg::Zoho => OAuthProvider::zoho(self.region.as_deref().unwrap_or("com"))?,
+            ProviderArg::Custom => OAuthProvider::Custom {
+                token_url: self
+                    .token_url
+                    .clone()
+                    .ok_or_else(|| config_error("--oauth2 custom needs --oauth2-token-url"))?,
+                auth_url: self.auth_url.clone().unwrap_or_default(),
+                device_url: self.device_url.clone(),
+            },
+        })
+    }
+}
+
+/// The client secret named by the account's metadata, if any.
+fn client_secret(metadata: &BTreeMap<String, String>) -> Result<Option<Secret>, Error> {
+    let Some(var) = metadata.get(CLIENT_SECRET_ENV) else {
+        return Ok(None);
+    };
+    std::env::var(var)
+        .map(|s| Some(Secret::new(s)))
+        .map_err(|_| {
+            config_error(format!(
+                "the OAuth2 client secret: the environment variable {var} is not set"
+            ))
+        })
+}
+
+/// The token endpoint of `grant`, with the client secret if any.
+fn token_endpoint(
+    grant: &OAuth2Grant,
+    metadata: &BTreeMap<String, String>,
+) -> Result<HttpTokenEndpoint, Error> {
+    let mut endpoint = grant.endpoint()?;
+    if let Some(secret) = client_secret(metadata)? {
+        endpoint = endpoint.client_secret(secret);
+    }
+    Ok(endpoint)
+}
+
+/// Where a rotated refresh token goes: the account's entry in
+/// accounts.json, rewritten atomically; or, while `add` has not saved the
+/// account yet, memory (the account is saved with the latest one).
+enum AccountTokens {
+    Saved { dir: PathBuf, name: String },
+    Unsaved(std::sync::Arc<std::sync::Mutex<Option<Secret>>>),
+}
+
+impl TokenStore for AccountTokens {
+    fn save(&self, _account: &str, token: &Secret) -> std::io::Result<()> {
+        match self {
+            Self::Unsaved(latest) => {
+                *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+                Ok(())
+            }
+            Self::Saved { dir, name } => {
+                let io = |e: Error| std::io::Error::other(e.to_string());
+                let mut settings = load(dir).map_err(io)?;
+                let account = find(&mut settings, name).map_err(io)?;
+                account.incoming.credential =
+                    account.incoming.credential.with_secret(token.clone());
+                save(dir, &settings).map_err(io)
+            }
+        }
+    }
+}
+
+/// For an account that signs in with OAuth2: a token source refreshing
+/// its grant, attached to it, rotated tokens going to `store`.
+fn attach_tokens(
+    account: &mut Account,
+    store: AccountTokens,
+    first: Option<&TokenResponse>,
+) -> Result<(), Error> {
+    let Credential::OAuth2(grant) = &account.incoming.credential else {
+        return Ok(());
+    };
+    let endpoint = token_endpoint(grant, &account.metadata)?;
+    let mut source = RefreshingTokenSource::new(
+        account.name.clone(),
+        grant.refresh_token.clone(),
+        Box::new(endpoint),
+    )
+    .with_store(Box::new(store));
+    if let Some(answer) = first {
+        // The sign-in's own access token: no refresh needed right away.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        source = source.with_access_token(
+            answer.access_token.clone(),
+            now + answer.expires_in.unwrap_or(0),
+        );
+    }
+    account.attach_token_source(std::sync::Arc::new(source));
+    Ok(())
+}
+
+/// Signs in as `args` says; the grant and the provider's first answer
+/// (none for a refresh token taken from the environment).
+fn sign_in(
+    args: &OAuth2Args,
+    kind: ProviderArg,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(OAuth2Grant, Option<TokenResponse>), Error> {
+    let provider = args.provider(kind)?;
+    let client_id = args.client_id.clone().ok_or_else(|| {
+        config_error("--oauth2 needs --oauth2-client-id (the application's id at the provider)")
+    })?;
+    let mut grant = OAuth2Grant::new(provider.clone(), client_id, Secret::new(""));
+    if !args.scopes.is_empty() {
+        grant.scopes = args.scopes.clone();
+    }
+    let endpoint = || token_endpoint(&grant, metadata);
+    let answer = if let Some(var) = &args.refresh_token_env {
+        let token = std::env::var(var).map_err(|_| {
+            config_error(format!(
+                "--oauth2-refresh-token-env: the environment variable {var} is not set"
+            ))
+        })?;
+        grant.refresh_token = Secret::new(token.trim());
+        return Ok((grant, None));
+    } else if args.browser {
+        let auth_url = provider.auth_url();
+        if auth_url.is_empty() {
+            return Err(config_error("--oauth2-browser needs --oauth2-auth-url"));
+        }
+        SignIn::new(endpoint()?, &auth_url)?.loopback(
+            |url| {
+                println!("open this URL in a browser to sign in: {url}");
+                let _ = std::io::stdout().flush();
+            },
+            SIGN_IN_WAIT,
+        )?
+    } else if args.device {
+        let device_url = provider.device_url().ok_or_else(|| {
+            config_error(
+                "--oauth2-device: this provider has no device sign-in; use --oauth2-browser (or give --oauth2-device-url)",
+            )
+        })?;
+        SignIn::device(
+            &endpoint()?,
+            &device_url,
+            |url, code| {
+                println!("to sign in, open {url} and enter the code {code}");
+                let _ = std::io::stdout().flush();
+            },
+            SIGN_IN_WAIT,
+        )?
+    } else {
+        return Err(config_error(
+            "--oauth2 needs one of --oauth2-browser, --oauth2-device or --oauth2-refresh-token-env",
+        ));
+    };
+    grant.refresh_token = answer.refresh_token.clone().ok_or_else(|| {
+        config_error(
+            "the provider signed in but gave no refresh token: ask for offline access (Microsoft: the offline_access scope)",
+        )
+    })?;
+    Ok((grant, Some(answer)))
+}
+
 #[derive(Debug, Subcommand)]
 // Parsed once per run: the size of the biggest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -94,6 +352,8 @@ enum Cmd {
         user: Option<String>,
         #[command(flatten)]
         password: PasswordSource,
+        #[command(flatten)]
+        oauth2: OAuth2Args,
         /// PEM file of the authority (or the server's own certificate) to trust.
         #[arg(long)]
         ca_file: Option<PathBuf>,
@@ -337,6 +597,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         security,
         user,
         password,
+        oauth2,
         ca_file,
         allow_plaintext_auth,
         delete,
@@ -368,8 +629,27 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     if settings.accounts.iter().any(|a| a.name == name) {
         return Err(config_error(format!("an account named \"{name}\" exists already")).into());
     }
-    let secret = read_password(&password, "incoming password")?;
-    let mut account = Account::for_email(&name, &email, Credential::password(secret))?;
+    let mut metadata = BTreeMap::new();
+    for item in meta {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| config_error(format!("--meta {item}: use KEY=VALUE")))?;
+        metadata.insert(key.to_owned(), value.to_owned());
+    }
+    if let Some(var) = &oauth2.client_secret_env {
+        metadata.insert(CLIENT_SECRET_ENV.to_owned(), var.clone());
+    }
+    let (credential, first_answer) = match oauth2.provider {
+        Some(kind) => {
+            let (grant, answer) = sign_in(&oauth2, kind, &metadata)?;
+            (Credential::OAuth2(grant), answer)
+        }
+        None => (
+            Credential::password(read_password(&password, "incoming password")?),
+            None,
+        ),
+    };
+    let mut account = Account::for_email(&name, &email, credential)?;
     let preset_smtp = account.outgoing.clone();
     if let Some(security) = security {
         account.incoming.security = security.into();
@@ -452,15 +732,15 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
             })
         }
     };
-    let mut metadata = BTreeMap::new();
-    for item in meta {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| config_error(format!("--meta {item}: use KEY=VALUE")))?;
-        metadata.insert(key.to_owned(), value.to_owned());
-    }
     account.metadata = metadata;
     account.validate()?;
+    // Until the account is saved, a rotated refresh token is held here.
+    let latest = std::sync::Arc::new(std::sync::Mutex::new(None));
+    attach_tokens(
+        &mut account,
+        AccountTokens::Unsaved(std::sync::Arc::clone(&latest)),
+        first_answer.as_ref(),
+    )?;
     let mailbox = verify_login(&account)?;
     let outgoing = if account.outgoing == Outgoing::None {
         "no outgoing server"
@@ -470,6 +750,10 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     };
     if settings.active.is_none() {
         settings.active = Some(name.clone());
+    }
+    let rotated = latest.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(token) = rotated {
+        account.incoming.credential = account.incoming.credential.with_secret(token);
     }
     settings.accounts.push(account);
     save(dir, &settings)?;
@@ -501,7 +785,8 @@ fn list(dir: &Path) -> Result<(), Error> {
 
 fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
     let mut settings = load(dir)?;
-    let account = find(&mut settings, name)?.clone();
+    let mut account = find(&mut settings, name)?.clone();
+    attach_tokens(&mut account, saved_tokens(dir, name), None)?;
     let show = |prefix: &str, steps: &[Step]| {
         for step in steps {
             let stage = match step.stage {
@@ -542,6 +827,12 @@ fn set_password(
     let mut settings = load(dir)?;
     let secret = read_password(source, "new password")?;
     let account = find(&mut settings, name)?;
+    if incoming && matches!(account.incoming.credential, Credential::OAuth2(_)) {
+        return Err(config_error(format!(
+            "{name} signs in with OAuth2 and has no password: remove it and add it again to sign in anew"
+        ))
+        .into());
+    }
     if incoming {
         let mut changed = account.clone();
         changed.incoming.credential = account.incoming.credential.with_secret(secret);
@@ -591,8 +882,9 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     let name = name
         .or(settings.active.clone())
         .ok_or_else(|| config_error("no account is active: add one, or name it"))?;
-    let account = find(&mut settings, &name)?.clone();
+    let mut account = find(&mut settings, &name)?.clone();
     account.validate()?;
+    attach_tokens(&mut account, saved_tokens(dir, &name), None)?;
     let maildir = maildir.unwrap_or_else(|| dir.join(&name).join("Maildir"));
     let mut sink = MaildirSink::create(&maildir)
         .map_err(|e| config_error(format!("cannot use the Maildir {}: {e}", maildir.display())))?;
@@ -670,6 +962,13 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     }
     result?;
     Ok(())
+}
+
+fn saved_tokens(dir: &Path, name: &str) -> AccountTokens {
+    AccountTokens::Saved {
+        dir: dir.to_owned(),
+        name: name.to_owned(),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

@@ -297,3 +297,153 @@ fn the_outgoing_login_is_verified_before_it_is_saved() {
     );
     assert!(change("password").status.success());
 }
+
+/// `add --oauth2 custom --oauth2-browser`: the URL printed is followed as a
+/// browser would (the fake provider signs in at once and redirects to the
+/// program's loopback port); the account is saved with the refresh token,
+/// each sync refreshes and writes the rotated token back to accounts.json
+/// (the second works only if the first kept it); a revoked grant is
+/// `error: reconsent:`. The device flow likewise, with its code.
+#[test]
+fn oauth2_sign_in_in_a_browser_and_on_a_device_then_syncs_keep_the_rotated_token() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    use pop3_client::testing::oauth::{browse, FakeProvider};
+
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            sasl: vec!["XOAUTH2".into()],
+            ..ServerOptions::default()
+        },
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("settings");
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let port = server.addr().port().to_string();
+    // Adds NAME signing in with `how` at `provider`; `user_acts` is given
+    // the line the program printed and plays the user's part.
+    let add = |name: &str, provider: &FakeProvider, how: &str, user_acts: &dyn Fn(&str)| {
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(&dir)
+            .args([
+                "add",
+                name,
+                "--email",
+                "user@example.org",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "starttls",
+                "--user",
+                "user",
+                "--ca-file",
+                ca.to_str().unwrap(),
+                "--outgoing",
+                "none",
+                "--oauth2",
+                "custom",
+                "--oauth2-client-id",
+                "client-id",
+                "--oauth2-token-url",
+                &provider.token_url(),
+                "--oauth2-auth-url",
+                &provider.auth_url(),
+                "--oauth2-device-url",
+                &provider.device_url(),
+                "--oauth2-scope",
+                "pop",
+                how,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        user_acts(line.trim());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{line}{rest}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            rest.contains(&format!("added {name}: login verified")),
+            "{rest}"
+        );
+    };
+    let saved = || std::fs::read_to_string(dir.join("accounts.json")).unwrap();
+
+    let provider = FakeProvider::start("password", 3600).unwrap();
+    add("browser", &provider, "--oauth2-browser", &|line| {
+        let url = line
+            .strip_prefix("open this URL in a browser to sign in: ")
+            .unwrap_or_else(|| panic!("{line}"));
+        let answer = browse(url).unwrap();
+        assert!(answer.contains("Signed in."), "{answer}");
+    });
+    let first = provider.current_refresh_token().unwrap();
+    assert!(saved().contains(&format!("\"{first}\"")), "{}", saved());
+    assert!(saved().contains("\"kind\": \"oauth2\""), "{}", saved());
+    assert_eq!(
+        provider.refreshes(),
+        0,
+        "the sign-in's own token verified the login"
+    );
+
+    for round in 0..2 {
+        server.deliver(ServerMessage {
+            uid: format!("o{round}"),
+            content: format!("Subject: {round}\r\n\r\nbody\r\n").into_bytes(),
+        });
+        let output = account(&dir, &["sync", "browser"], "");
+        assert!(
+            output.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("browser: 1 new"), "round {round}: {stdout}");
+        let current = provider.current_refresh_token().unwrap();
+        assert!(saved().contains(&format!("\"{current}\"")), "round {round}");
+    }
+    assert_eq!(provider.refreshes(), 2);
+
+    provider.revoke();
+    let output = account(&dir, &["sync", "browser"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        last_line(&output).starts_with("error: reconsent: "),
+        "{}",
+        last_line(&output)
+    );
+
+    // The device flow: a URL and a code; the user opens the URL
+    // elsewhere (here a GET approves) and the program's polling ends.
+    let provider = FakeProvider::start("password", 3600).unwrap();
+    add("device", &provider, "--oauth2-device", &|line| {
+        let (url, code) = line
+            .strip_prefix("to sign in, open ")
+            .and_then(|rest| rest.split_once(" and enter the code "))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(code, "WDJB-MJHT");
+        browse(url).unwrap();
+    });
+    let output = account(&dir, &["sync", "device"], "");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

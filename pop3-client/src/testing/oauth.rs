@@ -197,6 +197,39 @@ impl FakeProvider {
     }
 }
 
+/// A browser, as far as a sign-in needs one: GETs `url` (plain HTTP) and
+/// follows redirects (at most 5), as a user who clicks "allow" does;
+/// returns the last answer whole (status line, headers, body).
+pub fn browse(url: &str) -> io::Result<String> {
+    let mut url = url.to_owned();
+    for _ in 0..5 {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| io::Error::other(format!("not a plain http:// URL: {url}")))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let mut stream = TcpStream::connect(authority)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let redirect = answer.starts_with("HTTP/1.1 30");
+        let location = answer
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("Location: "))
+            .map(|l| l.trim().to_owned());
+        match (redirect, location) {
+            (true, Some(next)) => url = next,
+            _ => return Ok(answer),
+        }
+    }
+    Err(io::Error::other("more than 5 redirects"))
+}
+
 /// One request on one connection.
 fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
