@@ -171,6 +171,13 @@ pub trait TokenSource: Send + Sync {
     /// The server refused `token` although it seemed valid: the next call
     /// refreshes (the login then retries once).
     fn invalidate(&self, token: &Secret);
+    /// A token valid at `now` that is at hand without waiting (no refresh,
+    /// no lock held elsewhere), if there is one. The async clients use it
+    /// to skip the helper thread they otherwise ask for the token on, so
+    /// that a refresh never blocks the runtime's threads.
+    fn cached_token(&self, _now: u64) -> Option<Secret> {
+        None
+    }
 }
 
 /// Who to log in as.
@@ -208,8 +215,23 @@ impl Credentials {
     }
 
     /// The credentials one login sends: these, or with a token source the
-    /// token it gives now (the drivers' one retry rule: [`Self::retry`]).
-    pub(crate) fn for_login(&self) -> Result<Self, Error> {
+    /// token it gives now, got with [`login_secret!`] (the drivers' one
+    /// retry rule: [`Self::retry`]).
+    pub(crate) fn for_login(&self) -> LoginSecret {
+        LoginSecret(self.clone())
+    }
+
+    /// After the server refused `sent`: with a token source, the token is
+    /// invalidated and the credentials to try once more are to be got
+    /// (a login retries only if they differ from `sent`); otherwise `None`.
+    pub(crate) fn retry(&self, sent: &Self) -> Option<LoginSecret> {
+        let tokens = self.tokens.as_ref()?;
+        tokens.invalidate(&sent.secret);
+        Some(self.for_login())
+    }
+
+    /// The token source asked now, on this thread.
+    fn resolve(&self) -> Result<Self, Error> {
         let secret = match &self.tokens {
             Some(tokens) => tokens.access_token(unix_now())?,
             None => self.secret.clone(),
@@ -220,19 +242,52 @@ impl Credentials {
             tokens: None,
         })
     }
+}
 
-    /// After the server refused `sent` (from [`Self::for_login`]): with a
-    /// token source, the token is invalidated and, if the source then
-    /// gives another, the credentials to try once more; otherwise `None`.
-    pub(crate) fn retry(&self, sent: &Self) -> Result<Option<Self>, Error> {
-        let Some(tokens) = &self.tokens else {
-            return Ok(None);
-        };
-        tokens.invalidate(&sent.secret);
-        let fresh = self.for_login()?;
-        Ok((fresh.secret != sent.secret).then_some(fresh))
+/// The secret of one login, still to be got from the token source: at
+/// once in the blocking clients ([`LoginSecret::wait`]); awaited in the
+/// async ones, on a helper thread unless the source has a token at hand,
+/// since a refresh is an HTTP exchange of up to its timeout.
+pub(crate) struct LoginSecret(Credentials);
+
+impl LoginSecret {
+    /// The credentials, the token source asked on this thread.
+    pub(crate) fn wait(self) -> Result<Credentials, Error> {
+        self.0.resolve()
     }
 }
+
+impl std::future::IntoFuture for LoginSecret {
+    type Output = Result<Credentials, Error>;
+    type IntoFuture = crate::timer::OffThread<Result<Credentials, Error>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Some(tokens) = &self.0.tokens else {
+            return crate::timer::OffThread::ready(self.wait());
+        };
+        if let Some(secret) = tokens.cached_token(unix_now()) {
+            return crate::timer::OffThread::ready(Ok(Credentials {
+                user: self.0.user.clone(),
+                secret,
+                tokens: None,
+            }));
+        }
+        crate::timer::OffThread::spawn(move || self.wait())
+    }
+}
+
+/// The credentials of one login in either driver: `login_secret!(call)`
+/// waits in the blocking clients, `login_secret!(call, await)` awaits in
+/// the async ones (the operation lists pass their `$aw`).
+macro_rules! login_secret {
+    ($call:expr) => {
+        $call.wait()
+    };
+    ($call:expr, $aw:ident) => {
+        $call.$aw
+    };
+}
+pub(crate) use login_secret;
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -358,3 +358,57 @@ fn client_credentials_log_in_without_a_user_token() {
         Some("refresh-0")
     );
 }
+
+/// The async client asks for a token that needs a refresh on a helper
+/// thread, so that the HTTP exchange never holds a runtime thread; a
+/// token at hand is taken without one.
+#[test]
+fn the_async_client_refreshes_off_the_runtime_thread() {
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    struct Recording {
+        threads: Mutex<Vec<ThreadId>>,
+        at_hand: bool,
+    }
+    impl TokenSource for Recording {
+        fn access_token(&self, _now: u64) -> Result<Secret, pop3_client::Error> {
+            self.threads
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            Ok(Secret::new("password"))
+        }
+        fn invalidate(&self, _token: &Secret) {}
+        fn cached_token(&self, _now: u64) -> Option<Secret> {
+            self.at_hand.then(|| Secret::new("password"))
+        }
+    }
+    let server = pop3_server();
+    let mut config = server.client_config();
+    config.auth = AuthMethod::XOAuth2;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for at_hand in [false, true] {
+        let source = Arc::new(Recording {
+            threads: Mutex::new(Vec::new()),
+            at_hand,
+        });
+        let credentials = Credentials::oauth2("user", Arc::clone(&source) as Arc<dyn TokenSource>);
+        runtime.block_on(async {
+            let client = pop3_client::tokio::Client::connect(&config, &credentials)
+                .await
+                .unwrap();
+            client.quit().await.unwrap();
+        });
+        let threads = source.threads.lock().unwrap().clone();
+        if at_hand {
+            assert!(threads.is_empty(), "a token at hand needs no refresh");
+        } else {
+            assert_eq!(threads.len(), 1);
+            assert_ne!(threads[0], std::thread::current().id());
+        }
+    }
+}

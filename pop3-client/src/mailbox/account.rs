@@ -1041,12 +1041,12 @@ mod tests {
         }
         let grant = OAuth2Grant::new(OAuthProvider::Google, "id", Secret::new("refresh"));
         let mut a = Account::for_email("g", "me@gmail.com", Credential::OAuth2(grant)).unwrap();
-        let e = a.credentials().for_login().unwrap_err();
+        let e = a.credentials().for_login().wait().unwrap_err();
         assert_eq!(e.kind(), "config");
         assert!(e.to_string().contains("attach_token_source"), "{e}");
         assert!(a.attach_token_source(std::sync::Arc::new(Fixed)));
         assert_eq!(
-            a.credentials().for_login().unwrap().secret.expose(),
+            a.credentials().for_login().wait().unwrap().secret.expose(),
             "access"
         );
         // "Same credentials": the outgoing login asks the same source.
@@ -1056,6 +1056,7 @@ mod tests {
                 .credential
                 .for_user(outgoing.user.clone())
                 .for_login()
+                .wait()
                 .unwrap()
                 .secret
                 .expose(),

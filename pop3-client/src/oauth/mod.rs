@@ -219,6 +219,20 @@ impl RefreshingTokenSource {
         self
     }
 
+    /// The access token held, if it is valid beyond the margin at `now`
+    /// (or has no known expiry: then used until a server refuses it).
+    fn fresh(&self, tokens: &Tokens, now: u64) -> Option<Secret> {
+        let margin = match tokens.lifetime {
+            Some(life) => self.margin.as_secs().min(life / 4),
+            None => self.margin.as_secs(),
+        };
+        let access = tokens.access.as_ref()?;
+        match tokens.expires_at {
+            Some(at) if now.saturating_add(margin) >= at => None,
+            _ => Some(access.clone()),
+        }
+    }
+
     fn refresh(&self, tokens: &mut Tokens, now: u64) -> Result<(), Error> {
         let answer = self
             .endpoint
@@ -250,23 +264,20 @@ impl TokenSource for RefreshingTokenSource {
             .tokens
             .lock()
             .map_err(|_| Error::invalid_setting("the token source", "a refresh panicked"))?;
-        let margin = match tokens.lifetime {
-            Some(life) => self.margin.as_secs().min(life / 4),
-            None => self.margin.as_secs(),
-        };
-        let fresh = match (&tokens.access, tokens.expires_at) {
-            (Some(_), Some(at)) => now.saturating_add(margin) < at,
-            // No expiry given: used until the server refuses it.
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if !fresh {
-            self.refresh(&mut tokens, now)?;
+        if let Some(token) = self.fresh(&tokens, now) {
+            return Ok(token);
         }
+        self.refresh(&mut tokens, now)?;
         tokens
             .access
             .clone()
             .ok_or_else(|| Error::invalid_setting("the token source", "no access token"))
+    }
+
+    fn cached_token(&self, now: u64) -> Option<Secret> {
+        // Not waiting for a refresh under way: that is the helper thread's.
+        let tokens = self.tokens.try_lock().ok()?;
+        self.fresh(&tokens, now)
     }
 
     fn invalidate(&self, token: &Secret) {
@@ -357,6 +368,17 @@ mod tests {
             }),
             calls,
         )
+    }
+
+    #[test]
+    fn a_token_at_hand_is_given_without_waiting_and_an_expiring_one_is_not() {
+        let (endpoint, calls) = rotating();
+        let source = RefreshingTokenSource::new("a", Secret::new("refresh-0"), endpoint)
+            .with_access_token(Secret::new("held"), 1_000 + 3_600);
+        assert_eq!(source.cached_token(1_000).unwrap().expose(), "held");
+        // Within the margin: a refresh is due, which is not "at hand".
+        assert!(source.cached_token(1_000 + 3_500).is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[test]

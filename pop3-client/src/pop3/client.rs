@@ -196,12 +196,18 @@ macro_rules! pop3_client {
                 &mut self,
                 credentials: &crate::config::Credentials,
             ) -> Result<(), crate::error::Error> {
-                let sent = credentials.for_login()?;
+                let sent = crate::config::login_secret!(credentials.for_login() $(, $aw)?)?;
                 match self.login_once(&sent)$(.$aw)? {
-                    Err(refused) if refused.is_auth_failure() => match credentials.retry(&sent)? {
-                        Some(fresh) => self.login_once(&fresh)$(.$aw)?,
-                        None => Err(refused),
-                    },
+                    Err(refused) if refused.is_auth_failure() => {
+                        let Some(next) = credentials.retry(&sent) else {
+                            return Err(refused);
+                        };
+                        let fresh = crate::config::login_secret!(next $(, $aw)?)?;
+                        if fresh.secret == sent.secret {
+                            return Err(refused);
+                        }
+                        self.login_once(&fresh)$(.$aw)?
+                    }
                     other => other,
                 }
             }
