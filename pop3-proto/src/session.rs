@@ -9,7 +9,14 @@
 //! - Pipelining follows mpop's window: only when PIPELINING is advertised, up
 //!   to [`SessionConfig::pipeline_max`] commands out, refilled once fewer than
 //!   [`SessionConfig::pipeline_refill`] are unanswered. Commands that change
-//!   the state (USER, PASS, APOP, AUTH, STLS, QUIT, UTF8) are never pipelined.
+//!   the state (USER, PASS, APOP, AUTH, STLS, QUIT, UTF8) are barriers:
+//!   nothing is sent after one until it is answered; with pipelining one may
+//!   follow commands still unanswered (CAPA then AUTH in one flight), except
+//!   STLS, which is only ever sent alone.
+//! - A caller that remembers an earlier session's PIPELINING may open the
+//!   window before this session's CAPA says so
+//!   ([`ClientSession::assume_pipelining`]); a CAPA listing without it, or
+//!   the end of the phase (STLS, login), closes it again.
 //! - After STLS's `+OK`, any byte already received is response injection.
 //! - UTF8 (RFC 6856) is legal before login and, for servers that take it
 //!   there, after; [`ClientSession::utf8_enabled`] says whether a server
@@ -203,6 +210,8 @@ pub struct ClientSession {
     recent_mode: bool,
     sasl: Option<SaslClient>,
     window_open: bool,
+    /// The caller remembers PIPELINING from an earlier session.
+    pipelining_assumed: bool,
     tls_upgrade_pending: bool,
     tls_done: bool,
     utf8: bool,
@@ -266,6 +275,7 @@ impl ClientSession {
             recent_mode: false,
             sasl: None,
             window_open: true,
+            pipelining_assumed: false,
             tls_upgrade_pending: false,
             tls_done: false,
             utf8: false,
@@ -324,17 +334,32 @@ impl ClientSession {
         self.out.clear();
     }
 
+    /// Opens the pipelining window before this phase's CAPA listing says the
+    /// server pipelines, because an earlier session's did (the caller's
+    /// memory of the server): CAPA and the login, or the first commands after
+    /// login, then go in one flight. A CAPA listing without PIPELINING closes
+    /// the window again, and so does the end of the phase (STLS, login).
+    pub fn assume_pipelining(&mut self) {
+        self.pipelining_assumed = true;
+    }
+
+    /// Whether commands may be pipelined now: the server said so in this
+    /// phase, or the caller assumes it.
+    fn pipelines(&self) -> bool {
+        self.capabilities.pipelining() || self.pipelining_assumed
+    }
+
     /// How many commands may be sent now without waiting: with pipelining, the
     /// room left in the window; without, one when nothing is pending.
     pub fn room(&self) -> usize {
         if !matches!(self.state, State::Authorization | State::Transaction)
             || self.tls_upgrade_pending
-            // A barrier is only ever sent alone, so it can only be in front.
-            || self.pending.front().is_some_and(|k| is_barrier(*k))
+            // Nothing follows a barrier, so one unanswered is the last.
+            || self.pending.back().is_some_and(|k| is_barrier(*k))
         {
             return 0;
         }
-        if !self.capabilities.pipelining() {
+        if !self.pipelines() {
             return usize::from(self.pending.is_empty());
         }
         if self.window_open {
@@ -379,9 +404,11 @@ impl ClientSession {
                 state: "until the TLS handshake after STLS is done",
             });
         }
-        // State-changing commands go alone; others respect the window.
+        // State-changing commands go last in a flight (STLS alone); others
+        // respect the window.
         let ok_now = if is_barrier(kind) {
             self.pending.is_empty()
+                || (kind != CommandKind::Stls && self.pipelines() && self.room() > 0)
         } else {
             self.room() > 0
         };
@@ -670,6 +697,8 @@ impl ClientSession {
         let kind = self.pending.pop_front().unwrap_or(CommandKind::Noop);
         if kind == CommandKind::Capa {
             self.capabilities = std::mem::take(&mut self.capa_listing);
+            // The server's own word replaces the caller's memory.
+            self.pipelining_assumed = false;
         }
         self.answered();
         Event::End(kind)
@@ -706,6 +735,7 @@ impl ClientSession {
             (CommandKind::Pass | CommandKind::Apop | CommandKind::Auth, true) => {
                 self.state = State::Transaction;
                 self.capabilities = Capabilities::new();
+                self.pipelining_assumed = false;
                 self.sasl = None;
             }
             (CommandKind::Pass | CommandKind::Apop | CommandKind::Auth, false) => {
@@ -715,6 +745,7 @@ impl ClientSession {
             (CommandKind::Stls, true) => {
                 self.tls_upgrade_pending = true;
                 self.capabilities = Capabilities::new();
+                self.pipelining_assumed = false;
             }
             (CommandKind::Utf8, true) => self.utf8 = true,
             (CommandKind::Quit, true) => self.state = State::Closed,

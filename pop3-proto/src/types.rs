@@ -302,6 +302,22 @@ pub enum Capability {
     },
 }
 
+impl Capability {
+    /// One line of a CAPA listing (without its CRLF), read as the session
+    /// reads it: the form [`crate::server::capability_line`] writes, so a
+    /// caller can keep a server's capabilities as text and read them back.
+    ///
+    /// ```
+    /// use pop3_proto::{server::capability_line, Capability};
+    /// let cap = Capability::parse(b"SASL PLAIN XOAUTH2");
+    /// assert_eq!(cap, Capability::Sasl(vec!["PLAIN".into(), "XOAUTH2".into()]));
+    /// assert_eq!(Capability::parse(capability_line(&cap).as_bytes()), cap);
+    /// ```
+    pub fn parse(line: &[u8]) -> Self {
+        crate::parse::capability(line)
+    }
+}
+
 /// The capabilities a server advertised in its last CAPA listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {

@@ -268,7 +268,11 @@ proptest! {
         s.send(&Command::Capa).unwrap();
         run_split(&mut s, &wire, &[]).unwrap();
         let got: Vec<Capability> = s.capabilities().iter().cloned().collect();
-        prop_assert_eq!(got, caps);
+        prop_assert_eq!(got, caps.clone());
+        // Kept as text and read back (a client's memory of the server).
+        for cap in &caps {
+            prop_assert_eq!(&Capability::parse(capability_line(cap).as_bytes()), cap);
+        }
     }
 
     #[test]

@@ -348,3 +348,76 @@ fn sasl_round_cap_cancels() {
     assert!(matches!(err, SessionError::Sasl(_)), "{err}");
     assert!(written(&mut s).ends_with("*\r\n"));
 }
+
+/// A server remembered as pipelining: CAPA and the login go in one flight;
+/// nothing follows the login until it is answered; the answers are read in
+/// order (a SASL challenge reaches AUTH even behind CAPA).
+#[test]
+fn a_remembered_pipelining_server_gets_capa_and_the_login_in_one_flight() {
+    use pop3_proto::sasl::SaslClient;
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.assume_pipelining();
+    s.send(&Command::Capa).unwrap();
+    s.authenticate(SaslClient::cram_md5("u", "p")).unwrap();
+    assert!(matches!(
+        s.send(&Command::Capa),
+        Err(SessionError::MustWait { .. })
+    ));
+    assert_eq!(written(&mut s), "CAPA\r\nAUTH CRAM-MD5\r\n");
+    // CAPA's listing, then AUTH's challenge: answered by the session.
+    feed(
+        &mut s,
+        b"+OK\r\nPIPELINING\r\nSASL CRAM-MD5\r\n.\r\n+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+    )
+    .unwrap();
+    assert!(s.capabilities().pipelining());
+    assert!(
+        written(&mut s).ends_with("\r\n"),
+        "the challenge is answered"
+    );
+    feed(&mut s, b"+OK in\r\n").unwrap();
+    assert_eq!(s.state(), State::Transaction);
+    // After login nothing is assumed any more: one command at a time
+    // until this phase's CAPA, or the caller's memory, says otherwise.
+    s.send(&Command::Capa).unwrap();
+    assert!(matches!(
+        s.send(&Command::Stat),
+        Err(SessionError::MustWait { .. })
+    ));
+    feed(&mut s, b"+OK\r\nUIDL\r\n.\r\n").unwrap();
+    s.assume_pipelining();
+    s.send(&Command::Stat).unwrap();
+    s.send(&Command::Uidl(None)).unwrap();
+    s.send(&Command::Quit).unwrap();
+    assert_eq!(written(&mut s), "CAPA\r\nSTAT\r\nUIDL\r\nQUIT\r\n");
+}
+
+/// STLS is never pipelined, not even behind CAPA to a pipelining server;
+/// a CAPA listing without PIPELINING takes back what was assumed; without
+/// pipelining a login waits for CAPA's answer as before.
+#[test]
+fn stls_goes_alone_and_the_servers_word_replaces_the_memory() {
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.assume_pipelining();
+    s.send(&Command::Capa).unwrap();
+    assert!(matches!(
+        s.send(&Command::Stls),
+        Err(SessionError::MustWait { .. })
+    ));
+    feed(&mut s, b"+OK\r\nSTLS\r\nUSER\r\n.\r\n").unwrap();
+    // The server no longer pipelines: CAPA then USER wait for each other.
+    s.send(&Command::Capa).unwrap();
+    assert!(matches!(
+        s.send(&Command::User("u")),
+        Err(SessionError::MustWait { .. })
+    ));
+    let mut plain = ClientSession::default();
+    feed(&mut plain, b"+OK hi\r\n").unwrap();
+    plain.send(&Command::Capa).unwrap();
+    assert!(matches!(
+        plain.send(&Command::User("u")),
+        Err(SessionError::MustWait { .. })
+    ));
+}
