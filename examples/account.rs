@@ -922,8 +922,12 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
             eprintln!("stored message {} ({} bytes)", p.msg, p.bytes);
         }
     };
+    // What the server advertised last time: fewer round trips.
+    let profile_path = pop3_examples::server_profile_path(&state_path);
+    let mut config = account.client_config();
+    config.server_profile = pop3_examples::load_server_profile(&profile_path);
     let result = sync_blocking(
-        &account.client_config(),
+        &config,
         &account.credentials(),
         &mut state,
         &mut sink,
@@ -938,6 +942,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
         Ok(report) => report,
         Err(failure) => &*failure.report,
     };
+    pop3_examples::save_server_profile(&profile_path, report);
     for failed in &report.failed {
         eprintln!("failed {}: {}", failed.uid, failed.reason);
     }

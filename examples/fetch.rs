@@ -232,7 +232,12 @@ fn run(cli: &Cli) -> Result<(), Error> {
 /// incremental sync.
 fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
     let started = Instant::now();
-    let config = config(cli)?;
+    let mut config = config(cli)?;
+    // What the server advertised last run: its CAPA goes with the login.
+    let profile_path = cli.state.as_deref().map(pop3_examples::server_profile_path);
+    config.server_profile = profile_path
+        .as_deref()
+        .and_then(pop3_examples::load_server_profile);
     let options = SyncOptions {
         policy,
         max_messages: cli.max_messages,
@@ -278,6 +283,9 @@ fn run_sync(cli: &Cli, policy: DeletePolicy) -> Result<(), Error> {
         Ok(report) => report,
         Err(failure) => &*failure.report,
     };
+    if let Some(path) = &profile_path {
+        pop3_examples::save_server_profile(path, report);
+    }
     for failed in &report.failed {
         eprintln!(
             "failed {}: {} (attempt {}; tried again next run)",

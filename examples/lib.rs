@@ -260,3 +260,35 @@ impl ServerArgs {
 pub fn auth_method(name: &str) -> pop3_client::AuthMethod {
     pop3_client::AuthMethod::from_name(name).unwrap_or(pop3_client::AuthMethod::Auto)
 }
+
+/// What the server advertised last time, kept at `path` (beside the sync
+/// state) by [`save_server_profile`]: `None` if there is none yet. A
+/// missing or damaged file only costs round trips.
+pub fn load_server_profile(path: &std::path::Path) -> Option<pop3_client::pop3::ServerProfile> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let profile = pop3_client::pop3::ServerProfile::from_text(&text);
+    profile.is_complete().then_some(profile)
+}
+
+/// Keeps what the sync's last session saw of the server at `path`
+/// (written beside and renamed over it), for the next run's
+/// [`load_server_profile`]. Failing to keep it is no error.
+pub fn save_server_profile(path: &std::path::Path, report: &pop3_client::sync::SyncReport) {
+    let Some(profile) = &report.server_profile else {
+        return;
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    if std::fs::write(&tmp, profile.to_text()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Where [`save_server_profile`] keeps the profile for the state file
+/// `state`: `STATE.server`.
+pub fn server_profile_path(state: &std::path::Path) -> std::path::PathBuf {
+    let mut path = state.as_os_str().to_owned();
+    path.push(".server");
+    std::path::PathBuf::from(path)
+}

@@ -356,6 +356,12 @@ pub struct ClientConfig {
     /// ([`DEFAULT_MAX_LISTING`]): a server that streams entries forever gets
     /// a protocol error, not the client's memory.
     pub max_listing_entries: usize,
+    /// What the server advertised in an earlier session
+    /// ([`crate::pop3::ServerProfile`], from `Client::server_profile`), or
+    /// `None`: with it, a session over TLS to a server remembered as
+    /// pipelining sends CAPA and the login in one flight, and the CAPA
+    /// after login with the first commands (two round trips fewer).
+    pub server_profile: Option<crate::pop3::ServerProfile>,
 }
 
 crate::endpoint::holds_endpoint!(ClientConfig);
@@ -378,6 +384,7 @@ impl ClientConfig {
                 ..SessionConfig::default()
             },
             max_listing_entries: DEFAULT_MAX_LISTING,
+            server_profile: None,
         }
     }
 

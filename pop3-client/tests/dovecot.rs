@@ -179,3 +179,56 @@ async fn async_client_fetches_the_same_bytes() {
     assert_eq!(bodies, dovecot.expected());
     client.quit().await.unwrap();
 }
+
+/// A poll that finds nothing new, at a Dovecot remembered from the poll
+/// before: at most 5 round trips over TLS from connect to close (connect,
+/// TLS, greeting, CAPA with AUTH PLAIN, CAPA with LIST and UIDL; QUIT not
+/// waited for), counted from outside by a delaying proxy; the same poll
+/// without the memory costs more. The mail stays on the server.
+#[test]
+fn a_poll_of_a_remembered_dovecot_costs_five_round_trips() {
+    use pop3_client::store::MaildirSink;
+    use pop3_client::sync::state::MemoryState;
+    use pop3_client::sync::{sync_blocking, SyncOptions};
+    use pop3_client::testing::proxy::DelayingProxy;
+    use std::time::Duration;
+    let Some(dovecot) = Dovecot::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut maildir = MaildirSink::create(dir.path()).unwrap();
+    let mut state = MemoryState::new();
+    let mut config = dovecot.config(Security::Tls, AuthMethod::Auto);
+    let mut poll = |config: &ClientConfig| {
+        sync_blocking(
+            config,
+            &dovecot.credentials(),
+            &mut state,
+            &mut maildir,
+            SyncOptions::default(),
+            None,
+        )
+        .unwrap()
+    };
+    // The corpus (10 MB among it) fetched directly, not through the delay.
+    let first = poll(&config);
+    assert_eq!(first.new, dovecot.expected().len());
+    let profile = first.server_profile.clone();
+    assert!(profile.is_some(), "{first:?}");
+    let dovecot_addr = format!("127.0.0.1:{}", dovecot.get("tls_port"))
+        .parse()
+        .unwrap();
+    let proxy = DelayingProxy::start(dovecot_addr, Duration::from_millis(20)).unwrap();
+    config.port = Some(proxy.addr().port());
+    let unknown = poll(&config);
+    let without = proxy.take_waits();
+    config.server_profile = profile;
+    let known = poll(&config);
+    let with = proxy.take_waits();
+    assert_eq!((unknown.new, known.new, known.sessions), (0, 0, 1));
+    assert!(
+        with <= 5,
+        "{with} round trips (without the memory: {without})"
+    );
+    assert!(with < without, "{with} vs {without}");
+}

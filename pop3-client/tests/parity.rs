@@ -171,6 +171,8 @@ macro_rules! pop3_parity {
             { upgraded.unwrap(); assert!(plain.is_tls()); }
             await refreshed: Result<(), Error> = plain.refresh_capabilities();
             { refreshed.unwrap(); }
+            await quit_without_waiting: Result<(), Error> = plain.quit_without_waiting();
+            { quit_without_waiting.unwrap(); }
 
             utf8: bool = c.utf8_enabled();
             greeting: &Greeting = c.greeting();
@@ -195,6 +197,10 @@ macro_rules! pop3_parity {
             { seen.push(format!("{:?}", uidl.unwrap())); }
             await uidl_one: Result<UidlItem, Error> = c.uidl_one(m(3));
             { seen.push(format!("{:?}", uidl_one.unwrap())); }
+            await listing: Result<(Vec<ListEntry>, Result<Vec<UidlItem>, Error>), Error> = c.listing();
+            { let (sizes, uids) = listing.unwrap(); seen.push(format!("{sizes:?} {:?}", uids.unwrap())); }
+            server_profile: pop3_client::pop3::ServerProfile = c.server_profile();
+            { seen.push(server_profile.to_text()); }
             await top: Result<u64, Error> = c.top(m(1), 0, &mut writer);
             { seen.push(format!("top {}", top.unwrap())); }
             await retr: Result<u64, Error> = c.retr(m(1), &mut writer);

@@ -975,3 +975,79 @@ fn gmail_refuses_a_first_sync_that_leaves_mail_out() {
     assert!(e.to_string().contains("arrives from now on"), "{e}");
     assert_eq!(server.messages().len(), 3, "nothing fetched or popped");
 }
+
+/// An empty poll of a server known from the poll before: at most 5 round
+/// trips over TLS from connect to close, counted from outside by a
+/// delaying proxy (connect, TLS, greeting, CAPA with the login, CAPA with
+/// LIST and UIDL; QUIT not waited for, since the session changed
+/// nothing). The first poll, knowing nothing, costs more. With AUTH PLAIN
+/// and with USER and PASS (one flight, as mpop sends them). New mail from
+/// a server that lists the whole mailbox, deleted after retrieval: one
+/// session, not a second to look for more.
+#[test]
+fn an_empty_poll_of_a_known_server_costs_five_round_trips() {
+    use pop3_client::testing::proxy::DelayingProxy;
+    use std::time::Duration;
+    for sasl in [vec!["PLAIN".to_owned()], Vec::new()] {
+        let server = TestServer::start(TestServerConfig {
+            implicit_tls: true,
+            options: ServerOptions {
+                sasl: sasl.clone(),
+                ..ServerOptions::default()
+            },
+            ..TestServerConfig::default()
+        })
+        .unwrap();
+        let proxy = DelayingProxy::start(server.addr(), Duration::from_millis(20)).unwrap();
+        let mut config = server.client_config();
+        config.port = Some(proxy.addr().port());
+        let credentials = pop3_client::Credentials::new("user", "password");
+        let (_dir, mut maildir, mut state) = local();
+        let mut poll = |config: &pop3_client::ClientConfig| {
+            sync_blocking(
+                config,
+                &credentials,
+                &mut state,
+                &mut maildir,
+                SyncOptions::default(),
+                None,
+            )
+            .unwrap()
+        };
+        let first = poll(&config);
+        let unknown = proxy.take_waits();
+        config.server_profile = first.server_profile.clone();
+        assert!(config.server_profile.is_some(), "{first:?}");
+        let second = poll(&config);
+        let known = proxy.take_waits();
+        assert_eq!(second.sessions, 1);
+        assert!(
+            known <= 5,
+            "{sasl:?}: {known} round trips (first poll: {unknown})"
+        );
+        assert!(known < unknown, "{sasl:?}: {known} vs {unknown}");
+
+        // Three new messages, deleted after retrieval: one session.
+        for i in 0..3 {
+            server.deliver(ServerMessage {
+                uid: format!("n{i}"),
+                content: format!("Subject: {i}\r\n\r\nbody\r\n").into_bytes(),
+            });
+        }
+        let options = SyncOptions {
+            policy: DeletePolicy::AfterRetrieval,
+            ..SyncOptions::default()
+        };
+        let report = sync_blocking(
+            &config,
+            &credentials,
+            &mut state,
+            &mut maildir,
+            options,
+            None,
+        )
+        .unwrap();
+        assert_eq!((report.new, report.deleted, report.sessions), (3, 3, 1));
+        assert!(server.messages().is_empty());
+    }
+}

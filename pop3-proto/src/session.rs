@@ -12,7 +12,8 @@
 //!   the state (USER, PASS, APOP, AUTH, STLS, QUIT, UTF8) are barriers:
 //!   nothing is sent after one until it is answered; with pipelining one may
 //!   follow commands still unanswered (CAPA then AUTH in one flight), except
-//!   STLS, which is only ever sent alone.
+//!   STLS, which is only ever sent alone; and PASS may follow USER (USER and
+//!   PASS in one flight, as mpop sends them).
 //! - A caller that remembers an earlier session's PIPELINING may open the
 //!   window before this session's CAPA says so
 //!   ([`ClientSession::assume_pipelining`]); a CAPA listing without it, or
@@ -349,6 +350,12 @@ impl ClientSession {
         self.capabilities.pipelining() || self.pipelining_assumed
     }
 
+    /// Whether PASS may go right behind an unanswered USER: the server
+    /// pipelines, and USER is the last command out.
+    fn pass_may_follow_user(&self) -> bool {
+        self.pipelines() && self.pending.back() == Some(&CommandKind::User)
+    }
+
     /// How many commands may be sent now without waiting: with pipelining, the
     /// room left in the window; without, one when nothing is pending.
     pub fn room(&self) -> usize {
@@ -369,6 +376,13 @@ impl ClientSession {
         }
     }
 
+    /// What [`Self::send`] would say of a command of `kind` now: `Ok` if it
+    /// may go, [`SessionError::MustWait`] if it must wait for answers, or
+    /// why it is illegal in this state.
+    pub fn check_send(&self, kind: CommandKind) -> Result<(), SessionError> {
+        self.check_can_send(kind)
+    }
+
     fn check_can_send(&self, kind: CommandKind) -> Result<(), SessionError> {
         let command = kind.name();
         let illegal = || SessionError::IllegalCommand {
@@ -378,7 +392,12 @@ impl ClientSession {
         let legal = match self.state {
             State::Greeting | State::Update | State::Closed => false,
             State::Authorization => match kind {
-                CommandKind::Pass => self.user_accepted,
+                // After USER's +OK; or, USER still unanswered, behind it in
+                // one flight when the server pipelines (as mpop sends them),
+                // else once it is answered.
+                CommandKind::Pass => {
+                    self.user_accepted || self.pending.back() == Some(&CommandKind::User)
+                }
                 CommandKind::Stls => !self.tls_done,
                 CommandKind::User
                 | CommandKind::Apop
@@ -406,7 +425,9 @@ impl ClientSession {
         }
         // State-changing commands go last in a flight (STLS alone); others
         // respect the window.
-        let ok_now = if is_barrier(kind) {
+        let ok_now = if kind == CommandKind::Pass && self.pass_may_follow_user() {
+            true
+        } else if is_barrier(kind) {
             self.pending.is_empty()
                 || (kind != CommandKind::Stls && self.pipelines() && self.room() > 0)
         } else {

@@ -421,3 +421,40 @@ fn stls_goes_alone_and_the_servers_word_replaces_the_memory() {
         Err(SessionError::MustWait { .. })
     ));
 }
+
+/// USER and PASS in one flight to a pipelining server (as mpop sends
+/// them); nothing after PASS; a refused USER fails the login with PASS's
+/// answer read too.
+#[test]
+fn user_and_pass_go_together_to_a_pipelining_server() {
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.assume_pipelining();
+    s.send(&Command::Capa).unwrap();
+    s.send(&Command::User("u")).unwrap();
+    s.send(&Command::Pass("p")).unwrap();
+    assert!(matches!(
+        s.send(&Command::Capa),
+        Err(SessionError::MustWait { .. })
+    ));
+    assert_eq!(written(&mut s), "CAPA\r\nUSER u\r\nPASS p\r\n");
+    let (events, _) = feed(&mut s, b"+OK\r\nPIPELINING\r\n.\r\n+OK\r\n+OK in\r\n").unwrap();
+    assert!(
+        events.iter().any(|e| e.starts_with("PASS Ok")),
+        "{events:?}"
+    );
+    assert_eq!(s.state(), State::Transaction);
+    // Without pipelining PASS waits for USER's answer.
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.send(&Command::User("u")).unwrap();
+    assert!(s.send(&Command::Pass("p")).is_err());
+    // A refused USER: PASS is refused too, and the session stays logged out.
+    let mut s = ClientSession::default();
+    feed(&mut s, b"+OK hi\r\n").unwrap();
+    s.assume_pipelining();
+    s.send(&Command::User("nobody")).unwrap();
+    s.send(&Command::Pass("p")).unwrap();
+    feed(&mut s, b"-ERR no such user\r\n-ERR no USER\r\n").unwrap();
+    assert_eq!(s.state(), State::Authorization);
+}

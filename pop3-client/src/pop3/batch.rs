@@ -38,6 +38,16 @@ impl fmt::Debug for Cmd {
 }
 
 impl Cmd {
+    fn kind(&self) -> CommandKind {
+        match self {
+            Self::Plain(c) => c.kind(),
+            Self::User(_) => CommandKind::User,
+            Self::Pass(_) => CommandKind::Pass,
+            Self::Apop { .. } => CommandKind::Apop,
+            Self::Auth(_) => CommandKind::Auth,
+        }
+    }
+
     fn message(&self) -> Option<MsgNum> {
         match self {
             Self::Plain(Command::Retr(m) | Command::Top { msg: m, .. }) => Some(*m),
@@ -104,6 +114,10 @@ impl fmt::Display for ServerRefusal {
 
 pub(crate) struct Batch {
     commands: Vec<Cmd>,
+    /// Leading commands the engine put in front (a deferred CAPA): sent
+    /// and read like the others, their answers are not the caller's, and a
+    /// refusal of them is no error.
+    preface: usize,
     sent: usize,
     answers: Vec<Answer>,
     current: Option<Answer>,
@@ -130,6 +144,7 @@ impl Batch {
         Self {
             answers: Vec::with_capacity(commands.len()),
             commands,
+            preface: 0,
             sent: 0,
             current: None,
             stop_on_error,
@@ -146,9 +161,18 @@ impl Batch {
         batch
     }
 
-    /// The first command's name, naming the batch in traces.
+    /// Puts `cmd` in front, its answer kept from the caller; only before
+    /// anything is sent.
+    pub(crate) fn prefaced(&mut self, cmd: Cmd) {
+        if self.sent == 0 && !self.want_greeting {
+            self.commands.insert(0, cmd);
+            self.preface += 1;
+        }
+    }
+
+    /// The caller's first command's name, naming the batch in traces.
     pub(crate) fn name(&self) -> &'static str {
-        match self.commands.first() {
+        match self.commands.get(self.preface) {
             _ if self.want_greeting => "greeting",
             Some(Cmd::Plain(c)) => c.kind().name(),
             Some(Cmd::User(_)) => "USER",
@@ -164,22 +188,34 @@ impl Batch {
     }
 
     pub(crate) fn next_to_send(&self, session: &ClientSession) -> Option<&Cmd> {
-        if self.stopped.is_some() || session.room() == 0 {
+        if self.stopped.is_some() {
             return None;
         }
-        self.commands.get(self.sent)
+        let cmd = self.commands.get(self.sent)?;
+        // One that must wait waits; an illegal one is sent, to be refused
+        // with its error.
+        match session.check_send(cmd.kind()) {
+            Err(pop3_proto::SessionError::MustWait { .. }) => None,
+            _ => Some(cmd),
+        }
     }
 
     pub(crate) fn sent(&mut self) {
         self.sent += 1;
     }
 
+    /// Answers complete so far, counted in the caller's commands (an
+    /// answer to the preface counts as none): the index of the answer
+    /// being read, as sinks and progress know it.
     pub(crate) fn answered_count(&self) -> usize {
-        self.answers.len()
+        self.answers.len().saturating_sub(self.preface)
     }
 
+    /// The message of the caller's command at `index`, if it names one.
     pub(crate) fn message_of(&self, index: usize) -> Option<MsgNum> {
-        self.commands.get(index).and_then(Cmd::message)
+        self.commands
+            .get(self.preface + index)
+            .and_then(Cmd::message)
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -240,6 +276,12 @@ impl Batch {
         mut answer: Answer,
         login_delay: Option<u32>,
     ) -> Result<(), Error> {
+        // A server without CAPA refuses the engine's own: not the caller's
+        // error.
+        if !answer.ok && self.answers.len() < self.preface {
+            self.answers.push(answer);
+            return Ok(());
+        }
         if !answer.ok {
             let refusal = ServerRefusal {
                 command: answer.command.unwrap_or(CommandKind::Noop),
@@ -267,7 +309,9 @@ impl Batch {
         }
     }
 
-    pub(crate) fn into_answers(self) -> Vec<Answer> {
+    pub(crate) fn into_answers(mut self) -> Vec<Answer> {
+        let preface = self.preface.min(self.answers.len());
+        self.answers.drain(..preface);
         self.answers
     }
 }

@@ -126,8 +126,15 @@ macro_rules! pop3_client {
                     .map_err(|e| login::greeting_failed(e, engine.nothing_received(), engine.is_tls(), config))?;
                 let greeting = batch.take_greeting();
                 let mut client = Self { stream, engine, greeting, config: config.clone() };
-                client.refresh_capabilities()$(.$aw)??;
-                if secure && config.security == Security::StartTls {
+                let stls = secure && config.security == Security::StartTls;
+                // A server remembered as pipelining gets CAPA in the same
+                // flight as the login (STLS needs CAPA's answer first).
+                if !stls && login::remembered_before_login(config).is_some() {
+                    client.engine.defer_capa();
+                } else {
+                    client.refresh_capabilities()$(.$aw)??;
+                }
+                if stls {
                     login::require_stls(client.capabilities(), &config.host)?;
                     client.starttls()$(.$aw)??;
                 }
@@ -218,16 +225,28 @@ macro_rules! pop3_client {
                 credentials: &crate::config::Credentials,
             ) -> Result<(), crate::error::Error> {
                 use crate::pop3::{batch::Batch, login, sink::NoBody};
+                // CAPA still to come (in this flight): the login is chosen
+                // from what the server advertised last time.
+                let remembered = match self.engine.capa_due() {
+                    true => login::remembered_before_login(&self.config).cloned(),
+                    false => None,
+                };
                 let commands = login::login_commands(
                     &self.config,
                     credentials,
-                    self.engine.session.capabilities(),
+                    remembered.as_ref().unwrap_or(self.engine.session.capabilities()),
                     &self.greeting,
                     self.is_tls(),
                 )?;
                 self.enable_utf8()$(.$aw)??;
                 self.run(&mut Batch::strict(commands), &mut NoBody)$(.$aw)??;
-                self.refresh_capabilities()$(.$aw)??;
+                // Remembered as pipelining after login too: CAPA goes with
+                // the next commands.
+                if login::remembered_after_login(&self.config).is_some() {
+                    self.engine.defer_capa();
+                } else {
+                    self.refresh_capabilities()$(.$aw)??;
+                }
                 self.enable_utf8()$(.$aw)?
             }
 
@@ -256,9 +275,20 @@ macro_rules! pop3_client {
                 &self.greeting
             }
 
-            /// The capabilities the server advertises now.
+            /// The capabilities the server advertises now (with a
+            /// [`ServerProfile`](crate::pop3::ServerProfile) in the settings,
+            /// read with the next command after the greeting and after
+            /// login: empty until then).
             pub fn capabilities(&self) -> &pop3_proto::Capabilities {
                 self.engine.session.capabilities()
+            }
+
+            /// What this session's CAPA answers said, before and after
+            /// login: keep it, and give it back in
+            /// [`ClientConfig::server_profile`](crate::ClientConfig::server_profile)
+            /// so the next session to this server spends fewer round trips.
+            pub fn server_profile(&self) -> crate::pop3::ServerProfile {
+                self.engine.seen().clone()
             }
 
             /// Whether the connection is encrypted (by this client, or by
@@ -306,6 +336,49 @@ macro_rules! pop3_client {
             /// UIDL: every message's unique-id.
             pub $($async)? fn uidl(&mut self) -> Result<Vec<crate::pop3::UidlItem>, crate::error::Error> {
                 Ok(crate::pop3::commands::uids_of(self.single(pop3_proto::Command::Uidl(None))$(.$aw)??))
+            }
+
+            /// LIST and UIDL, the mailbox as a sync sees it: in one flight
+            /// when the server pipelines (or is remembered so); otherwise
+            /// one after the other, UIDL left out when LIST is empty. A
+            /// refused UIDL (a server without it) is its own result.
+            #[allow(clippy::type_complexity)]
+            pub $($async)? fn listing(
+                &mut self,
+            ) -> Result<
+                (Vec<pop3_proto::ListEntry>, Result<Vec<crate::pop3::UidlItem>, crate::error::Error>),
+                crate::error::Error,
+            > {
+                use crate::pop3::{batch::{Batch, Cmd}, commands, sink::NoBody};
+                let pipelines = self.engine.capa_due() || self.capabilities().pipelining();
+                if !pipelines {
+                    let sizes = self.list()$(.$aw)??;
+                    let uids = match sizes.is_empty() {
+                        true => Ok(Vec::new()),
+                        false => self.uidl()$(.$aw)?,
+                    };
+                    return Ok((sizes, uids));
+                }
+                let mut batch = Batch::lenient(vec![
+                    Cmd::Plain(pop3_proto::Command::List(None)),
+                    Cmd::Plain(pop3_proto::Command::Uidl(None)),
+                ]);
+                self.run(&mut batch, &mut NoBody)$(.$aw)??;
+                let login_delay = self.capabilities().login_delay();
+                let mut answers = batch.into_answers().into_iter();
+                let (list, uidl) = (answers.next().unwrap_or_default(), answers.next().unwrap_or_default());
+                if let Some(refusal) = &list.error {
+                    return Err(refusal.to_error(login_delay));
+                }
+                let sizes = commands::listing_of(list);
+                // An empty mailbox needs no names: a server without UIDL
+                // is no error then.
+                let uids = match &uidl.error {
+                    Some(_) if sizes.is_empty() => Ok(Vec::new()),
+                    Some(refusal) => Err(refusal.to_error(login_delay)),
+                    None => Ok(commands::uids_of(uidl)),
+                };
+                Ok((sizes, uids))
             }
 
             /// `UIDL n`: one message's unique-id.
@@ -449,6 +522,25 @@ macro_rules! pop3_client {
                 self.single(pop3_proto::Command::Quit)$(.$aw)??;
                 // The session is over and committed; a server that already
                 // closed its side cannot make that an error.
+                let _ = self.stream.close_within(self.config.timeouts.idle)$(.$aw)?;
+                Ok(())
+            }
+
+            /// QUIT without waiting for its answer, then the stream closed:
+            /// one round trip fewer, for a session that changed nothing on
+            /// the server (no DELE; nothing a server pops at QUIT, as
+            /// Gmail does what RETR fetched), where the answer could say
+            /// nothing that matters.
+            pub $($async)? fn quit_without_waiting(mut self) -> Result<(), crate::error::Error> {
+                self.engine.session.send(&pop3_proto::Command::Quit)?;
+                let limit = self.config.timeouts.response;
+                match self.stream.write_within(self.engine.output(), limit)$(.$aw)? {
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return Err(self.engine.timeout("the server to accept QUIT"));
+                    }
+                    other => other?,
+                }
+                self.engine.output_written();
                 let _ = self.stream.close_within(self.config.timeouts.idle)$(.$aw)?;
                 Ok(())
             }

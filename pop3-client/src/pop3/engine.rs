@@ -79,6 +79,11 @@ pub(crate) struct Engine {
     /// One span for the session, and one per batch of commands inside it.
     span: Span,
     batch_span: Span,
+    /// A CAPA to put in front of the next batch (the server is remembered
+    /// as pipelining: it goes in the same flight).
+    capa_due: bool,
+    /// What this session's CAPA answers said, before and after login.
+    seen: crate::pop3::ServerProfile,
 }
 
 impl Engine {
@@ -99,7 +104,27 @@ impl Engine {
             is_tls,
             batch_span: span.clone(),
             span,
+            capa_due: false,
+            seen: crate::pop3::ServerProfile::default(),
         }
+    }
+
+    /// The next batch starts with CAPA, in the same flight: the session
+    /// assumes pipelining (the caller remembers the server so) until that
+    /// CAPA's answer says.
+    pub(crate) fn defer_capa(&mut self) {
+        self.session.assume_pipelining();
+        self.capa_due = true;
+    }
+
+    /// Whether the next batch starts with a deferred CAPA.
+    pub(crate) fn capa_due(&self) -> bool {
+        self.capa_due
+    }
+
+    /// What this session's CAPA answers said.
+    pub(crate) fn seen(&self) -> &crate::pop3::ServerProfile {
+        &self.seen
     }
 
     /// Caps the entries of one LIST or UIDL answer.
@@ -210,6 +235,9 @@ impl Engine {
     /// Starts running `batch` at `now`: queues what may be sent now.
     pub(crate) fn begin(&mut self, batch: &mut Batch, now: Instant) -> Result<(), Error> {
         self.check_in_step()?;
+        if std::mem::take(&mut self.capa_due) {
+            batch.prefaced(Cmd::Plain(pop3_proto::Command::Capa));
+        }
         self.batch_span = tracing::debug_span!(parent: &self.span, "pop3.command", name = batch.name(), count = batch.len());
         self.restart_deadline(now);
         self.pump(batch)
@@ -349,6 +377,14 @@ impl Engine {
                     return Ok(Action::Body { index, chunk });
                 }
                 Event::End(kind) => {
+                    if kind == pop3_proto::CommandKind::Capa {
+                        let caps = self.session.capabilities().clone();
+                        match self.session.state() {
+                            State::Authorization => self.seen.before_login = caps,
+                            State::Transaction => self.seen.after_login = caps,
+                            _ => {}
+                        }
+                    }
                     let index = batch.answered_count();
                     let is_body = answer_is_body(kind) && batch.message_of(index).is_some();
                     let octets = self.body_bytes;

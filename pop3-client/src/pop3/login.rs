@@ -29,6 +29,27 @@ pub(crate) fn wants_utf8(config: &ClientConfig, session: &ClientSession) -> bool
             .any(|c| matches!(c, Capability::Utf8 { .. }))
 }
 
+/// The capabilities remembered from before login, when a session may
+/// pipeline CAPA with the login on their word: the server pipelined, and no
+/// `UTF8` is to be sent first (that needs this session's CAPA).
+pub(crate) fn remembered_before_login(config: &ClientConfig) -> Option<&Capabilities> {
+    remembered(config, |p| &p.before_login)
+}
+
+/// Likewise after login: CAPA then goes with the first commands.
+pub(crate) fn remembered_after_login(config: &ClientConfig) -> Option<&Capabilities> {
+    remembered(config, |p| &p.after_login)
+}
+
+fn remembered(
+    config: &ClientConfig,
+    phase: impl Fn(&crate::pop3::ServerProfile) -> &Capabilities,
+) -> Option<&Capabilities> {
+    let caps = phase(config.server_profile.as_ref()?);
+    let utf8 = caps.iter().any(|c| matches!(c, Capability::Utf8 { .. }));
+    (caps.pipelining() && !(config.utf8 && utf8)).then_some(caps)
+}
+
 /// Whether an error is the server's `-ERR` to the command (not a broken
 /// connection): for UTF8, the session goes on without UTF-8 mode.
 pub(crate) fn is_refusal(error: &Error) -> bool {

@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod engine;
 mod login;
+mod profile;
 mod sink;
 pub mod summary;
 
@@ -19,4 +20,5 @@ pub mod tokio;
 pub use batch::ServerRefusal;
 pub use commands::UidlItem;
 pub use engine::{FetchProgress, ProgressFn};
+pub use profile::ServerProfile;
 pub use sink::{AsyncMessageSink, MessageSink};

@@ -6,6 +6,7 @@
 //! connection threads end when their client goes or after a minute idle.
 
 pub mod oauth;
+pub mod proxy;
 pub mod smtp;
 
 use std::io::{self, Read, Write};

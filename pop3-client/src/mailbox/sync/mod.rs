@@ -820,7 +820,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         self.flush_records()?;
         self.run.session_broken();
         self.known = self.store.load().map_err(state_error)?;
-        Ok(self.run.another_session(false))
+        Ok(self.run.another_session())
     }
 
     /// What to DELE before QUIT, once everything stored is recorded (and
@@ -848,7 +848,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         let changes = self.run.deleted(deleted);
         self.record(&changes)?;
         self.known = self.store.load().map_err(state_error)?;
-        Ok(self.run.another_session(!deleted.is_empty()))
+        Ok(self.run.another_session())
     }
 }
 
@@ -882,14 +882,7 @@ macro_rules! sync_sessions {
             if gmail_greeting(client.greeting()) {
                 $steps.run.serves_slices();
             }
-            let sizes = client.list()$(.$aw)??;
-            // An empty mailbox needs no UIDL (one round trip less on the
-            // most common poll).
-            let uids = if sizes.is_empty() {
-                Ok(Vec::new())
-            } else {
-                client.uidl()$(.$aw)?
-            };
+            let (sizes, uids) = client.listing()$(.$aw)??;
             let login_delay = client.capabilities().login_delay();
             let mut plan = $steps.listed(login_delay, &sizes, uids, $host)?;
             if !plan.needs_dates.is_empty() {
@@ -948,7 +941,18 @@ macro_rules! sync_sessions {
                 let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
                 deleted = accepted(&deletions, client.dele_many(&msgs)$(.$aw)??);
             }
-            client.quit()$(.$aw)??;
+            $steps.run.server_seen(client.server_profile());
+            // A session that changed nothing on the server (no DELE, no
+            // RETR for a server that pops at QUIT) need not wait for QUIT's
+            // answer: one round trip less on the most common poll.
+            let changed = !deletions.is_empty()
+                || !plan.pop_again.is_empty()
+                || (!(plan.fetch.is_empty() && plan.headers.is_empty()) && $steps.run.serves_slices_now());
+            if changed {
+                client.quit()$(.$aw)??;
+            } else {
+                client.quit_without_waiting()$(.$aw)??;
+            }
             if !$steps.quit_done(&deleted)? {
                 break;
             }

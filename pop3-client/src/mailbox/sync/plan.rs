@@ -270,6 +270,10 @@ pub struct SyncReport {
     /// Every listed message the sync neither fetched nor deleted, counted
     /// by why.
     pub kept: std::collections::BTreeMap<KeptReason, usize>,
+    /// What the server advertised in the last session: keep it and give it
+    /// back in [`ClientConfig::server_profile`](crate::ClientConfig::server_profile)
+    /// so the next poll spends fewer round trips.
+    pub server_profile: Option<crate::pop3::ServerProfile>,
 }
 
 /// Why a listed message was neither fetched nor deleted.
@@ -355,7 +359,6 @@ pub struct SyncRun {
     now: u64,
     report: SyncReport,
     fetched_in_session: Vec<Listed>,
-    session_all_new: bool,
     keep_going: bool,
     /// The previous session's listed sizes, and whether it stored mail.
     previous: Option<(Vec<u64>, bool)>,
@@ -401,7 +404,6 @@ impl SyncRun {
             now,
             report: SyncReport::default(),
             fetched_in_session: Vec::new(),
-            session_all_new: false,
             // recent: mode lists the same 30 days in every session.
             keep_going: !recent_mode,
             previous: None,
@@ -664,8 +666,6 @@ impl SyncRun {
             .chunks(self.options.group_size)
             .map(<[Listed]>::to_vec)
             .collect();
-        self.session_all_new = !listing.is_empty()
-            && new.len() + plan.headers.iter().map(Vec::len).sum::<usize>() == listing.len();
         let mut chosen = Vec::new();
         for item in new {
             let count = self.report.new + chosen.len();
@@ -1002,15 +1002,30 @@ impl SyncRun {
             .collect()
     }
 
-    /// Whether to open another session: this one stored new messages, and
-    /// the server seems to serve mail in slices (every listed message was
-    /// new, as Gmail's normal mode lists only what was not yet popped) or
-    /// what was stored was deleted; never past the caps or the session cap.
-    pub fn another_session(&self, deleted_any: bool) -> bool {
+    /// Whether to open another session: this one broke, or popped known
+    /// messages again, or stored new ones from a server that serves mail in
+    /// slices (Gmail's normal mode lists only what was not yet popped);
+    /// never past the caps or the session cap. Other servers list the whole
+    /// mailbox at once, so one session has seen it all.
+    pub fn another_session(&self) -> bool {
+        let slices = self.options.gmail_slices == Some(true);
         let more = self.broken
             || self.popped_in_session > 0
-            || (!self.fetched_in_session.is_empty() && (self.session_all_new || deleted_any));
+            || (slices && !self.fetched_in_session.is_empty());
         self.keep_going && more && self.report.sessions < self.options.max_sessions
+    }
+
+    /// What the server advertised in the session just ended.
+    pub fn server_seen(&mut self, profile: crate::pop3::ServerProfile) {
+        if profile.is_complete() {
+            self.report.server_profile = Some(profile);
+        }
+    }
+
+    /// Whether the server is taken to serve slices (and pop at QUIT what
+    /// RETR fetched).
+    pub fn serves_slices_now(&self) -> bool {
+        self.options.gmail_slices == Some(true)
     }
 
     /// The server refused a follow-up login with LOGIN-DELAY: the sync ends
@@ -1147,19 +1162,23 @@ mod tests {
 
     #[test]
     fn a_listing_unchanged_after_storing_stops_the_sync() {
-        let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
+        let slices = SyncOptions {
+            gmail_slices: Some(true),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(slices, 0, "u").unwrap();
         run.session_started(None);
         let first: Vec<_> = (1..=3).map(|i| listed(i, &format!("a{i}"), 10)).collect();
         let plan = run.plan(&SyncState::default(), &first);
         let group = plan.fetch.concat();
         run.stored(&group, &vec![Outcome::Stored(10); 3], &Default::default());
-        assert!(run.another_session(false));
+        assert!(run.another_session());
         // UIDs that change every session: the same sizes, new names.
         run.session_started(None);
         let second: Vec<_> = (1..=3).map(|i| listed(i, &format!("b{i}"), 10)).collect();
         let plan = run.plan(&SyncState::default(), &second);
         assert!(plan.fetch.is_empty(), "nothing stored twice");
-        assert!(!run.another_session(false));
+        assert!(!run.another_session());
         assert!(run.report().stopped_early.is_some());
         // Stable UIDs on a server that keeps mail: the same listing, all
         // known, is no alarm.
@@ -1286,17 +1305,28 @@ mod tests {
 
     #[test]
     fn sessions_continue_while_the_server_serves_slices() {
+        // Any other server lists the whole mailbox: one session saw it all.
         let mut run = SyncRun::new(SyncOptions::default(), 0, "u").unwrap();
         run.session_started(None);
         let listing: Vec<_> = (1..=3).map(|i| listed(i, &format!("u{i}"), 1)).collect();
         let plan = run.plan(&SyncState::default(), &listing);
         let group = plan.fetch.concat();
         run.stored(&group, &vec![Outcome::Stored(1); 3], &Default::default());
-        assert!(run.another_session(false), "all new: maybe a slice");
+        assert!(!run.another_session(), "a whole listing: done");
+        let slices = SyncOptions {
+            gmail_slices: Some(true),
+            ..SyncOptions::default()
+        };
+        let mut run = SyncRun::new(slices, 0, "u").unwrap();
+        run.session_started(None);
+        let plan = run.plan(&SyncState::default(), &listing);
+        let group = plan.fetch.concat();
+        run.stored(&group, &vec![Outcome::Stored(1); 3], &Default::default());
+        assert!(run.another_session(), "a slice: the next may follow");
         run.session_started(None);
         let plan = run.plan(&state_with(&[("u1", 0)]), &listing[..1]);
         assert!(plan.fetch.is_empty());
-        assert!(!run.another_session(false), "nothing new: done");
+        assert!(!run.another_session(), "nothing new: done");
     }
 
     #[test]
