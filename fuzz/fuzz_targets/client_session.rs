@@ -1,6 +1,8 @@
 //! The client session driven by arbitrary server bytes through a whole
 //! session (greeting, CAPA, login, pipelined commands): no panic, and the
-//! driver never buffers more than the configured line cap.
+//! driver never buffers more than the configured line cap. Half the inputs
+//! play a client that remembers the server as pipelining: CAPA and AUTH
+//! go in one flight.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = input;
     let mut sizes = cuts.iter().copied().chain(std::iter::repeat(64));
     let mut next_msg = 1u32;
+    let remembered = data.first().is_some_and(|b| b & 0x80 != 0);
     while !rest.is_empty() {
         let take = sizes.next().unwrap_or(64).min(rest.len());
         buffer.extend_from_slice(&rest[..take]);
@@ -38,7 +41,13 @@ fuzz_target!(|data: &[u8]| {
             match event {
                 Event::NeedInput => break,
                 Event::Greeting(_) => {
+                    if remembered {
+                        session.assume_pipelining();
+                    }
                     let _ = session.send(&Command::Capa);
+                    if remembered {
+                        let _ = session.authenticate(SaslClient::login("user", "secret"));
+                    }
                 }
                 // A batch holds at least one entry, each within the limits.
                 Event::UidlEntries(entries) => {

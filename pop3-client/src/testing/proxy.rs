@@ -46,7 +46,12 @@ impl DelayingProxy {
     /// Forwards 127.0.0.1:PORT (see [`Self::addr`]) to `target`, holding
     /// each chunk the server sends for `delay` before passing it on.
     pub fn start(target: SocketAddr, delay: Duration) -> io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(0, target, delay)
+    }
+
+    /// As [`Self::start`], listening on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16, target: SocketAddr, delay: Duration) -> io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let connections: Arc<Mutex<Vec<Record>>> = Arc::default();
         let all = Arc::clone(&connections);
@@ -80,6 +85,26 @@ impl DelayingProxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The waits of each connection whose client has closed, one figure
+    /// per connection, forgetting them; connections still open stay.
+    pub fn take_finished_waits(&self) -> Vec<usize> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut finished = Vec::new();
+        connections.retain(|seen| {
+            let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.contains(&Seen::ClientClosed) {
+                finished.push(waits(&seen));
+                false
+            } else {
+                true
+            }
+        });
+        finished
     }
 
     /// The client's waits on every connection so far, connect included,
