@@ -520,6 +520,29 @@ fn is_microsoft(host: &str) -> bool {
 }
 
 impl Preset {
+    /// Where this provider's accounts sign in with OAuth2 (XOAUTH2 for POP3
+    /// and SMTP, one token for both): Google, Microsoft (`common`: the
+    /// user's own tenant is learnt at sign-in), Yahoo (AOL too), Fastmail,
+    /// Zoho at the data centre of the preset's host.
+    pub fn oauth_provider(&self) -> Option<OAuthProvider> {
+        match self.provider {
+            "Gmail" => Some(OAuthProvider::Google),
+            "Outlook / Office 365" => OAuthProvider::microsoft("common").ok(),
+            "Yahoo Mail" | "AOL Mail" => Some(OAuthProvider::Yahoo),
+            "Fastmail" => Some(OAuthProvider::Fastmail),
+            "Zoho Mail" => {
+                let host = self.pop.0;
+                let region = match host.split_once(".zoho") {
+                    Some((_, "cloud.ca")) => "ca",
+                    Some((_, rest)) => rest.trim_start_matches('.'),
+                    None => "com",
+                };
+                OAuthProvider::zoho(region).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// The preset for `email`'s domain: `Ok(None)` when there is none (the
     /// user must give the servers), an error for a provider without POP3.
     pub fn for_email(email: &str) -> Result<Option<Self>, AccountError> {
@@ -1028,6 +1051,26 @@ mod tests {
             .contains("refresh-secret"));
         assert!(!format!("{a:?}").contains("refresh-secret"));
         assert_eq!(a.client_config().auth, AuthMethod::XOAuth2);
+    }
+
+    #[test]
+    fn presets_name_their_oauth_provider() {
+        let provider = |email: &str| Preset::for_email(email).unwrap().unwrap().oauth_provider();
+        assert_eq!(provider("me@gmail.com"), Some(OAuthProvider::Google));
+        assert_eq!(
+            provider("me@hotmail.com"),
+            Some(OAuthProvider::microsoft("common").unwrap())
+        );
+        assert_eq!(provider("me@aol.com"), Some(OAuthProvider::Yahoo));
+        assert_eq!(provider("me@fastmail.com"), Some(OAuthProvider::Fastmail));
+        assert_eq!(
+            provider("me@zoho.eu"),
+            Some(OAuthProvider::zoho("eu").unwrap())
+        );
+        assert_eq!(
+            provider("me@zoho.com.au").unwrap().token_url(),
+            "https://accounts.zoho.com.au/oauth/v2/token"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ use std::time::Duration;
 #[cfg(feature = "oauth2-http")]
 pub use http::{ClientCredentials, HttpFailure, HttpTokenEndpoint, MAX_TOKEN_ANSWER};
 pub use providers::{
-    OAuthProvider, FASTMAIL_SCOPES, GOOGLE_SCOPES, MICROSOFT_SCOPES, YAHOO_SCOPES,
+    OAuthProvider, FASTMAIL_SCOPES, GOOGLE_SCOPES, MICROSOFT_SCOPES, YAHOO_SCOPES, ZOHO_SCOPES,
 };
 #[cfg(feature = "oauth2-http")]
 pub use sign_in::{PendingSignIn, SignIn};

@@ -17,6 +17,10 @@ pub const MICROSOFT_SCOPES: [&str; 3] = [
 /// application others use needs Google's verification).
 pub const GOOGLE_SCOPES: [&str; 1] = ["https://mail.google.com/"];
 
+/// Zoho's scope for POP3 access (an application may ask for more, such
+/// as sending, with its own scopes).
+pub const ZOHO_SCOPES: [&str; 1] = ["ZOHOMAIL.PROTOCOL.POP"];
+
 /// Yahoo's scope for POP3 and SMTP (read and write mail; an application
 /// needs Yahoo's approval for mail access).
 pub const YAHOO_SCOPES: [&str; 1] = ["mail-w"];
@@ -146,8 +150,7 @@ impl OAuthProvider {
         }
     }
 
-    /// The scopes for POP3 and SMTP with a refresh token (empty for Zoho,
-    /// whose POP3 and SMTP scopes are the application's to name, and for a
+    /// The scopes for POP3 and SMTP with a refresh token (empty for a
     /// custom provider).
     pub fn scopes(&self) -> Vec<String> {
         let scopes: &[&str] = match self {
@@ -155,7 +158,8 @@ impl OAuthProvider {
             Self::Microsoft { .. } => &MICROSOFT_SCOPES,
             Self::Yahoo => &YAHOO_SCOPES,
             Self::Fastmail => &FASTMAIL_SCOPES,
-            Self::Zoho { .. } | Self::Custom { .. } => &[],
+            Self::Zoho { .. } => &ZOHO_SCOPES,
+            Self::Custom { .. } => &[],
         };
         scopes.iter().map(|s| (*s).to_owned()).collect()
     }
