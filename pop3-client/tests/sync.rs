@@ -1051,3 +1051,64 @@ fn an_empty_poll_of_a_known_server_costs_five_round_trips() {
         assert!(server.messages().is_empty());
     }
 }
+
+/// The state is read once per sync, however many sessions it opens: what
+/// the sync writes is applied to what it read (a mailbox kept on the
+/// server for years holds 10^5 UIDs), and the result is what reading the
+/// state again gives.
+#[test]
+fn the_state_is_read_once_per_sync() {
+    struct Counting {
+        state: MemoryState,
+        loads: usize,
+    }
+    impl StateStore for Counting {
+        fn load(&mut self) -> io::Result<pop3_client::sync::state::SyncState> {
+            self.loads += 1;
+            self.state.load()
+        }
+        fn apply(&mut self, changes: &[pop3_client::sync::state::StateChange]) -> io::Result<()> {
+            self.state.apply(changes)
+        }
+    }
+    // Gmail serves 2 slices of 3: two sessions, then a third finding
+    // nothing new (sizes all different: slices that list the same sizes
+    // under new UIDs would look like unstable UIDs).
+    let messages = (0..6)
+        .map(|i| ServerMessage {
+            uid: format!("g{i}"),
+            content: format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(i * 10)).into_bytes(),
+        })
+        .collect();
+    let server = TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            user: "me@gmail.com".into(),
+            ..ServerOptions::default()
+        },
+        messages,
+        implicit_tls: true,
+        gmail: Some(GmailMode { session_limit: 3 }),
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let (_dir, mut maildir, _) = local();
+    let mut store = Counting {
+        state: MemoryState::new(),
+        loads: 0,
+    };
+    let options = SyncOptions {
+        gmail_slices: Some(true),
+        ..SyncOptions::default()
+    };
+    let report = sync(&server, "me@gmail.com", &mut store, &mut maildir, options).unwrap();
+    assert_eq!(report.new, 6, "{report:?}");
+    assert!(report.sessions >= 2, "{report:?}");
+    assert_eq!(store.loads, 1);
+    // A second sync stores nothing: what was applied is what was stored.
+    let options = SyncOptions {
+        gmail_slices: Some(true),
+        ..SyncOptions::default()
+    };
+    let again = sync(&server, "me@gmail.com", &mut store, &mut maildir, options).unwrap();
+    assert_eq!(again.new, 0, "{again:?}");
+}

@@ -216,32 +216,40 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
         }
     }
     store.apply(&changes).map_err(state_error)?;
+    // The state is read once; what is written after is applied to it here.
+    let mut known = loaded;
+    for change in &changes {
+        known.apply(change);
+    }
     // Headers-only copies whose whole message was stored by a run that
     // stopped before removing them.
-    let loaded = store.load().map_err(state_error)?;
-    let replaced: Vec<(Uid, String)> = loaded
+    let replaced: Vec<(Uid, String)> = known
         .records
         .iter()
         .filter(|(_, r)| r.status != state::UidStatus::HeadersOnly)
         .filter_map(|(uid, r)| Some((uid.clone(), r.headers_delivery.clone()?)))
         .collect();
-    remove_copies(store, sink, &replaced)?;
-    store.load().map_err(state_error)
+    for change in remove_copies(store, sink, &replaced)? {
+        known.apply(&change);
+    }
+    Ok(known)
 }
 
 /// Removes headers-only copies that whole messages have replaced (each is
-/// recorded as whole already), then records their removal.
+/// recorded as whole already), then records their removal; returns what it
+/// recorded.
 fn remove_copies<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
     store: &mut St,
     sink: &mut Sk,
     copies: &[(Uid, String)],
-) -> Result<(), Error> {
+) -> Result<Vec<StateChange>, Error> {
     let mut removed = Vec::new();
     for (uid, name) in copies {
         sink.remove(name).map_err(sink_error)?;
         removed.push(StateChange::HeadersRemoved { uid: uid.clone() });
     }
-    store.apply(&removed).map_err(state_error)
+    store.apply(&removed).map_err(state_error)?;
+    Ok(removed)
 }
 
 /// Joins UIDL and LIST into the listing the plan reads (message order).
@@ -491,6 +499,10 @@ struct SyncEngine<'a, St: ?Sized, Sk: ?Sized> {
     /// that group's commit and precede the next group's delivery), or alone
     /// after the last group, before any DELE.
     unwritten: Vec<StateChange>,
+    /// Written to the store since `known` was brought up to date: applied
+    /// to it where a session ends, instead of reading the whole state again
+    /// (a mailbox kept on the server for years holds 10^5 UIDs).
+    written: Vec<StateChange>,
     /// The current session's listing.
     listing: Vec<Listed>,
 }
@@ -522,6 +534,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             with_uids: true,
             names: Vec::new(),
             unwritten: Vec::new(),
+            written: Vec::new(),
             listing: Vec::new(),
         })
     }
@@ -666,8 +679,17 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     fn record(&mut self, changes: &[StateChange]) -> Result<(), Error> {
         if self.with_uids {
             self.store.apply(changes).map_err(state_error)?;
+            self.written.extend_from_slice(changes);
         }
         Ok(())
+    }
+
+    /// `known` as the store now holds it: what was read at the start with
+    /// every change written since.
+    fn catch_up(&mut self) {
+        for change in self.written.drain(..) {
+            self.known.apply(&change);
+        }
     }
 
     /// Writes the records still held back (before any DELE, and when a
@@ -819,7 +841,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     fn session_broken(&mut self) -> Result<bool, Error> {
         self.flush_records()?;
         self.run.session_broken();
-        self.known = self.store.load().map_err(state_error)?;
+        self.catch_up();
         Ok(self.run.another_session())
     }
 
@@ -836,7 +858,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 .filter(|(uid, _)| stored.iter().any(|l| &l.uid == uid))
                 .cloned()
                 .collect();
-            remove_copies(&mut *self.store, &mut *self.sink, &replaced)?;
+            let removed = remove_copies(&mut *self.store, &mut *self.sink, &replaced)?;
+            self.written.extend(removed);
         }
         // Without UIDL the policy is after-retrieval: what was stored goes.
         Ok(self.run.deletions(plan))
@@ -847,7 +870,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
         let changes = self.run.deleted(deleted);
         self.record(&changes)?;
-        self.known = self.store.load().map_err(state_error)?;
+        self.catch_up();
         Ok(self.run.another_session())
     }
 }
