@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pop3_client::account::DeletePolicy;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
-use pop3_client::store::{DeliverySink, MaildirSink};
+use pop3_client::store::{Delivery, DeliverySink, MaildirSink};
 use pop3_client::sync::state::{MemoryState, StateFile, StateStore};
 use pop3_client::sync::{mark_deleted_locally, sync_blocking, SyncOptions, SyncReport};
 use pop3_client::testing::{GmailMode, TestServer, TestServerConfig};
@@ -196,6 +196,8 @@ struct FailingSink {
     inner: MaildirSink,
     fail_at: usize,
     steps: usize,
+    /// What each delivery's `begin` was told: UID, listed size, headers only.
+    begun: Vec<(String, u64, bool)>,
 }
 
 impl FailingSink {
@@ -213,9 +215,14 @@ impl DeliverySink for FailingSink {
         self.step()?;
         self.inner.reserve(uid)
     }
-    fn begin(&mut self, name: &str) -> io::Result<()> {
+    fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
         self.step()?;
-        self.inner.begin(name)
+        self.begun.push((
+            delivery.uid.to_string(),
+            delivery.listed_octets,
+            delivery.headers_only,
+        ));
+        self.inner.begin(delivery)
     }
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.step()?;
@@ -255,6 +262,7 @@ fn a_failing_sink_at_any_step_loses_and_duplicates_nothing() {
             inner: MaildirSink::create(dir.path()).unwrap(),
             fail_at,
             steps: 0,
+            begun: Vec::new(),
         };
         let first = sync(&server, "user", &mut state, &mut failing, options.clone());
         if let Err(e) = &first {
@@ -831,8 +839,8 @@ fn gmail_slices_move_on_after_a_run_stopped_before_quit() {
         fn reserve(&mut self, uid: &Uid) -> io::Result<String> {
             self.0.reserve(uid)
         }
-        fn begin(&mut self, name: &str) -> io::Result<()> {
-            DeliverySink::begin(&mut self.0, name)
+        fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
+            DeliverySink::begin(&mut self.0, delivery)
         }
         fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
             DeliverySink::write(&mut self.0, chunk)
@@ -1111,4 +1119,45 @@ fn the_state_is_read_once_per_sync() {
     };
     let again = sync(&server, "me@gmail.com", &mut store, &mut maildir, options).unwrap();
     assert_eq!(again.new, 0, "{again:?}");
+}
+
+/// A sink is told, as each delivery begins, the UID, the size the server
+/// listed and whether only the header comes (what a database row needs
+/// before the bytes).
+#[test]
+fn a_sink_is_told_each_deliverys_uid_size_and_kind() {
+    let messages = vec![
+        ServerMessage {
+            uid: "small".into(),
+            content: b"Subject: s\r\n\r\nhi\r\n".to_vec(),
+        },
+        ServerMessage {
+            uid: "big".into(),
+            content: format!("Subject: b\r\n\r\n{}\r\n", "x".repeat(500)).into_bytes(),
+        },
+    ];
+    let sizes: Vec<u64> = messages.iter().map(|m| m.content.len() as u64).collect();
+    let server = server(messages);
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = MemoryState::new();
+    let mut sink = FailingSink {
+        inner: MaildirSink::create(dir.path()).unwrap(),
+        fail_at: usize::MAX,
+        steps: 0,
+        begun: Vec::new(),
+    };
+    let options = SyncOptions {
+        headers_only_above: Some(100),
+        ..SyncOptions::default()
+    };
+    sync(&server, "user", &mut state, &mut sink, options).unwrap();
+    let mut begun = sink.begun.clone();
+    begun.sort();
+    assert_eq!(
+        begun,
+        vec![
+            ("big".to_owned(), sizes[1], true),
+            ("small".to_owned(), sizes[0], false),
+        ]
+    );
 }

@@ -19,14 +19,46 @@ use pop3_proto::{MsgNum, Uid};
 
 use crate::pop3::MessageSink;
 
+/// A message about to be delivered, as a [`DeliverySink`] is told when it
+/// begins.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Delivery<'a> {
+    /// The name reserved for it ([`DeliverySink::reserve`]).
+    pub name: &'a str,
+    /// Its UID on the server.
+    pub uid: &'a Uid,
+    /// Its size as the server listed it (LIST), before any byte arrives;
+    /// what arrives may differ a little (servers count line ends their
+    /// own way).
+    pub listed_octets: u64,
+    /// Only its header is delivered (TOP n 0); the whole message may
+    /// replace it later ([`DeliverySink::remove`]).
+    pub headers_only: bool,
+}
+
+impl<'a> Delivery<'a> {
+    /// A delivery of `uid` as `name`, whole, listed at `listed_octets`.
+    pub fn new(name: &'a str, uid: &'a Uid, listed_octets: u64) -> Self {
+        Self {
+            name,
+            uid,
+            listed_octets,
+            headers_only: false,
+        }
+    }
+}
+
 /// The sink of a sync. Names are reserved before delivery and recorded as
 /// an intent, so a run killed at any instant can ask the sink, at its next
 /// start, whether a delivery finished ([`DeliverySink::reconcile`]).
 pub trait DeliverySink {
     /// A name for delivering `uid`, unique in this sink, with no white space.
     fn reserve(&mut self, uid: &Uid) -> io::Result<String>;
-    /// The message reserved as `name` begins.
-    fn begin(&mut self, name: &str) -> io::Result<()>;
+    /// The message reserved as [`Delivery::name`] begins: its UID, listed
+    /// size and whether it is its header only come with it (a database
+    /// sink writes its row from them).
+    fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()>;
     /// More of the current message, exactly as the server sent it.
     fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
     /// The current message is complete; it waits for [`DeliverySink::commit`].
@@ -327,7 +359,8 @@ impl DeliverySink for MaildirSink {
         Ok(self.unique_name())
     }
 
-    fn begin(&mut self, name: &str) -> io::Result<()> {
+    fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
+        let name = delivery.name;
         if !is_file_name(name) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -43,7 +43,7 @@ use pop3_proto::{MsgNum, Uid};
 
 use crate::config::{ClientConfig, Credentials};
 use crate::error::Error;
-use crate::mailbox::store::DeliverySink;
+use crate::mailbox::store::{Delivery, DeliverySink};
 use crate::pop3::async_client::{AsyncMessageSink, Client as AsyncClient};
 use crate::pop3::blocking::Client;
 use crate::pop3::FetchProgress;
@@ -319,6 +319,8 @@ fn no_uidl_error(host: &str) -> Error {
 struct GroupSink<'a, Sk: ?Sized> {
     sink: &'a mut Sk,
     names: &'a [String],
+    listed: &'a [Listed],
+    headers_only: bool,
     progress: &'a mut GroupProgress,
 }
 
@@ -367,13 +369,18 @@ impl GroupProgress {
 
 impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
     fn begin_named(&mut self, index: usize) -> io::Result<()> {
-        let name = self
-            .names
-            .get(index)
-            .ok_or_else(|| io::Error::other("a message outside the group"))?;
+        let (Some(name), Some(listed)) = (self.names.get(index), self.listed.get(index)) else {
+            return Err(io::Error::other("a message outside the group"));
+        };
         self.progress.current = Some(index);
         self.progress.header.clear();
-        self.sink.begin(name).map_err(store_failed)
+        let delivery = Delivery {
+            name,
+            uid: &listed.uid,
+            listed_octets: listed.octets,
+            headers_only: self.headers_only,
+        };
+        self.sink.begin(&delivery).map_err(store_failed)
     }
 
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
@@ -511,6 +518,9 @@ struct SyncEngine<'a, St: ?Sized, Sk: ?Sized> {
 struct Group {
     msgs: Vec<MsgNum>,
     names: Vec<String>,
+    /// The messages as listed: each delivery's UID and size.
+    listed: Vec<Listed>,
+    headers_only: bool,
     progress: GroupProgress,
 }
 
@@ -731,6 +741,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
             names,
+            listed: group.to_vec(),
+            headers_only,
             progress: GroupProgress {
                 identify: self.with_uids && self.run.options().policy.deletes(),
                 ..GroupProgress::default()
@@ -742,6 +754,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         let sink = GroupSink {
             sink: &mut *self.sink,
             names: &group.names,
+            listed: &group.listed,
+            headers_only: group.headers_only,
             progress: &mut group.progress,
         };
         (&group.msgs, sink)
