@@ -496,7 +496,7 @@ mod tests {
         let mut names = Vec::new();
         for i in 0..3 {
             let name = sink.reserve(&uid).unwrap();
-            DeliverySink::begin(&mut sink, &name).unwrap();
+            DeliverySink::begin(&mut sink, &Delivery::new(&name, &uid, 10)).unwrap();
             DeliverySink::write(&mut sink, format!("message {i}\r\n").as_bytes()).unwrap();
             DeliverySink::end(&mut sink).unwrap();
             names.push(name);
@@ -515,7 +515,7 @@ mod tests {
         assert!(sink.reconcile(&names[1]).unwrap());
         // A delivery cut before commit: its tmp file is a leftover.
         let name = sink.reserve(&uid).unwrap();
-        DeliverySink::begin(&mut sink, &name).unwrap();
+        DeliverySink::begin(&mut sink, &Delivery::new(&name, &uid, 10)).unwrap();
         DeliverySink::write(&mut sink, b"half").unwrap();
         DeliverySink::end(&mut sink).unwrap();
         std::mem::forget(sink); // as if killed: nothing cleaned up
@@ -529,7 +529,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = MaildirSink::create(dir.path()).unwrap();
         fs::write(dir.path().join("new").join("taken"), b"keep me").unwrap();
-        DeliverySink::begin(&mut sink, "taken").unwrap();
+        let uid = Uid::new(b"u").unwrap();
+        DeliverySink::begin(&mut sink, &Delivery::new("taken", &uid, 5)).unwrap();
         DeliverySink::write(&mut sink, b"other").unwrap();
         DeliverySink::end(&mut sink).unwrap();
         let e = sink.commit().unwrap_err();
