@@ -249,15 +249,13 @@ fn attach_tokens(
         Box::new(endpoint),
     )
     .with_store(Box::new(store));
-    if let Some(answer) = first {
-        // The sign-in's own access token: no refresh needed right away.
+    // The sign-in's own access token, when its life is known: no refresh
+    // needed right away.
+    if let Some((answer, life)) = first.and_then(|a| Some((a, a.expires_in?))) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        source = source.with_access_token(
-            answer.access_token.clone(),
-            now + answer.expires_in.unwrap_or(0),
-        );
+        source = source.with_access_token(answer.access_token.clone(), now.saturating_add(life));
     }
     account.attach_token_source(std::sync::Arc::new(source));
     Ok(())

@@ -218,16 +218,21 @@ impl Credentials {
     /// token it gives now, got with [`login_secret!`] (the drivers' one
     /// retry rule: [`Self::retry`]).
     pub(crate) fn for_login(&self) -> LoginSecret {
-        LoginSecret(self.clone())
+        LoginSecret {
+            credentials: self.clone(),
+            invalidate: None,
+        }
     }
 
     /// After the server refused `sent`: with a token source, the token is
     /// invalidated and the credentials to try once more are to be got
     /// (a login retries only if they differ from `sent`); otherwise `None`.
     pub(crate) fn retry(&self, sent: &Self) -> Option<LoginSecret> {
-        let tokens = self.tokens.as_ref()?;
-        tokens.invalidate(&sent.secret);
-        Some(self.for_login())
+        self.tokens.as_ref()?;
+        Some(LoginSecret {
+            credentials: self.clone(),
+            invalidate: Some(sent.secret.clone()),
+        })
     }
 
     /// The token source asked now, on this thread.
@@ -248,12 +253,20 @@ impl Credentials {
 /// once in the blocking clients ([`LoginSecret::wait`]); awaited in the
 /// async ones, on a helper thread unless the source has a token at hand,
 /// since a refresh is an HTTP exchange of up to its timeout.
-pub(crate) struct LoginSecret(Credentials);
+pub(crate) struct LoginSecret {
+    credentials: Credentials,
+    /// A token the server refused, to tell the source of first (its lock
+    /// may be held by a refresh: not on a runtime thread either).
+    invalidate: Option<Secret>,
+}
 
 impl LoginSecret {
     /// The credentials, the token source asked on this thread.
     pub(crate) fn wait(self) -> Result<Credentials, Error> {
-        self.0.resolve()
+        if let (Some(tokens), Some(refused)) = (&self.credentials.tokens, &self.invalidate) {
+            tokens.invalidate(refused);
+        }
+        self.credentials.resolve()
     }
 }
 
@@ -262,15 +275,17 @@ impl std::future::IntoFuture for LoginSecret {
     type IntoFuture = crate::timer::OffThread<Result<Credentials, Error>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Some(tokens) = &self.0.tokens else {
+        let Some(tokens) = &self.credentials.tokens else {
             return crate::timer::OffThread::ready(self.wait());
         };
-        if let Some(secret) = tokens.cached_token(unix_now()) {
-            return crate::timer::OffThread::ready(Ok(Credentials {
-                user: self.0.user.clone(),
-                secret,
-                tokens: None,
-            }));
+        if self.invalidate.is_none() {
+            if let Some(secret) = tokens.cached_token(unix_now()) {
+                return crate::timer::OffThread::ready(Ok(Credentials {
+                    user: self.credentials.user.clone(),
+                    secret,
+                    tokens: None,
+                }));
+            }
         }
         crate::timer::OffThread::spawn(move || self.wait())
     }
@@ -358,9 +373,11 @@ pub struct ClientConfig {
     pub max_listing_entries: usize,
     /// What the server advertised in an earlier session
     /// ([`crate::pop3::ServerProfile`], from `Client::server_profile`), or
-    /// `None`: with it, a session over TLS to a server remembered as
-    /// pipelining sends CAPA and the login in one flight, and the CAPA
-    /// after login with the first commands (two round trips fewer).
+    /// `None`: with it, a session to a server remembered as pipelining
+    /// (implicit TLS or plaintext; not STLS, whose CAPA must be read first)
+    /// sends CAPA and the login in one flight, and the CAPA after login with
+    /// the first commands (two round trips fewer). A login the memory no
+    /// longer fits is chosen again from this session's CAPA.
     pub server_profile: Option<crate::pop3::ServerProfile>,
 }
 

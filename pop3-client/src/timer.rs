@@ -39,9 +39,13 @@ impl<T: Send + 'static> OffThread<T> {
         let shared = Arc::new(Mutex::new((None::<T>, None::<Waker>)));
         let done = Arc::clone(&shared);
         let finish = move |value: T| {
-            let mut slot = done.lock().unwrap_or_else(PoisonError::into_inner);
-            slot.0 = Some(value);
-            if let Some(waker) = slot.1.take() {
+            let waker = {
+                let mut slot = done.lock().unwrap_or_else(PoisonError::into_inner);
+                slot.0 = Some(value);
+                slot.1.take()
+            };
+            // Woken with the lock released: an executor may poll at once.
+            if let Some(waker) = waker {
                 waker.wake();
             }
         };

@@ -218,7 +218,7 @@ fn a_poll_of_a_remembered_dovecot_costs_five_round_trips() {
     let dovecot_addr = format!("127.0.0.1:{}", dovecot.get("tls_port"))
         .parse()
         .unwrap();
-    let proxy = DelayingProxy::start(dovecot_addr, Duration::from_millis(20)).unwrap();
+    let proxy = DelayingProxy::start(dovecot_addr, Duration::from_millis(50)).unwrap();
     config.port = Some(proxy.addr().port());
     let unknown = poll(&config);
     let without = proxy.take_waits();

@@ -1006,7 +1006,7 @@ fn an_empty_poll_of_a_known_server_costs_five_round_trips() {
             ..TestServerConfig::default()
         })
         .unwrap();
-        let proxy = DelayingProxy::start(server.addr(), Duration::from_millis(20)).unwrap();
+        let proxy = DelayingProxy::start(server.addr(), Duration::from_millis(50)).unwrap();
         let mut config = server.client_config();
         config.port = Some(proxy.addr().port());
         let credentials = pop3_client::Credentials::new("user", "password");
@@ -1160,4 +1160,38 @@ fn a_sink_is_told_each_deliverys_uid_size_and_kind() {
             ("small".to_owned(), sizes[0], false),
         ]
     );
+}
+
+/// A memory the server no longer fits: it says SASL PLAIN, and the server
+/// now offers USER and PASS only. The AUTH PLAIN chosen from memory is
+/// refused, and the login chosen from this session's CAPA (read in the
+/// same flight) logs in. A method asked for that the memory lacks is
+/// chosen from CAPA too, and its absence named as without a memory.
+#[test]
+fn a_login_the_memory_no_longer_fits_is_chosen_again() {
+    use pop3_client::pop3::ServerProfile;
+    use pop3_client::{AuthMethod, Credentials};
+    let server = TestServer::start(TestServerConfig {
+        implicit_tls: true,
+        options: ServerOptions {
+            sasl: Vec::new(),
+            ..ServerOptions::default()
+        },
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let mut config = server.client_config();
+    config.server_profile = Some(ServerProfile::from_text(
+        "before PIPELINING\nbefore SASL PLAIN\nafter PIPELINING\n",
+    ));
+    let credentials = Credentials::new("user", "password");
+    let mut client = pop3_client::blocking::Client::connect(&config, &credentials).unwrap();
+    client.stat().unwrap();
+    assert!(!client.server_profile().before_login.sasl("PLAIN"));
+    client.quit().unwrap();
+    config.auth = AuthMethod::CramMd5;
+    let Err(e) = pop3_client::blocking::Client::connect(&config, &credentials) else {
+        panic!("CRAM-MD5 is not offered");
+    };
+    assert!(e.to_string().contains("CRAM-MD5"), "{e}");
 }

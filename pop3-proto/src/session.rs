@@ -16,8 +16,9 @@
 //!   PASS in one flight, as mpop sends them).
 //! - A caller that remembers an earlier session's PIPELINING may open the
 //!   window before this session's CAPA says so
-//!   ([`ClientSession::assume_pipelining`]); a CAPA listing without it, or
-//!   the end of the phase (STLS, login), closes it again.
+//!   ([`ClientSession::assume_pipelining`]); a CAPA answer without it (a
+//!   listing that lacks it, or a refusal), or the end of the phase (STLS,
+//!   login), closes it again.
 //! - After STLS's `+OK`, any byte already received is response injection.
 //! - UTF8 (RFC 6856) is legal before login and, for servers that take it
 //!   there, after; [`ClientSession::utf8_enabled`] says whether a server
@@ -752,6 +753,8 @@ impl ClientSession {
             };
         }
         match (kind, ok) {
+            // A refused CAPA says nothing of PIPELINING: the memory goes.
+            (CommandKind::Capa, false) => self.pipelining_assumed = false,
             (CommandKind::User, _) => self.user_accepted = ok,
             (CommandKind::Pass | CommandKind::Apop | CommandKind::Auth, true) => {
                 self.state = State::Transaction;

@@ -711,23 +711,27 @@ impl Account {
             .for_user(self.incoming.user.clone())
     }
 
-    /// Attaches `source` to the account's OAuth2 sign-ins (the incoming
-    /// one, and the outgoing one when it is its own), so that every login
-    /// asks it for an access token: one token serves POP3 and SMTP. Says
-    /// whether any credential was an OAuth2 sign-in.
+    /// Attaches `source`, the token source of the incoming sign-in, so that
+    /// every login asks it for an access token: the incoming one, the
+    /// outgoing one with "same credentials" (one token serves POP3 and
+    /// SMTP), and a separate outgoing sign-in only if it is the same grant
+    /// (provider, client and refresh token): another grant's logins never
+    /// get this one's tokens. Says whether the incoming credential is an
+    /// OAuth2 sign-in.
     pub fn attach_token_source(&mut self, source: std::sync::Arc<dyn TokenSource>) -> bool {
-        let mut attached = false;
-        let mut attach = |credential: &mut Credential| {
-            if let Credential::OAuth2(grant) = credential {
-                grant.tokens = Some(std::sync::Arc::clone(&source));
-                attached = true;
-            }
+        let Credential::OAuth2(incoming) = &mut self.incoming.credential else {
+            return false;
         };
-        attach(&mut self.incoming.credential);
+        incoming.tokens = Some(std::sync::Arc::clone(&source));
+        let incoming = incoming.clone();
         if let Outgoing::Separate(server) = &mut self.outgoing {
-            attach(&mut server.credential);
+            if let Credential::OAuth2(grant) = &mut server.credential {
+                if *grant == incoming {
+                    grant.tokens = Some(source);
+                }
+            }
         }
-        attached
+        true
     }
 
     /// What the user can do about `error` from this account's servers, with
@@ -1105,6 +1109,26 @@ mod tests {
                 .expose(),
             "access"
         );
+        // A separate outgoing sign-in with another grant never gets these
+        // tokens: its logins say no source is attached.
+        let other = OAuth2Grant::new(OAuthProvider::Yahoo, "id", Secret::new("other"));
+        a.outgoing = Outgoing::Separate(ServerSettings {
+            host: "smtp.example.com".into(),
+            port: 465,
+            security: Security::Tls,
+            user: "someone@example.com".into(),
+            credential: Credential::OAuth2(other),
+            allow_plaintext_auth: false,
+        });
+        assert!(a.attach_token_source(std::sync::Arc::new(Fixed)));
+        let outgoing = a.outgoing_settings().unwrap();
+        let e = outgoing
+            .credential
+            .for_user(outgoing.user.clone())
+            .for_login()
+            .wait()
+            .unwrap_err();
+        assert_eq!(e.kind(), "config");
         // A new refresh token (signed in again) drops the old source.
         let renewed = a.incoming.credential.with_secret("refresh-2");
         assert!(matches!(&renewed, Credential::OAuth2(g) if !g.has_token_source()));

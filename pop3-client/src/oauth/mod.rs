@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_short_lived_token_serves_three_quarters_of_its_life() {
-        // A 5-second token against the 5-minute margin: refreshed at
+        // An 8-second token against the 5-minute margin: refreshed at
         // every connection if the margin were not capped.
         let (endpoint, calls) = rotating_for(8);
         let source = RefreshingTokenSource::new("a", Secret::new("refresh-0"), endpoint);

@@ -183,8 +183,14 @@ impl Batch {
         }
     }
 
+    /// The caller's commands (not the preface).
     pub(crate) fn len(&self) -> usize {
-        self.commands.len()
+        self.commands.len() - self.preface
+    }
+
+    /// The kind of the caller's first command, if any.
+    pub(crate) fn first_kind(&self) -> Option<CommandKind> {
+        self.commands.get(self.preface).map(Cmd::kind)
     }
 
     pub(crate) fn next_to_send(&self, session: &ClientSession) -> Option<&Cmd> {
@@ -292,7 +298,12 @@ impl Batch {
                 let error = refusal.to_error(login_delay);
                 self.answers.push(answer);
                 if self.answers.len() == self.sent {
-                    return Err(error);
+                    // The first refusal is the one that explains (USER's,
+                    // not PASS's after it in the same flight).
+                    return Err(self.stopped.take().unwrap_or(error));
+                }
+                if self.stopped.is_some() {
+                    return Ok(());
                 }
                 self.stopped = Some(error);
                 return Ok(());
@@ -313,5 +324,49 @@ impl Batch {
         let preface = self.preface.min(self.answers.len());
         self.answers.drain(..preface);
         self.answers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn refused(command: CommandKind, text: &str) -> Answer {
+        Answer {
+            command: Some(command),
+            ok: false,
+            text: text.as_bytes().to_vec(),
+            ..Answer::default()
+        }
+    }
+
+    /// USER and PASS in one flight, both refused: the error is USER's,
+    /// the one that explains; a refused preface (a server without CAPA)
+    /// is no error and not the caller's answer.
+    #[test]
+    fn the_first_refusal_of_a_flight_is_the_error_and_a_preface_is_not() {
+        let mut batch = Batch::strict(vec![Cmd::User("u".into()), Cmd::Pass(Secret::new("p"))]);
+        batch.prefaced(Cmd::Plain(Command::Capa));
+        assert_eq!(batch.len(), 2);
+        for _ in 0..3 {
+            batch.sent();
+        }
+        batch
+            .finish(refused(CommandKind::Capa, "no CAPA here"), None)
+            .unwrap();
+        assert_eq!(batch.answered_count(), 0);
+        batch
+            .finish(
+                refused(CommandKind::User, "[AUTH] plaintext disallowed"),
+                None,
+            )
+            .unwrap();
+        let e = batch
+            .finish(refused(CommandKind::Pass, "no username given"), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("plaintext disallowed"), "{e}");
+        assert_eq!(batch.into_answers().len(), 2);
     }
 }

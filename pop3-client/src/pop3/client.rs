@@ -227,19 +227,50 @@ macro_rules! pop3_client {
                 use crate::pop3::{batch::Batch, login, sink::NoBody};
                 // CAPA still to come (in this flight): the login is chosen
                 // from what the server advertised last time.
-                let remembered = match self.engine.capa_due() {
+                let mut remembered = match self.engine.capa_due() {
                     true => login::remembered_before_login(&self.config).cloned(),
                     false => None,
                 };
-                let commands = login::login_commands(
-                    &self.config,
-                    credentials,
-                    remembered.as_ref().unwrap_or(self.engine.session.capabilities()),
-                    &self.greeting,
-                    self.is_tls(),
-                )?;
-                self.enable_utf8()$(.$aw)??;
-                self.run(&mut Batch::strict(commands), &mut NoBody)$(.$aw)??;
+                let mut refused: Option<(String, crate::error::Error)> = None;
+                loop {
+                    let chosen = login::login_commands(
+                        &self.config,
+                        credentials,
+                        remembered.as_ref().unwrap_or(self.engine.session.capabilities()),
+                        &self.greeting,
+                        self.is_tls(),
+                    );
+                    let commands = match chosen {
+                        Ok(commands) => commands,
+                        // The memory no longer fits (another method asked
+                        // for): this session's CAPA decides.
+                        Err(_) if remembered.is_some() => {
+                            remembered = None;
+                            self.engine.cancel_capa();
+                            self.refresh_capabilities()$(.$aw)??;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let method = format!("{:?}", commands.first());
+                    if let Some((tried, error)) = refused.take() {
+                        if tried == method {
+                            return Err(error);
+                        }
+                    }
+                    self.enable_utf8()$(.$aw)??;
+                    match self.run(&mut Batch::strict(commands), &mut NoBody)$(.$aw)? {
+                        Ok(()) => break,
+                        // Chosen from memory and refused: if this session's
+                        // CAPA (read in the same flight) chooses another
+                        // method, it is tried once.
+                        Err(e) if remembered.is_some() && e.is_auth_failure() => {
+                            remembered = None;
+                            refused = Some((method, e));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 // Remembered as pipelining after login too: CAPA goes with
                 // the next commands.
                 if login::remembered_after_login(&self.config).is_some() {
@@ -532,11 +563,17 @@ macro_rules! pop3_client {
             /// Gmail does what RETR fetched), where the answer could say
             /// nothing that matters.
             pub $($async)? fn quit_without_waiting(mut self) -> Result<(), crate::error::Error> {
+                // Not after an operation that left answers unread (a DELE
+                // whose outcome nobody saw must not be committed).
+                self.engine.check_in_step()?;
                 self.engine.session.send(&pop3_proto::Command::Quit)?;
                 let limit = self.config.timeouts.response;
                 match self.stream.write_within(self.engine.output(), limit)$(.$aw)? {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                        return Err(self.engine.timeout("the server to accept QUIT"));
+                        return Err(crate::error::Error::Timeout {
+                            what: "the server to accept QUIT".into(),
+                            after: limit,
+                        });
                     }
                     other => other?,
                 }

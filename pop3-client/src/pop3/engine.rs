@@ -122,6 +122,11 @@ impl Engine {
         self.capa_due
     }
 
+    /// Drops a deferred CAPA (the caller reads CAPA itself now).
+    pub(crate) fn cancel_capa(&mut self) {
+        self.capa_due = false;
+    }
+
     /// What this session's CAPA answers said.
     pub(crate) fn seen(&self) -> &crate::pop3::ServerProfile {
         &self.seen
@@ -235,7 +240,17 @@ impl Engine {
     /// Starts running `batch` at `now`: queues what may be sent now.
     pub(crate) fn begin(&mut self, batch: &mut Batch, now: Instant) -> Result<(), Error> {
         self.check_in_step()?;
-        if std::mem::take(&mut self.capa_due) {
+        // The deferred CAPA goes in front of a batch that can be sent; one
+        // whose first command is illegal now is refused as it would be
+        // without it, and CAPA waits for the next.
+        let sendable = batch.first_kind().is_some_and(|kind| {
+            matches!(
+                self.session.check_send(kind),
+                Ok(()) | Err(pop3_proto::SessionError::MustWait { .. })
+            )
+        });
+        if self.capa_due && sendable {
+            self.capa_due = false;
             batch.prefaced(Cmd::Plain(pop3_proto::Command::Capa));
         }
         self.batch_span = tracing::debug_span!(parent: &self.span, "pop3.command", name = batch.name(), count = batch.len());
@@ -247,7 +262,7 @@ impl Engine {
     /// command sent before answered in full. An operation whose error left
     /// answers unread (a failing sink, a timeout, a cut connection) leaves
     /// the connection out of step for good.
-    fn check_in_step(&self) -> Result<(), Error> {
+    pub(crate) fn check_in_step(&self) -> Result<(), Error> {
         if self.session.state() == State::Closed {
             return Err(Error::Unusable {
                 reason:

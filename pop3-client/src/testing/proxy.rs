@@ -6,7 +6,8 @@
 //! the client sent again or closed; the TCP connect is one more. The delay
 //! (on the server's side only) orders what the proxy sees: a QUIT the
 //! client does not wait for is followed by its close before the answer
-//! comes back.
+//! comes back, as long as the proxy's own threads are not held up longer
+//! than the delay (tests use 50 ms).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
