@@ -106,7 +106,7 @@ pub mod testing;
 mod timer;
 pub mod transport;
 
-pub use mailbox::{account, store, sync, verify};
+pub use mailbox::{account, lease, store, sync, verify};
 pub use pop3::summary;
 
 #[cfg(feature = "serde")]

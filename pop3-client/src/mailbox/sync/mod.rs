@@ -876,7 +876,13 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             self.written.extend(removed);
         }
         // Without UIDL the policy is after-retrieval: what was stored goes.
-        Ok(self.run.deletions(plan))
+        let deletions = self.run.deletions(plan);
+        // Nothing deleted by a sync that may no longer write (its lease
+        // lost): the session is then dropped without QUIT.
+        if !deletions.is_empty() {
+            self.store.confirm_writer().map_err(state_error)?;
+        }
+        Ok(deletions)
     }
 
     /// QUIT committed `deleted`: records it; says whether to open another

@@ -419,6 +419,12 @@ pub trait StateStore {
     fn load(&mut self) -> io::Result<SyncState>;
     /// Records `changes`, durably, in order.
     fn apply(&mut self, changes: &[StateChange]) -> io::Result<()>;
+    /// Called before any DELE: fails if this sync may no longer change the
+    /// server (a [`Fenced`](crate::lease::Fenced) store whose lease was
+    /// lost). The default: always may.
+    fn confirm_writer(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A state held in memory (tests, or an application that persists it
