@@ -106,6 +106,8 @@ pub mod testing;
 mod timer;
 pub mod transport;
 
+#[cfg(feature = "tokio")]
+pub use mailbox::poller;
 pub use mailbox::{account, lease, store, sync, verify};
 pub use pop3::summary;
 

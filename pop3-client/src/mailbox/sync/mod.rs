@@ -50,8 +50,8 @@ use crate::pop3::FetchProgress;
 use crate::pop3::MessageSink;
 
 pub use plan::{
-    FailedMessage, FirstSync, KeptReason, Listed, Outcome, SessionPlan, StoppedEarly, SyncOptions,
-    SyncReport, SyncRun,
+    FailedMessage, FirstSync, KeptReason, Listed, Outcome, SessionPlan, StopSignal, StoppedEarly,
+    SyncOptions, SyncReport, SyncRun,
 };
 
 /// A sync that failed: the error, and the report of what it did before
@@ -935,6 +935,9 @@ macro_rules! sync_sessions {
             }
             let mut broken = false;
             for group in &plan.headers {
+                if $steps.run.stopping() {
+                    break;
+                }
                 let mut batch = $steps.begin_group(group, true)?;
                 let (msgs, mut sink) = $steps.group_sink(&mut batch);
                 let outcomes = client.top_many(msgs, 0, &mut sink)$(.$aw)?;
@@ -944,6 +947,9 @@ macro_rules! sync_sessions {
                 }
             }
             for group in plan.fetch.iter().filter(|_| !broken) {
+                if $steps.run.stopping() {
+                    break;
+                }
                 let mut batch = $steps.begin_group(group, false)?;
                 let (msgs, mut sink) = $steps.group_sink(&mut batch);
                 let outcomes = match $progress.as_deref_mut() {

@@ -120,6 +120,8 @@ pub struct SyncOptions {
     /// server (the host `pop.gmail.com`, or Gmail's `Gpop` greeting; never
     /// in `recent:` mode).
     pub gmail_slices: Option<bool>,
+    /// Ends the sync early and cleanly when given (a poller stopping).
+    pub stop: Option<StopSignal>,
 }
 
 impl Default for SyncOptions {
@@ -139,6 +141,7 @@ impl Default for SyncOptions {
             max_message: None,
             first_sync: FirstSync::All,
             gmail_slices: None,
+            stop: None,
         }
     }
 }
@@ -338,7 +341,42 @@ pub enum StoppedEarly {
     /// unique-ids, after they were stored: its unique-ids may not be
     /// stable, so nothing more was fetched.
     UnstableUids,
+    /// The application asked the sync to stop ([`StopSignal`]): it ended
+    /// after the group in progress, with QUIT.
+    Asked,
 }
+
+/// Asks syncs to end early and cleanly: each ends after the group it is
+/// fetching, records what it stored, deletes what its policy says of that,
+/// and ends its session with QUIT (a poller told to stop).
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopSignal {
+    /// A signal not given yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every sync holding this signal to stop.
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether it was given.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for StopSignal {
+    /// The same signal (not merely one in the same state).
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StopSignal {}
 
 impl std::fmt::Display for StoppedEarly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -347,6 +385,7 @@ impl std::fmt::Display for StoppedEarly {
                 write!(f, "a further session could not be opened: {error}")
             }
             Self::UnstableUids => f.write_str("the server listed messages of the same sizes again, under new unique-ids, after they were stored: its unique-ids may not be stable, so nothing more was fetched in this sync (the next sync goes on)"),
+            Self::Asked => f.write_str("the application asked it to stop; what was fetched is stored, and the next sync goes on"),
         }
     }
 }
@@ -1013,6 +1052,21 @@ impl SyncRun {
             || self.popped_in_session > 0
             || (slices && !self.fetched_in_session.is_empty());
         self.keep_going && more && self.report.sessions < self.options.max_sessions
+    }
+
+    /// Whether the application asked the sync to stop: then no further
+    /// group and no further session.
+    pub fn stopping(&mut self) -> bool {
+        let asked = self
+            .options
+            .stop
+            .as_ref()
+            .is_some_and(StopSignal::is_stopped);
+        if asked && self.keep_going {
+            self.keep_going = false;
+            self.report.stopped_early = Some(StoppedEarly::Asked);
+        }
+        asked
     }
 
     /// What the server advertised in the session just ended.

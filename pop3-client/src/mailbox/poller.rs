@@ -1,0 +1,432 @@
+//! The poller: every mailbox synced on its interval, many at once, each
+//! failing alone.
+//!
+//! A [`Poller`] holds mailboxes ([`Mailbox`]: a name, a host, one sync) and
+//! keeps each flowing on tokio: on its interval; with a bound on syncs in
+//! flight and on connections per host (a provider that counts connections
+//! per IP is not flooded); the server's LOGIN-DELAY and a token endpoint's
+//! Retry-After honoured; a transient failure retried after an exponential
+//! backoff with jitter; a failure only the user can mend (a wrong password,
+//! a certificate, a setting, a sign-in to renew) pausing that mailbox until
+//! [`Poller::resume`] says its settings changed. Each mailbox's
+//! [`Health`] is data: last success, last error (kind and words),
+//! consecutive failures, next attempt, whether it needs the user. One slow
+//! or silent server delays no other mailbox beyond its own timeout: each
+//! sync runs on a blocking thread of its own.
+//!
+//! [`next_attempt`] is the schedule alone, without I/O or a clock of its
+//! own: the time is given.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, ErrorKind};
+use crate::mailbox::sync::{StopSignal, SyncFailure, SyncReport};
+
+/// How the poller paces its mailboxes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PollerConfig {
+    /// Between two polls of a mailbox that worked (default 5 minutes).
+    pub interval: Duration,
+    /// Syncs in flight at once, over all mailboxes (default 16).
+    pub concurrency: usize,
+    /// Syncs in flight at once per server host (default 2).
+    pub per_host: usize,
+    /// The first wait after a transient failure (default 30 seconds); it
+    /// doubles with each failure in a row, with jitter.
+    pub backoff: Duration,
+    /// The longest wait after failures (default 1 hour).
+    pub max_backoff: Duration,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            concurrency: 16,
+            per_host: 2,
+            backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One mailbox the poller keeps flowing.
+pub trait Mailbox: Send + Sync + 'static {
+    /// Its name, unique among the poller's mailboxes.
+    fn name(&self) -> &str;
+    /// The server's host (for the per-host bound).
+    fn host(&self) -> &str;
+    /// One sync, blocking (the poller runs it on a thread of its own),
+    /// with `stop` in its [`SyncOptions::stop`](crate::sync::SyncOptions::stop)
+    /// so that a stopping poller's syncs end after their group, with QUIT.
+    fn poll(&self, stop: &StopSignal) -> Result<SyncReport, SyncFailure>;
+}
+
+/// How a mailbox is doing, as data for a screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// When a sync last worked.
+    pub last_success: Option<SystemTime>,
+    /// The last failure's kind and words (kept after a success, for the
+    /// record; `consecutive_failures` says whether it is current).
+    pub last_error: Option<(ErrorKind, String)>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// When the next sync may start; `None` while paused.
+    pub next_attempt: Option<SystemTime>,
+    /// Paused until the user mends something (the error says what).
+    pub needs_user_action: bool,
+    /// Messages stored by the last sync that worked.
+    pub last_new: usize,
+}
+
+/// Whether only the user can mend `error` (the poller then pauses the
+/// mailbox rather than retrying): a refused login, a certificate, a
+/// setting, a sign-in to renew, POP3 off at the provider.
+pub fn needs_user(error: &Error) -> bool {
+    !error.is_transient()
+        && matches!(
+            error.kind(),
+            ErrorKind::Auth
+                | ErrorKind::AuthMethod
+                | ErrorKind::AppPassword
+                | ErrorKind::Tls
+                | ErrorKind::Config
+                | ErrorKind::PopDisabled
+                | ErrorKind::OAuthRequired
+                | ErrorKind::Reconsent
+        )
+}
+
+/// The schedule after a sync ended at `now`: `health` brought up to date,
+/// and when the next may start (`None`: paused for the user). `jitter` in
+/// 0..1 spreads the retries of mailboxes that failed together.
+pub fn next_attempt(
+    health: &mut Health,
+    outcome: Result<&SyncReport, &Error>,
+    now: SystemTime,
+    config: &PollerConfig,
+    jitter: f64,
+) -> Option<SystemTime> {
+    let next = match outcome {
+        Ok(report) => {
+            health.last_success = Some(now);
+            health.consecutive_failures = 0;
+            health.needs_user_action = false;
+            health.last_new = report.new;
+            // LOGIN-DELAY: not before the server allows.
+            let allowed = report
+                .next_sync_not_before
+                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+            let due = now + config.interval;
+            Some(allowed.map_or(due, |at| at.max(due)))
+        }
+        Err(error) => {
+            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+            health.last_error = Some((error.kind(), error.to_string()));
+            if needs_user(error) {
+                health.needs_user_action = true;
+                None
+            } else {
+                let doublings = health.consecutive_failures.saturating_sub(1).min(20);
+                let wait = config
+                    .backoff
+                    .saturating_mul(1u32 << doublings)
+                    .min(config.max_backoff);
+                // Between half and all of the wait.
+                let wait = wait.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+                let wait = error.retry_after().map_or(wait, |after| after.max(wait));
+                Some(now + wait)
+            }
+        }
+    };
+    health.next_attempt = next;
+    next
+}
+
+/// An account synced into a Maildir, its state in a file (what `account
+/// sync` does), as a poller's mailbox.
+#[derive(Debug, Clone)]
+pub struct MaildirMailbox {
+    /// The account.
+    pub account: crate::account::Account,
+    /// Its state file.
+    pub state: std::path::PathBuf,
+    /// Where its mail goes.
+    pub maildir: std::path::PathBuf,
+    /// How it syncs (the policy and first sync come from the account).
+    pub options: crate::sync::SyncOptions,
+    /// Its own limits for connecting and each answer (default: the
+    /// client's); a server that stops answering holds its mailbox this
+    /// long, and no other.
+    pub timeouts: Option<crate::endpoint::Timeouts>,
+}
+
+impl Mailbox for MaildirMailbox {
+    fn name(&self) -> &str {
+        &self.account.name
+    }
+
+    fn host(&self) -> &str {
+        &self.account.incoming.host
+    }
+
+    fn poll(&self, stop: &StopSignal) -> Result<SyncReport, SyncFailure> {
+        let failed = |what: String, source: std::io::Error| SyncFailure {
+            error: Error::Storage { what, source },
+            report: Box::default(),
+        };
+        let mut state = crate::sync::state::StateFile::open(&self.state, &self.account.state_key())
+            .map_err(|e| failed(format!("the state {}", self.state.display()), e))?;
+        let mut sink = crate::store::MaildirSink::create(&self.maildir)
+            .map_err(|e| failed(format!("the Maildir {}", self.maildir.display()), e))?;
+        let options = crate::sync::SyncOptions {
+            policy: self.account.delete_policy,
+            first_sync: self.account.first_sync,
+            stop: Some(stop.clone()),
+            ..self.options.clone()
+        };
+        let mut config = self.account.client_config();
+        if let Some(timeouts) = self.timeouts {
+            config.timeouts = timeouts;
+        }
+        crate::sync::sync_blocking(
+            &config,
+            &self.account.credentials(),
+            &mut state,
+            &mut sink,
+            options,
+            None,
+        )
+    }
+}
+
+/// Mailboxes kept flowing on tokio.
+pub struct Poller {
+    config: PollerConfig,
+    mailboxes: Vec<Arc<dyn Mailbox>>,
+    health: Arc<Mutex<BTreeMap<String, Health>>>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    slots: Arc<Semaphore>,
+    stop: StopSignal,
+}
+
+impl Poller {
+    /// A poller with no mailbox yet.
+    pub fn new(config: PollerConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Self {
+            config,
+            mailboxes: Vec::new(),
+            health: Arc::default(),
+            hosts: Mutex::default(),
+            slots,
+            stop: StopSignal::new(),
+        }
+    }
+
+    /// Adds a mailbox (due at once).
+    pub fn add(&mut self, mailbox: Arc<dyn Mailbox>) {
+        self.lock_health()
+            .insert(mailbox.name().to_owned(), Health::default());
+        self.mailboxes.push(mailbox);
+    }
+
+    /// Every mailbox's health, by name.
+    pub fn health(&self) -> BTreeMap<String, Health> {
+        self.lock_health().clone()
+    }
+
+    /// The user mended `name`'s settings: due again at once.
+    pub fn resume(&self, name: &str) {
+        if let Some(health) = self.lock_health().get_mut(name) {
+            health.needs_user_action = false;
+            health.next_attempt = Some(SystemTime::now());
+        }
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Health>> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            hosts
+                .entry(host.to_ascii_lowercase())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host.max(1)))),
+        )
+    }
+
+    /// Whether `name` may be polled at `now`.
+    fn due(&self, name: &str, now: SystemTime) -> bool {
+        self.lock_health()
+            .get(name)
+            .is_some_and(|h| !h.needs_user_action && h.next_attempt.is_none_or(|at| at <= now))
+    }
+
+    /// Polls every mailbox that is due now, within the bounds, and returns
+    /// each one's outcome in the order they ended (a paused one is not
+    /// polled).
+    pub async fn poll_due(&self) -> Vec<(String, Result<SyncReport, Error>)> {
+        let now = SystemTime::now();
+        let due: Vec<Arc<dyn Mailbox>> = self
+            .mailboxes
+            .iter()
+            .filter(|m| self.due(m.name(), now))
+            .cloned()
+            .collect();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let count = due.len();
+        for mailbox in due {
+            let host = self.host_slots(mailbox.host());
+            let slots = Arc::clone(&self.slots);
+            let done = done_tx.clone();
+            let stop = self.stop.clone();
+            tokio::spawn(async move {
+                // The host's bound first: a busy host holds no global slot.
+                let host_permit = host.acquire_owned().await;
+                let slot = slots.acquire_owned().await;
+                let name = mailbox.name().to_owned();
+                // Told to stop while it waited for a slot: not begun.
+                if stop.is_stopped() {
+                    return;
+                }
+                let outcome = tokio::task::spawn_blocking(move || mailbox.poll(&stop))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(SyncFailure {
+                            error: Error::Io(std::io::Error::other(format!(
+                                "the sync of this mailbox stopped unexpectedly: {e}"
+                            ))),
+                            report: Box::default(),
+                        })
+                    });
+                drop((slot, host_permit));
+                let _ = done.send((name, outcome));
+            });
+        }
+        drop(done_tx);
+        let mut outcomes = Vec::with_capacity(count);
+        while let Some((name, outcome)) = done_rx.recv().await {
+            let jitter = f64::from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            ) / 1e9;
+            if let Some(health) = self.lock_health().get_mut(&name) {
+                let view = outcome.as_ref().map_err(|f| &f.error);
+                next_attempt(health, view, SystemTime::now(), &self.config, jitter);
+            }
+            outcomes.push((name, outcome.map_err(|f| f.error)));
+        }
+        outcomes
+    }
+
+    /// Polls as each mailbox falls due until `stop` completes (SIGTERM,
+    /// Ctrl-C, the application's own signal); the syncs in flight then end
+    /// as they would (their group, QUIT) before this returns.
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            {
+                let mut round = std::pin::pin!(self.poll_due());
+                tokio::select! {
+                    () = &mut stop => {
+                        // Syncs in flight end after their group, with QUIT;
+                        // those still waiting for a slot do not begin.
+                        self.stop.stop();
+                        round.await;
+                        return;
+                    }
+                    _ = &mut round => {}
+                }
+            }
+            let wait = self.until_next_due();
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// How long until the next mailbox falls due (at most a minute, so a
+    /// resumed mailbox is seen soon).
+    fn until_next_due(&self) -> Duration {
+        let now = SystemTime::now();
+        self.lock_health()
+            .values()
+            .filter(|h| !h.needs_user_action)
+            .filter_map(|h| h.next_attempt)
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_schedule_backs_off_pauses_for_the_user_and_honours_the_server() {
+        let config = PollerConfig::default();
+        let mut health = Health::default();
+        let timeout = Error::Timeout {
+            what: "the greeting".into(),
+            after: Duration::from_secs(30),
+        };
+        // Transient: 30 s, then 60 s, 120 s... (full jitter: the whole wait).
+        let waits: Vec<u64> = (0..4)
+            .map(|_| {
+                let next = next_attempt(&mut health, Err(&timeout), at(1000), &config, 1.0);
+                next.unwrap().duration_since(at(1000)).unwrap().as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [30, 60, 120, 240]);
+        assert_eq!(health.consecutive_failures, 4);
+        // Jitter takes at most half off.
+        let next = next_attempt(&mut health, Err(&timeout), at(1000), &config, 0.0).unwrap();
+        assert_eq!(next.duration_since(at(1000)).unwrap().as_secs(), 240);
+        // Capped.
+        for _ in 0..20 {
+            next_attempt(&mut health, Err(&timeout), at(1000), &config, 1.0);
+        }
+        assert_eq!(health.next_attempt, Some(at(1000 + 3600)));
+        // A success resets; LOGIN-DELAY beyond the interval is honoured.
+        let report = SyncReport {
+            new: 2,
+            next_sync_not_before: Some(2000),
+            ..SyncReport::default()
+        };
+        assert_eq!(
+            next_attempt(&mut health, Ok(&report), at(1000), &config, 0.5),
+            Some(at(2000))
+        );
+        assert_eq!((health.consecutive_failures, health.last_new), (0, 2));
+        // A wrong password pauses until the user acts.
+        let auth = Error::Auth {
+            code: None,
+            server_text: "authentication failed".into(),
+        };
+        assert_eq!(
+            next_attempt(&mut health, Err(&auth), at(3000), &config, 0.5),
+            None
+        );
+        assert!(health.needs_user_action);
+        assert_eq!(health.last_error.as_ref().unwrap().0, ErrorKind::Auth);
+    }
+}
