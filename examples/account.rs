@@ -5,7 +5,7 @@
 //!         [--user U] (--password-env VAR | --password-file F) [--ca-file PEM] [--allow-plaintext-auth]
 //!         [--delete never|after-retrieval|after-days=N|when-deleted-locally]
 //!         [--outgoing same|none|separate] [--smtp-host H] [--smtp-port P] [--smtp-security tls|starttls|plain]
-//!         [--smtp-user U] [--smtp-password-env VAR] [--meta KEY=VALUE]...
+//!         [--smtp-user U] [--smtp-password-env VAR] [--meta KEY=VALUE]... [--owner OWNER]
 //! account --config DIR add NAME --email ADDR [the server options above, without a password]
 //!         --oauth2 google|microsoft|zoho|yahoo|fastmail|custom
 //!         [--oauth2-tenant T] [--oauth2-region R] [--oauth2-client-id ID] [--oauth2-client-secret-env VAR]
@@ -50,9 +50,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pop3_client::account::{
     Account, Credential, DeletePolicy, OAuth2Grant, Outgoing, ServerSettings,
 };
-use pop3_client::oauth::{
-    HttpTokenEndpoint, OAuthProvider, RefreshingTokenSource, SignIn, TokenResponse, TokenStore,
-};
+use pop3_client::oauth::{OAuthProvider, SignIn, TokenResponse};
 use pop3_client::smtp::SmtpError;
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
@@ -60,8 +58,11 @@ use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
 use pop3_client::verify::{verify_incoming, verify_outgoing, Stage, Step};
 use pop3_client::Secret;
 use pop3_client::{Error, Protocol, Security};
+use pop3_examples::settings::{
+    attach_tokens, config_error, find, load, owner_of, save, saved_tokens, token_endpoint,
+    AccountTokens, CLIENT_SECRET_ENV, DEFAULT_OWNER, OWNER,
+};
 use pop3_examples::SecurityArg;
-use serde::{Deserialize, Serialize};
 
 /// Manage POP3 mailbox accounts and sync them into Maildirs.
 #[derive(Debug, Parser)]
@@ -151,9 +152,6 @@ struct OAuth2Args {
     device: bool,
 }
 
-/// The metadata key naming the environment variable of the client secret.
-const CLIENT_SECRET_ENV: &str = "oauth2_client_secret_env";
-
 /// How long a sign-in in the browser or on another device may take.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(600);
 
@@ -177,88 +175,6 @@ impl OAuth2Args {
             },
         })
     }
-}
-
-/// The client secret named by the account's metadata, if any.
-fn client_secret(metadata: &BTreeMap<String, String>) -> Result<Option<Secret>, Error> {
-    let Some(var) = metadata.get(CLIENT_SECRET_ENV) else {
-        return Ok(None);
-    };
-    std::env::var(var)
-        .map(|s| Some(Secret::new(s)))
-        .map_err(|_| {
-            config_error(format!(
-                "the OAuth2 client secret: the environment variable {var} is not set"
-            ))
-        })
-}
-
-/// The token endpoint of `grant`, with the client secret if any.
-fn token_endpoint(
-    grant: &OAuth2Grant,
-    metadata: &BTreeMap<String, String>,
-) -> Result<HttpTokenEndpoint, Error> {
-    let mut endpoint = grant.endpoint()?;
-    if let Some(secret) = client_secret(metadata)? {
-        endpoint = endpoint.client_secret(secret);
-    }
-    Ok(endpoint)
-}
-
-/// Where a rotated refresh token goes: the account's entry in
-/// accounts.json, rewritten atomically; or, while `add` has not saved the
-/// account yet, memory (the account is saved with the latest one).
-enum AccountTokens {
-    Saved { dir: PathBuf, name: String },
-    Unsaved(std::sync::Arc<std::sync::Mutex<Option<Secret>>>),
-}
-
-impl TokenStore for AccountTokens {
-    fn save(&self, _account: &str, token: &Secret) -> std::io::Result<()> {
-        match self {
-            Self::Unsaved(latest) => {
-                *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-                Ok(())
-            }
-            Self::Saved { dir, name } => {
-                let io = |e: Error| std::io::Error::other(e.to_string());
-                let mut settings = load(dir).map_err(io)?;
-                let account = find(&mut settings, name).map_err(io)?;
-                account.incoming.credential =
-                    account.incoming.credential.with_secret(token.clone());
-                save(dir, &settings).map_err(io)
-            }
-        }
-    }
-}
-
-/// For an account that signs in with OAuth2: a token source refreshing
-/// its grant, attached to it, rotated tokens going to `store`.
-fn attach_tokens(
-    account: &mut Account,
-    store: AccountTokens,
-    first: Option<&TokenResponse>,
-) -> Result<(), Error> {
-    let Credential::OAuth2(grant) = &account.incoming.credential else {
-        return Ok(());
-    };
-    let endpoint = token_endpoint(grant, &account.metadata)?;
-    let mut source = RefreshingTokenSource::new(
-        account.name.clone(),
-        grant.refresh_token.clone(),
-        Box::new(endpoint),
-    )
-    .with_store(Box::new(store));
-    // The sign-in's own access token, when its life is known: no refresh
-    // needed right away.
-    if let Some((answer, life)) = first.and_then(|a| Some((a, a.expires_in?))) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        source = source.with_access_token(answer.access_token.clone(), now.saturating_add(life));
-    }
-    account.attach_token_source(std::sync::Arc::new(source));
-    Ok(())
 }
 
 /// Signs in as `args` says; the grant and the provider's first answer
@@ -387,6 +303,10 @@ enum Cmd {
         /// Application data, KEY=VALUE (repeatable).
         #[arg(long = "meta")]
         meta: Vec<String>,
+        /// Whose mailbox it is (a CRM user): an owner has several, one
+        /// active; the first an owner adds is the active one.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// List the accounts, one line each.
     List,
@@ -430,13 +350,6 @@ enum Cmd {
         /// The account.
         name: String,
     },
-}
-
-/// The settings file.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Settings {
-    active: Option<String>,
-    accounts: Vec<Account>,
 }
 
 /// A failure of either side, printed as `error: KIND: ...`.
@@ -488,60 +401,6 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// A settings problem in words: `field: problem` names the field, other
-/// text is about the settings as a whole.
-fn config_error(text: impl Into<String>) -> Error {
-    let text = text.into();
-    match text.split_once(": ") {
-        Some((field, problem)) if !field.contains(' ') => Error::invalid_setting(field, problem),
-        _ => Error::invalid_setting("settings", text),
-    }
-}
-
-fn settings_path(dir: &Path) -> PathBuf {
-    dir.join("accounts.json")
-}
-
-fn load(dir: &Path) -> Result<Settings, Error> {
-    let path = settings_path(dir);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| config_error(format!("{} is damaged: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-        Err(e) => Err(config_error(format!("cannot read {}: {e}", path.display()))),
-    }
-}
-
-/// Writes the settings privately (0600), by temp file and rename, so a
-/// crash leaves the old file or the new one.
-fn save(dir: &Path, settings: &Settings) -> Result<(), Error> {
-    std::fs::create_dir_all(dir)?;
-    let path = settings_path(dir);
-    let tmp = dir.join("accounts.json.tmp");
-    // The one file that holds passwords: written 0600, secrets asked for.
-    let text = serde_json::to_vec_pretty(&pop3_client::WithSecrets(settings))
-        .map_err(|e| config_error(format!("cannot encode the settings: {e}")))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(&text)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    // The rename itself durable.
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
 /// The environment or a file (as in `fetch` and `send`), else a prompt
 /// without echo on a terminal.
 fn read_password(source: &PasswordSource, what: &str) -> Result<String, Error> {
@@ -558,14 +417,6 @@ fn read_password(source: &PasswordSource, what: &str) -> Result<String, Error> {
     Err(config_error(
         "no password given: use --password-env VAR or --password-file F",
     ))
-}
-
-fn find<'a>(settings: &'a mut Settings, name: &str) -> Result<&'a mut Account, Error> {
-    settings
-        .accounts
-        .iter_mut()
-        .find(|a| a.name == name)
-        .ok_or_else(|| config_error(format!("there is no account named \"{name}\"")))
 }
 
 /// Verifies the incoming login (the library's steps), and says what the
@@ -607,6 +458,7 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         smtp_user,
         smtp_password_env,
         meta,
+        owner,
     } = cmd
     else {
         return Ok(());
@@ -636,6 +488,10 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     }
     if let Some(var) = &oauth2.client_secret_env {
         metadata.insert(CLIENT_SECRET_ENV.to_owned(), var.clone());
+    }
+    let owner = owner.unwrap_or_else(|| DEFAULT_OWNER.to_owned());
+    if owner != DEFAULT_OWNER {
+        metadata.insert(OWNER.to_owned(), owner.clone());
     }
     let (credential, first_answer) = match oauth2.provider {
         Some(kind) => {
@@ -746,8 +602,9 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         verify_sending(&account)?;
         "outgoing login verified"
     };
-    if settings.active.is_none() {
-        settings.active = Some(name.clone());
+    // The first mailbox an owner adds is the active one.
+    if settings.active_of(&owner).is_none() {
+        settings.activate(&owner, &name);
     }
     let rotated = latest.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(token) = rotated {
@@ -763,13 +620,13 @@ fn list(dir: &Path) -> Result<(), Error> {
     let settings = load(dir)?;
     for a in &settings.accounts {
         let security = a.incoming.security.as_str();
-        let active = if settings.active.as_deref() == Some(a.name.as_str()) {
-            " active"
-        } else {
-            ""
+        let active = if settings.is_active(a) { " active" } else { "" };
+        let owner = match owner_of(a) {
+            DEFAULT_OWNER => String::new(),
+            other => format!(" owner={other}"),
         };
         println!(
-            "{} {} {}:{} {} {}{active}",
+            "{} {} {}:{} {} {}{owner}{active}",
             a.name,
             a.email,
             a.incoming.host,
@@ -878,7 +735,7 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     let started = Instant::now();
     let mut settings = load(dir)?;
     let name = name
-        .or(settings.active.clone())
+        .or(settings.active_of(DEFAULT_OWNER).map(str::to_owned))
         .ok_or_else(|| config_error("no account is active: add one, or name it"))?;
     let mut account = find(&mut settings, &name)?.clone();
     account.validate()?;
@@ -967,13 +824,6 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     Ok(())
 }
 
-fn saved_tokens(dir: &Path, name: &str) -> AccountTokens {
-    AccountTokens::Saved {
-        dir: dir.to_owned(),
-        name: name.to_owned(),
-    }
-}
-
 fn run(cli: Cli) -> Result<(), Failure> {
     let dir = cli.config.as_path();
     match cli.command {
@@ -981,8 +831,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::List => Ok(list(dir)?),
         Cmd::Activate { name } => {
             let mut settings = load(dir)?;
-            find(&mut settings, &name)?;
-            settings.active = Some(name.clone());
+            let owner = owner_of(find(&mut settings, &name)?).to_owned();
+            // The owner's other mailboxes are inactive from now on.
+            settings.activate(&owner, &name);
             save(dir, &settings)?;
             println!("{name} is active");
             Ok(())
@@ -997,11 +848,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Sync { name, maildir } => Ok(sync(dir, name, maildir)?),
         Cmd::Remove { name } => {
             let mut settings = load(dir)?;
-            find(&mut settings, &name)?;
+            let owner = owner_of(find(&mut settings, &name)?).to_owned();
+            settings.removed(&owner, &name);
             settings.accounts.retain(|a| a.name != name);
-            if settings.active.as_deref() == Some(name.as_str()) {
-                settings.active = settings.accounts.first().map(|a| a.name.clone());
-            }
             save(dir, &settings)?;
             println!("{name} removed");
             Ok(())

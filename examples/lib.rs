@@ -1,5 +1,7 @@
 //! Helpers shared by the example programs.
 
+pub mod settings;
+
 /// Sends the library's tracing to stderr when `RUST_LOG` is set
 /// (`RUST_LOG=pop3_client=debug` shows every command and reply, with
 /// credentials redacted).

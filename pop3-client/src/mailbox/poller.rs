@@ -333,19 +333,34 @@ impl Poller {
     /// Ctrl-C, the application's own signal); the syncs in flight then end
     /// as they would (their group, QUIT) before this returns.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        self.run_with(stop, |_, _| {}).await;
+    }
+
+    /// As [`Poller::run`], telling `outcome` of each sync as it ends
+    /// (a log line, a screen's refresh).
+    pub async fn run_with(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+        mut outcome: impl FnMut(&str, &Result<SyncReport, Error>),
+    ) {
         let mut stop = std::pin::pin!(stop);
         loop {
             {
                 let mut round = std::pin::pin!(self.poll_due());
-                tokio::select! {
+                let ended = tokio::select! {
                     () = &mut stop => {
                         // Syncs in flight end after their group, with QUIT;
                         // those still waiting for a slot do not begin.
                         self.stop.stop();
-                        round.await;
+                        for (name, result) in round.await {
+                            outcome(&name, &result);
+                        }
                         return;
                     }
-                    _ = &mut round => {}
+                    ended = &mut round => ended,
+                };
+                for (name, result) in ended {
+                    outcome(&name, &result);
                 }
             }
             let wait = self.until_next_due();
