@@ -108,7 +108,7 @@ pub mod transport;
 
 #[cfg(feature = "tokio")]
 pub use mailbox::poller;
-pub use mailbox::{account, lease, store, sync, verify};
+pub use mailbox::{account, async_storage, lease, store, sync, verify};
 pub use pop3::summary;
 
 #[cfg(feature = "serde")]

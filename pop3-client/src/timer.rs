@@ -87,6 +87,27 @@ impl<T> Future for OffThread<T> {
     }
 }
 
+/// Runs `future` to its end on this thread, parked between wakes: a
+/// blocking caller of code written once as async (the sync's storage
+/// steps, whose futures are ready at once for a blocking store).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -98,26 +119,7 @@ mod tests {
         let here = std::thread::current().id();
         let there = futures_util::FutureExt::now_or_never(OffThread::ready(1));
         assert_eq!(there, Some(1));
-        let id = futures_executor_block_on(OffThread::spawn(|| std::thread::current().id()));
+        let id = block_on(OffThread::spawn(|| std::thread::current().id()));
         assert_ne!(id, here);
-    }
-
-    /// A minimal executor: polls on this thread, parked between wakes.
-    fn futures_executor_block_on<F: Future>(future: F) -> F::Output {
-        struct Unpark(std::thread::Thread);
-        impl std::task::Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-                return value;
-            }
-            std::thread::park();
-        }
     }
 }

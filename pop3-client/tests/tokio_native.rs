@@ -137,3 +137,106 @@ async fn a_sync_runs_in_tokio_spawn() {
         12
     );
 }
+
+/// A state store and a sink whose every call is awaited for real (each
+/// yields to the runtime first, as a database driver's would): the async
+/// sync stores every message once, records it, deletes it after
+/// retrieval, and a second sync finds nothing new.
+#[tokio::test(flavor = "current_thread")]
+async fn an_awaited_store_and_sink_serve_the_async_sync() {
+    use pop3_client::account::DeletePolicy;
+    use pop3_client::async_storage::{AsyncDeliverySink, AsyncStateStore};
+    use pop3_client::pop3_proto::Uid;
+    use pop3_client::store::{Delivery, DeliverySink};
+    use pop3_client::sync::state::{StateChange, StateStore, SyncState};
+
+    struct YieldingState(MemoryState, usize);
+    impl AsyncStateStore for YieldingState {
+        async fn load(&mut self) -> io::Result<SyncState> {
+            tokio::task::yield_now().await;
+            self.1 += 1;
+            StateStore::load(&mut self.0)
+        }
+        async fn apply(&mut self, changes: &[StateChange]) -> io::Result<()> {
+            tokio::task::yield_now().await;
+            self.1 += 1;
+            StateStore::apply(&mut self.0, changes)
+        }
+        async fn confirm_writer(&mut self) -> io::Result<()> {
+            tokio::task::yield_now().await;
+            Ok(())
+        }
+    }
+    struct YieldingSink(MaildirSink, usize);
+    impl AsyncDeliverySink for YieldingSink {
+        async fn reserve(&mut self, uid: &Uid) -> io::Result<String> {
+            tokio::task::yield_now().await;
+            DeliverySink::reserve(&mut self.0, uid)
+        }
+        async fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
+            tokio::task::yield_now().await;
+            DeliverySink::begin(&mut self.0, delivery)
+        }
+        async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+            tokio::task::yield_now().await;
+            self.1 += 1;
+            DeliverySink::write(&mut self.0, chunk)
+        }
+        async fn end(&mut self) -> io::Result<()> {
+            DeliverySink::end(&mut self.0)
+        }
+        async fn commit(&mut self) -> io::Result<()> {
+            tokio::task::yield_now().await;
+            DeliverySink::commit(&mut self.0)
+        }
+        async fn rollback(&mut self) {
+            DeliverySink::rollback(&mut self.0)
+        }
+        async fn reconcile(&mut self, name: &str) -> io::Result<bool> {
+            DeliverySink::reconcile(&mut self.0, name)
+        }
+        async fn remove(&mut self, name: &str) -> io::Result<()> {
+            DeliverySink::remove(&mut self.0, name)
+        }
+    }
+    let server = server();
+    let config = server.client_config();
+    let credentials = Credentials::new("user", "password");
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = YieldingState(MemoryState::new(), 0);
+    let mut sink = YieldingSink(MaildirSink::create(dir.path()).unwrap(), 0);
+    let options = SyncOptions {
+        policy: DeletePolicy::AfterRetrieval,
+        ..SyncOptions::default()
+    };
+    let report = sync_async(
+        || Client::connect(&config, &credentials),
+        &config.host,
+        &credentials.user,
+        &mut state,
+        &mut sink,
+        options.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.new, report.deleted), (12, 12));
+    assert!(state.1 >= 3 && sink.1 >= 12, "every call awaited");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("new")).unwrap().count(),
+        12
+    );
+    assert!(server.messages().is_empty());
+    let again = sync_async(
+        || Client::connect(&config, &credentials),
+        &config.host,
+        &credentials.user,
+        &mut state,
+        &mut sink,
+        options,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.new, 0);
+}

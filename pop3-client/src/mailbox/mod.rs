@@ -5,6 +5,7 @@
 //! (`poller`, feature `tokio`), and the form's checks ([`verify`]).
 
 pub mod account;
+pub mod async_storage;
 pub mod lease;
 #[cfg(feature = "tokio")]
 pub mod poller;

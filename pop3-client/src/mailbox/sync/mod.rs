@@ -43,6 +43,7 @@ use pop3_proto::{MsgNum, Uid};
 
 use crate::config::{ClientConfig, Credentials};
 use crate::error::Error;
+use crate::mailbox::async_storage::{AsyncDeliverySink, AsyncStateStore};
 use crate::mailbox::store::{Delivery, DeliverySink};
 use crate::pop3::async_client::{AsyncMessageSink, Client as AsyncClient};
 use crate::pop3::blocking::Client;
@@ -101,21 +102,24 @@ use state::{StateChange, StateStore};
 /// Asks for the whole of a message stored headers only (it was above
 /// [`SyncOptions::headers_only_above`]): the next sync fetches it whole.
 pub fn request_full_fetch(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
-    store.apply(&[StateChange::FullFetchRequested { uid: uid.clone() }])
+    StateStore::apply(
+        store,
+        &[StateChange::FullFetchRequested { uid: uid.clone() }],
+    )
 }
 
 /// Asks for a message that failed or was quarantined again: its failures
 /// are forgotten and the next sync tries it (for example after the size
 /// cap was raised, or once the server can send it).
 pub fn reprocess(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
-    store.apply(&[StateChange::Reprocess { uid: uid.clone() }])
+    StateStore::apply(store, &[StateChange::Reprocess { uid: uid.clone() }])
 }
 
 /// Marks `uid` as deleted by the application, for the policy
 /// [`crate::mailbox::account::DeletePolicy::WhenDeletedLocally`]: the next sync
 /// deletes it on the server.
 pub fn mark_deleted_locally(store: &mut dyn StateStore, uid: &Uid) -> io::Result<()> {
-    store.apply(&[StateChange::DeletedLocally { uid: uid.clone() }])
+    StateStore::apply(store, &[StateChange::DeletedLocally { uid: uid.clone() }])
 }
 
 /// The state failed: the sync stops, nothing is deleted.
@@ -188,15 +192,15 @@ fn now_of(options: &SyncOptions) -> u64 {
 
 /// Step 1 of every sync: deliveries begun by an earlier run are recorded if
 /// the sink has them and dropped if it does not.
-fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
+async fn reconcile<St: AsyncStateStore + ?Sized, Sk: AsyncDeliverySink + ?Sized>(
     run: &mut SyncRun,
     store: &mut St,
     sink: &mut Sk,
 ) -> Result<state::SyncState, Error> {
-    let loaded = store.load().map_err(state_error)?;
+    let loaded = store.load().await.map_err(state_error)?;
     let mut changes = Vec::new();
     for intent in &loaded.pending {
-        if sink.reconcile(&intent.delivery).map_err(sink_error)? {
+        if sink.reconcile(&intent.delivery).await.map_err(sink_error)? {
             run.recovered();
             let (uid, at, octets) = (intent.uid.clone(), run.now(), intent.octets);
             changes.push(if intent.headers_only {
@@ -215,7 +219,7 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
             });
         }
     }
-    store.apply(&changes).map_err(state_error)?;
+    store.apply(&changes).await.map_err(state_error)?;
     // The state is read once; what is written after is applied to it here.
     let mut known = loaded;
     for change in &changes {
@@ -229,7 +233,7 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
         .filter(|(_, r)| r.status != state::UidStatus::HeadersOnly)
         .filter_map(|(uid, r)| Some((uid.clone(), r.headers_delivery.clone()?)))
         .collect();
-    for change in remove_copies(store, sink, &replaced)? {
+    for change in remove_copies(store, sink, &replaced).await? {
         known.apply(&change);
     }
     Ok(known)
@@ -238,17 +242,17 @@ fn reconcile<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
 /// Removes headers-only copies that whole messages have replaced (each is
 /// recorded as whole already), then records their removal; returns what it
 /// recorded.
-fn remove_copies<St: StateStore + ?Sized, Sk: DeliverySink + ?Sized>(
+async fn remove_copies<St: AsyncStateStore + ?Sized, Sk: AsyncDeliverySink + ?Sized>(
     store: &mut St,
     sink: &mut Sk,
     copies: &[(Uid, String)],
 ) -> Result<Vec<StateChange>, Error> {
     let mut removed = Vec::new();
     for (uid, name) in copies {
-        sink.remove(name).map_err(sink_error)?;
+        sink.remove(name).await.map_err(sink_error)?;
         removed.push(StateChange::HeadersRemoved { uid: uid.clone() });
     }
-    store.apply(&removed).map_err(state_error)?;
+    store.apply(&removed).await.map_err(state_error)?;
     Ok(removed)
 }
 
@@ -367,8 +371,8 @@ impl GroupProgress {
     }
 }
 
-impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
-    fn begin_named(&mut self, index: usize) -> io::Result<()> {
+impl<Sk: AsyncDeliverySink + ?Sized> GroupSink<'_, Sk> {
+    async fn begin_named(&mut self, index: usize) -> io::Result<()> {
         let (Some(name), Some(listed)) = (self.names.get(index), self.listed.get(index)) else {
             return Err(io::Error::other("a message outside the group"));
         };
@@ -380,16 +384,16 @@ impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
             listed_octets: listed.octets,
             headers_only: self.headers_only,
         };
-        self.sink.begin(&delivery).map_err(store_failed)
+        self.sink.begin(&delivery).await.map_err(store_failed)
     }
 
-    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+    async fn write_chunk(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.progress.keep_header(chunk);
-        self.sink.write(chunk).map_err(store_failed)
+        self.sink.write(chunk).await.map_err(store_failed)
     }
 
-    fn end_current(&mut self, index: usize, octets: u64) -> io::Result<()> {
-        self.sink.end().map_err(store_failed)?;
+    async fn end_current(&mut self, index: usize, octets: u64) -> io::Result<()> {
+        self.sink.end().await.map_err(store_failed)?;
         self.progress.current = None;
         let identity = self.progress.identity();
         self.progress.ended.push((index, octets, identity));
@@ -397,27 +401,29 @@ impl<Sk: DeliverySink + ?Sized> GroupSink<'_, Sk> {
     }
 }
 
-impl<Sk: DeliverySink + ?Sized> MessageSink for GroupSink<'_, Sk> {
+/// The blocking client's sink: the steps' futures run to their end here (a
+/// blocking sink's at once).
+impl<Sk: AsyncDeliverySink + ?Sized> MessageSink for GroupSink<'_, Sk> {
     fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
-        self.begin_named(index)
+        crate::timer::block_on(self.begin_named(index))
     }
     fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
-        GroupSink::write(self, chunk)
+        crate::timer::block_on(self.write_chunk(chunk))
     }
     fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
-        self.end_current(index, octets)
+        crate::timer::block_on(self.end_current(index, octets))
     }
 }
 
-impl<Sk: DeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
+impl<Sk: AsyncDeliverySink + ?Sized> AsyncMessageSink for GroupSink<'_, Sk> {
     async fn begin(&mut self, index: usize, _: MsgNum) -> io::Result<()> {
-        self.begin_named(index)
+        self.begin_named(index).await
     }
     async fn write(&mut self, _: usize, chunk: &[u8]) -> io::Result<()> {
-        GroupSink::write(self, chunk)
+        self.write_chunk(chunk).await
     }
     async fn end(&mut self, index: usize, octets: u64) -> io::Result<()> {
-        self.end_current(index, octets)
+        self.end_current(index, octets).await
     }
 }
 
@@ -524,10 +530,10 @@ struct Group {
     progress: GroupProgress,
 }
 
-impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, Sk> {
+impl<'a, St: AsyncStateStore + ?Sized, Sk: AsyncDeliverySink + ?Sized> SyncEngine<'a, St, Sk> {
     /// Refuses what cannot work, then reconciles an earlier run's
     /// interrupted deliveries.
-    fn start(
+    async fn start(
         options: SyncOptions,
         user: &str,
         store: &'a mut St,
@@ -535,7 +541,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     ) -> Result<Self, Error> {
         let now = now_of(&options);
         let mut run = SyncRun::new(options, now, user)?;
-        let known = reconcile(&mut run, store, sink)?;
+        let known = reconcile(&mut run, store, sink).await?;
         Ok(Self {
             run,
             store,
@@ -589,7 +595,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     }
 
     /// A session logged in and listed its messages: plans it.
-    fn listed(
+    async fn listed(
         &mut self,
         login_delay: Option<u32>,
         sizes: &[pop3_proto::ListEntry],
@@ -630,22 +636,22 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             Err(e) => return Err(e),
         };
         self.listing = listing;
-        self.plan_session()
+        self.plan_session().await
     }
 
     /// Plans the session from its listing and records the housekeeping.
-    fn plan_session(&mut self) -> Result<SessionPlan, Error> {
+    async fn plan_session(&mut self) -> Result<SessionPlan, Error> {
         let empty = state::SyncState::default();
         let known = if self.with_uids { &self.known } else { &empty };
         let plan = self.run.plan(known, &self.listing);
-        self.record(&plan.housekeeping)?;
+        self.record(&plan.housekeeping).await?;
         Ok(plan)
     }
 
     /// The headers of the messages listed with another size than stored:
     /// those that show the same message are deleted (their new size
     /// recorded), the others kept.
-    fn verified(
+    async fn verified(
         &mut self,
         plan: &mut SessionPlan,
         headers: Vec<Result<crate::pop3::summary::MessageSummary, crate::pop3::ServerRefusal>>,
@@ -669,11 +675,11 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 plan.delete.push(item.clone());
             }
         }
-        self.record(&changes)
+        self.record(&changes).await
     }
 
     /// A first sync by date read the headers it asked for: plans again.
-    fn dated(
+    async fn dated(
         &mut self,
         needs_dates: &[Listed],
         headers: Vec<Result<crate::pop3::summary::MessageSummary, crate::pop3::ServerRefusal>>,
@@ -683,12 +689,12 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             .map(|h| h.ok().and_then(|s| s.date))
             .collect();
         self.run.dated(needs_dates, &dates);
-        self.plan_session()
+        self.plan_session().await
     }
 
-    fn record(&mut self, changes: &[StateChange]) -> Result<(), Error> {
+    async fn record(&mut self, changes: &[StateChange]) -> Result<(), Error> {
         if self.with_uids {
-            self.store.apply(changes).map_err(state_error)?;
+            self.store.apply(changes).await.map_err(state_error)?;
             self.written.extend_from_slice(changes);
         }
         Ok(())
@@ -704,29 +710,28 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
 
     /// Writes the records still held back (before any DELE, and when a
     /// sync stops).
-    fn flush_records(&mut self) -> Result<(), Error> {
+    async fn flush_records(&mut self) -> Result<(), Error> {
         let records = std::mem::take(&mut self.unwritten);
-        self.record(&records)
+        self.record(&records).await
     }
 
     /// Before a group is fetched (whole, or `headers_only`): names
     /// reserved, intents recorded (with the previous group's records, in
     /// one write).
-    fn begin_group(&mut self, group: &[Listed], headers_only: bool) -> Result<Group, Error> {
+    async fn begin_group(&mut self, group: &[Listed], headers_only: bool) -> Result<Group, Error> {
         // Nothing is staged between groups, unless an async sync was
         // dropped mid-group: its leftovers go (their intents reconcile).
-        self.sink.rollback();
-        let names = match group
-            .iter()
-            .map(|l| self.sink.reserve(&l.uid))
-            .collect::<io::Result<Vec<_>>>()
-        {
-            Ok(names) => names,
-            Err(e) => {
-                self.flush_records()?;
-                return Err(sink_error(e));
+        self.sink.rollback().await;
+        let mut names = Vec::with_capacity(group.len());
+        for listed in group {
+            match self.sink.reserve(&listed.uid).await {
+                Ok(name) => names.push(name),
+                Err(e) => {
+                    self.flush_records().await?;
+                    return Err(sink_error(e));
+                }
             }
-        };
+        }
         let mut changes = std::mem::take(&mut self.unwritten);
         changes.extend(group.iter().zip(&names).map(|(l, name)| {
             StateChange::Intent(state::Intent {
@@ -736,7 +741,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 octets: l.octets,
             })
         }));
-        self.record(&changes)?;
+        self.record(&changes).await?;
         self.names.clone_from(&names);
         Ok(Group {
             msgs: group.iter().map(|l| l.msg).collect(),
@@ -766,7 +771,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     /// an error in the middle of a message that is that message's fault
     /// ([`fault_of_message`]) keeps what was complete, counts the failure,
     /// and ends the session, so the rest goes on in another.
-    fn end_group(
+    async fn end_group(
         &mut self,
         group: &[Listed],
         fetched: &Group,
@@ -791,7 +796,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
             Err(e) => {
                 let progress = &fetched.progress;
                 let Some((culprit, fault)) = progress.current.zip(fault_of_message(&e)) else {
-                    self.sink.rollback();
+                    self.sink.rollback().await;
                     // The store's own failure is a storage error, not the
                     // network's.
                     return Err(storage_or(e));
@@ -808,9 +813,9 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         };
         // Only the complete messages are staged; the one cut short is
         // dropped after the commit.
-        let committed = self.sink.commit();
+        let committed = self.sink.commit().await;
         if end == GroupEnd::SessionBroken || committed.is_err() {
-            self.sink.rollback();
+            self.sink.rollback().await;
         }
         committed.map_err(sink_error)?;
         // Recorded with the next group's intents, or before any DELE.
@@ -837,11 +842,11 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     /// The sync is over: its report, or its error with the report of what
     /// it did before (what it stored is recorded first, when the state
     /// still takes it).
-    fn finish(mut self, outcome: Result<(), Error>) -> Result<SyncReport, SyncFailure> {
+    async fn finish(mut self, outcome: Result<(), Error>) -> Result<SyncReport, SyncFailure> {
         match outcome {
             Ok(()) => Ok(self.run.finish()),
             Err(error) => {
-                let _ = self.flush_records();
+                let _ = self.flush_records().await;
                 Err(SyncFailure {
                     error,
                     report: Box::new(self.run.finish()),
@@ -852,8 +857,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
 
     /// A message broke the session: what it stored is recorded, and the
     /// next session (opened without DELE or QUIT on this one) plans anew.
-    fn session_broken(&mut self) -> Result<bool, Error> {
-        self.flush_records()?;
+    async fn session_broken(&mut self) -> Result<bool, Error> {
+        self.flush_records().await?;
         self.run.session_broken();
         self.catch_up();
         Ok(self.run.another_session())
@@ -862,8 +867,8 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
     /// What to DELE before QUIT, once everything stored is recorded (and
     /// the headers-only copies that this session's whole messages replace
     /// are removed).
-    fn deletions(&mut self, plan: &SessionPlan) -> Result<Vec<Listed>, Error> {
-        self.flush_records()?;
+    async fn deletions(&mut self, plan: &SessionPlan) -> Result<Vec<Listed>, Error> {
+        self.flush_records().await?;
         if self.with_uids {
             let stored = self.run.stored_in_session();
             let replaced: Vec<(Uid, String)> = plan
@@ -872,7 +877,7 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
                 .filter(|(uid, _)| stored.iter().any(|l| &l.uid == uid))
                 .cloned()
                 .collect();
-            let removed = remove_copies(&mut *self.store, &mut *self.sink, &replaced)?;
+            let removed = remove_copies(&mut *self.store, &mut *self.sink, &replaced).await?;
             self.written.extend(removed);
         }
         // Without UIDL the policy is after-retrieval: what was stored goes.
@@ -880,16 +885,16 @@ impl<'a, St: StateStore + ?Sized, Sk: DeliverySink + ?Sized> SyncEngine<'a, St, 
         // Nothing deleted by a sync that may no longer write (its lease
         // lost): the session is then dropped without QUIT.
         if !deletions.is_empty() {
-            self.store.confirm_writer().map_err(state_error)?;
+            self.store.confirm_writer().await.map_err(state_error)?;
         }
         Ok(deletions)
     }
 
     /// QUIT committed `deleted`: records it; says whether to open another
     /// session.
-    fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
+    async fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
         let changes = self.run.deleted(deleted);
-        self.record(&changes)?;
+        self.record(&changes).await?;
         self.catch_up();
         Ok(self.run.another_session())
     }
@@ -927,21 +932,21 @@ macro_rules! sync_sessions {
             }
             let (sizes, uids) = client.listing()$(.$aw)??;
             let login_delay = client.capabilities().login_delay();
-            let mut plan = $steps.listed(login_delay, &sizes, uids, $host)?;
+            let mut plan = $steps.listed(login_delay, &sizes, uids, $host).await?;
             if !plan.needs_dates.is_empty() {
                 let msgs: Vec<MsgNum> = plan.needs_dates.iter().map(|l| l.msg).collect();
                 let headers = client.summaries(&msgs)$(.$aw)??;
-                plan = $steps.dated(&plan.needs_dates, headers)?;
+                plan = $steps.dated(&plan.needs_dates, headers).await?;
             }
             let mut broken = false;
             for group in &plan.headers {
                 if $steps.run.stopping() {
                     break;
                 }
-                let mut batch = $steps.begin_group(group, true)?;
+                let mut batch = $steps.begin_group(group, true).await?;
                 let (msgs, mut sink) = $steps.group_sink(&mut batch);
                 let outcomes = client.top_many(msgs, 0, &mut sink)$(.$aw)?;
-                if $steps.end_group(group, &batch, outcomes, true)? == GroupEnd::SessionBroken {
+                if $steps.end_group(group, &batch, outcomes, true).await? == GroupEnd::SessionBroken {
                     broken = true;
                     break;
                 }
@@ -950,7 +955,7 @@ macro_rules! sync_sessions {
                 if $steps.run.stopping() {
                     break;
                 }
-                let mut batch = $steps.begin_group(group, false)?;
+                let mut batch = $steps.begin_group(group, false).await?;
                 let (msgs, mut sink) = $steps.group_sink(&mut batch);
                 let outcomes = match $progress.as_deref_mut() {
                     Some(progress) => {
@@ -960,7 +965,7 @@ macro_rules! sync_sessions {
                     }
                     None => client.retr_many(msgs, &mut sink)$(.$aw)?,
                 };
-                if $steps.end_group(group, &batch, outcomes, false)? == GroupEnd::SessionBroken {
+                if $steps.end_group(group, &batch, outcomes, false).await? == GroupEnd::SessionBroken {
                     broken = true;
                     break;
                 }
@@ -969,7 +974,7 @@ macro_rules! sync_sessions {
                 // The connection is out of step: dropped without QUIT, so
                 // the server deletes nothing of this session.
                 drop(client);
-                if !$steps.session_broken()? {
+                if !$steps.session_broken().await? {
                     break;
                 }
                 continue;
@@ -977,14 +982,14 @@ macro_rules! sync_sessions {
             if !plan.verify_before_delete.is_empty() {
                 let msgs: Vec<MsgNum> = plan.verify_before_delete.iter().map(|l| l.msg).collect();
                 let headers = client.summaries(&msgs)$(.$aw)??;
-                $steps.verified(&mut plan, headers)?;
+                $steps.verified(&mut plan, headers).await?;
             }
             if !plan.pop_again.is_empty() {
                 let msgs: Vec<MsgNum> = plan.pop_again.iter().map(|l| l.msg).collect();
                 let outcomes = client.retr_many(&msgs, &mut Discard)$(.$aw)??;
                 $steps.run.popped_again(outcomes.iter().filter(|o| o.is_ok()).count());
             }
-            let deletions = $steps.deletions(&plan)?;
+            let deletions = $steps.deletions(&plan).await?;
             let mut deleted = Vec::new();
             if !deletions.is_empty() {
                 let msgs: Vec<MsgNum> = deletions.iter().map(|l| l.msg).collect();
@@ -1002,7 +1007,7 @@ macro_rules! sync_sessions {
             } else {
                 client.quit_without_waiting()$(.$aw)??;
             }
-            if !$steps.quit_done(&deleted)? {
+            if !$steps.quit_done(&deleted).await? {
                 break;
             }
         }
@@ -1032,13 +1037,19 @@ pub fn sync_blocking(
     if serves_slices(&config.host) {
         options.gmail_slices.get_or_insert(true);
     }
-    let mut engine =
-        SyncEngine::start(options, &credentials.user, store, sink).map_err(nothing_done)?;
-    let outcome = (|| {
-        sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
-        Ok(())
-    })();
-    engine.finish(outcome)
+    // The steps are written once, as async; a blocking store's futures
+    // are ready at once, and the blocking client never waits on them.
+    crate::timer::block_on(async {
+        let mut engine = SyncEngine::start(options, &credentials.user, store, sink)
+            .await
+            .map_err(nothing_done)?;
+        let outcome = async {
+            sync_sessions!(engine, Client::connect(config, credentials), &config.host, progress;);
+            Ok(())
+        }
+        .await;
+        engine.finish(outcome).await
+    })
 }
 
 /// A sync that failed before it began.
@@ -1056,10 +1067,13 @@ fn nothing_done(error: Error) -> SyncFailure {
 /// `|| pop3_client::tokio::Client::connect(&config, &credentials)`). Set
 /// [`SyncOptions::max_message`] to the client's cap
 /// (`config.session.max_body`) so that a message listed above it is decided
-/// before RETR, as `sync_blocking` does by itself. The state store and the sink are called synchronously between awaits: a
-/// Maildir write or an fsync blocks the task that long. The future is
-/// `Send` when the store, the sink, the stream and `connect`'s future are
-/// (`MemoryState`, `StateFile`, `MaildirSink` and
+/// before RETR, as `sync_blocking` does by itself. The state store and the
+/// sink are awaited ([`AsyncStateStore`], [`AsyncDeliverySink`]): a
+/// database store's calls give the runtime back while they wait; a
+/// blocking store (every [`StateStore`] and [`DeliverySink`] is one) is
+/// called at once, so a Maildir write or an fsync holds the task that
+/// long. The future is `Send` when the store, the sink, the stream and
+/// `connect`'s future are (`MemoryState`, `StateFile`, `MaildirSink` and
 /// `pop3_client::tokio::Client` all are), so a sync can run in
 /// `tokio::spawn`.
 pub async fn sync_async<S, F, Fut, St, Sk>(
@@ -1072,8 +1086,8 @@ pub async fn sync_async<S, F, Fut, St, Sk>(
     mut progress: Option<&mut (dyn FnMut(&FetchProgress) + Send)>,
 ) -> Result<SyncReport, SyncFailure>
 where
-    St: StateStore + ?Sized,
-    Sk: DeliverySink + ?Sized,
+    St: AsyncStateStore + ?Sized,
+    Sk: AsyncDeliverySink + ?Sized,
     S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<AsyncClient<S>, Error>>,
@@ -1082,13 +1096,15 @@ where
     if serves_slices(host) {
         options.gmail_slices.get_or_insert(true);
     }
-    let mut engine = SyncEngine::start(options, user, store, sink).map_err(nothing_done)?;
+    let mut engine = SyncEngine::start(options, user, store, sink)
+        .await
+        .map_err(nothing_done)?;
     let outcome = async {
         sync_sessions!(engine, connect(), host, progress; .await);
         Ok(())
     }
     .await;
-    engine.finish(outcome)
+    engine.finish(outcome).await
 }
 
 #[cfg(test)]
