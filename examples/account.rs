@@ -484,6 +484,9 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| config_error(format!("--meta {item}: use KEY=VALUE")))?;
+        if key == OWNER {
+            return Err(config_error("--meta owner=...: give the owner with --owner").into());
+        }
         metadata.insert(key.to_owned(), value.to_owned());
     }
     if let Some(var) = &oauth2.client_secret_env {

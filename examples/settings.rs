@@ -12,6 +12,9 @@ use pop3_client::oauth::{HttpTokenEndpoint, RefreshingTokenSource, TokenResponse
 use pop3_client::{Error, Secret};
 use serde::{Deserialize, Serialize};
 
+/// One rewrite of accounts.json at a time in this process.
+static REWRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The metadata key naming the environment variable of the client secret.
 pub const CLIENT_SECRET_ENV: &str = "oauth2_client_secret_env";
 
@@ -65,6 +68,10 @@ impl TokenStore for AccountTokens {
             }
             Self::Saved { dir, name } => {
                 let io = |e: Error| std::io::Error::other(e.to_string());
+                // Several mailboxes' tokens rotate at once in a poller: one
+                // read-change-write at a time, so none is lost. (Another
+                // process writing accounts.json meanwhile is not covered.)
+                let _one_at_a_time = REWRITE.lock().unwrap_or_else(|p| p.into_inner());
                 let mut settings = load(dir).map_err(io)?;
                 let account = find(&mut settings, name).map_err(io)?;
                 account.incoming.credential =
@@ -218,7 +225,10 @@ pub fn load(dir: &Path) -> Result<Settings, Error> {
 pub fn save(dir: &Path, settings: &Settings) -> Result<(), Error> {
     std::fs::create_dir_all(dir)?;
     let path = settings_path(dir);
-    let tmp = dir.join("accounts.json.tmp");
+    // A name of its own per write: two writers never share a temporary.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tmp = dir.join(format!("accounts.json.{}.{n}.tmp", std::process::id()));
     // The one file that holds passwords: written 0600, secrets asked for.
     let text = serde_json::to_vec_pretty(&pop3_client::WithSecrets(settings))
         .map_err(|e| config_error(format!("cannot encode the settings: {e}")))?;

@@ -54,15 +54,24 @@ impl Dovecot {
 
     /// What Dovecot serves: the corpus files, which the script wrote in CRLF
     /// form with a final CRLF, so the bytes on the wire are the file's.
+    /// Read again when Dovecot moves a file from new/ to cur/ meanwhile
+    /// (it does when a session, another test's, opens the mailbox).
     fn expected(&self) -> Vec<Vec<u8>> {
         let maildir = PathBuf::from(self.get("maildir"));
-        let mut bodies: Vec<Vec<u8>> = ["new", "cur"]
-            .iter()
-            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).unwrap())
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        bodies.sort();
-        bodies
+        'again: loop {
+            let mut bodies = Vec::new();
+            for sub in ["new", "cur"] {
+                for entry in std::fs::read_dir(maildir.join(sub)).unwrap() {
+                    match std::fs::read(entry.unwrap().path()) {
+                        Ok(body) => bodies.push(body),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'again,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            bodies.sort();
+            return bodies;
+        }
     }
 }
 

@@ -32,6 +32,9 @@ impl StateStore for Shared {
     fn apply(&mut self, changes: &[StateChange]) -> io::Result<()> {
         self.0.lock().unwrap().apply(changes)
     }
+    fn confirm_writer(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().confirm_writer()
+    }
 }
 
 fn message(i: usize) -> ServerMessage {

@@ -200,3 +200,57 @@ fn a_stop_ends_a_sync_after_its_group_with_quit_and_the_next_goes_on() {
     assert_eq!(rest.new, 7);
     assert!(server.messages().is_empty());
 }
+
+/// `run`: each mailbox on its own schedule, so a long sync holds up no
+/// other: a fast mailbox is polled again and again while a slow one's
+/// first sync is still under way (never two syncs of one mailbox at once).
+/// The stop returns once the slow sync has ended; a later round starts
+/// afresh.
+#[test]
+fn run_polls_each_mailbox_on_its_own_and_stops() {
+    let slow = server(3, Fault::Delay(Duration::from_millis(300)));
+    let fast = server(1, Fault::None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PollerConfig::default();
+    config.interval = Duration::from_millis(100);
+    config.per_host = 4;
+    let mut poller = Poller::new(config);
+    assert!(poller.add(Arc::new(mailbox("slow", &slow, "password", dir.path()))));
+    assert!(poller.add(Arc::new(mailbox("fast", &fast, "password", dir.path()))));
+    assert!(
+        !poller.add(Arc::new(mailbox("fast", &fast, "password", dir.path()))),
+        "one mailbox per name"
+    );
+    let runtime = runtime();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut order = Vec::new();
+    runtime.block_on(async {
+        let stopper = Arc::clone(&stop);
+        poller
+            .run_with(async move { stopper.notified().await }, |name, outcome| {
+                assert!(outcome.is_ok(), "{name}: {outcome:?}");
+                order.push(name.to_owned());
+                if order.iter().filter(|n| *n == "fast").count() == 3 {
+                    stop.notify_one();
+                }
+            })
+            .await;
+    });
+    let first_slow = order.iter().position(|n| n == "slow");
+    let fast_before = order[..first_slow.unwrap_or(order.len())]
+        .iter()
+        .filter(|n| *n == "fast")
+        .count();
+    assert!(fast_before >= 3, "{order:?}");
+    // The slow sync ended (stopped after its group, or done) before the
+    // return, and no sync is left under way.
+    assert_eq!(first_slow, Some(order.len() - 1), "{order:?}");
+    assert!(poller.health().values().all(|h| !h.polling));
+    // A later round is not stopped by the earlier stop.
+    std::thread::sleep(Duration::from_millis(150));
+    let later = runtime.block_on(poller.poll_due());
+    assert!(
+        later.iter().any(|(name, r)| name == "fast" && r.is_ok()),
+        "{later:?}"
+    );
+}

@@ -1078,6 +1078,9 @@ fn the_state_is_read_once_per_sync() {
         fn apply(&mut self, changes: &[pop3_client::sync::state::StateChange]) -> io::Result<()> {
             self.state.apply(changes)
         }
+        fn confirm_writer(&mut self) -> io::Result<()> {
+            self.state.confirm_writer()
+        }
     }
     // Gmail serves 2 slices of 3: two sessions, then a third finding
     // nothing new (sizes all different: slices that list the same sizes

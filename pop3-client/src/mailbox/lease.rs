@@ -5,21 +5,26 @@
 //! mailbox. Every write of its sync goes through the fence ([`Fenced`]
 //! around its state store and its sink): a write is made only while the
 //! fence still holds the lease, and it renews the lease; the check and the
-//! write happen under the lease store's lock, so no other worker can take
-//! the lease over in between. Before any DELE the sync asks the state
-//! store to confirm it may still change the server
-//! ([`StateStore::confirm_writer`]). So a worker paused past its lease (a
-//! long GC, a network partition, SIGSTOP) and woken while another has taken
-//! over writes nothing, commits nothing into the sink and deletes nothing:
-//! its writes fail with [`LeaseLost`], a storage error that says so.
+//! write happen under the mailbox's lease lock, so no other worker can take
+//! the lease over in between; a message streaming in renews it too, a few
+//! times per life. Before any DELE, and again right before a QUIT that
+//! would change the server, the sync asks the state store to confirm it
+//! may still change it ([`StateStore::confirm_writer`], which renews the
+//! lease for a whole life). So a worker paused past its lease (a long GC,
+//! a network partition, SIGSTOP) and woken while another has taken over
+//! writes nothing and commits nothing into the sink: its writes fail with
+//! [`LeaseLost`], a storage error that says so, and its session is dropped
+//! without QUIT, so the server deletes nothing for it. (A worker stopped
+//! between that last check and its QUIT leaving the machine holds a lease
+//! just renewed for a whole life; and it only ever deletes messages
+//! already recorded as stored.)
 //!
-//! [`MemoryLeases`] serves the workers of one process; a database's lease
-//! table does the same across processes (the fence compared in the write's
-//! own transaction).
+//! [`MemoryLeases`] serves the workers of one process. A database store
+//! will check the fence in its own write transaction (not built yet).
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pop3_proto::Uid;
@@ -81,7 +86,9 @@ struct Lease {
 /// Leases for the workers of one process.
 #[derive(Debug, Default)]
 pub struct MemoryLeases {
-    leases: Mutex<HashMap<String, Lease>>,
+    /// One lock per mailbox: a write under one mailbox's fence (an fsync)
+    /// holds up no other mailbox.
+    leases: Mutex<HashMap<String, Arc<Mutex<Option<Lease>>>>>,
 }
 
 impl MemoryLeases {
@@ -90,24 +97,27 @@ impl MemoryLeases {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
-        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    /// `account`'s lease slot (empty the first time).
+    fn slot(&self, account: &str) -> Arc<Mutex<Option<Lease>>> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(leases.entry(account.to_owned()).or_default())
     }
 
     /// Runs `write` only while `fence` holds its lease, renewing it by
-    /// `ttl`, with the leases locked throughout: no one takes the mailbox
-    /// over between the check and the write.
+    /// `ttl`, with the mailbox's lease locked throughout: no one takes the
+    /// mailbox over between the check and the write.
     pub fn under_fence<T>(
         &self,
         fence: &Fence,
         ttl: Duration,
         write: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T> {
-        let mut leases = self.lock();
+        let slot = self.slot(&fence.account);
+        let mut lease = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        match leases.get_mut(&fence.account) {
+        match lease.as_mut() {
             Some(lease) if lease.token == fence.token && !lease.released && lease.expires > now => {
-                lease.expires = now + ttl;
+                lease.expires = now.checked_add(ttl).unwrap_or(lease.expires);
                 write()
             }
             _ => Err(io::Error::other(LeaseLost {
@@ -119,22 +129,20 @@ impl MemoryLeases {
 
 impl LeaseStore for MemoryLeases {
     fn acquire(&self, account: &str, owner: &str, ttl: Duration) -> io::Result<Option<Fence>> {
-        let mut leases = self.lock();
+        let slot = self.slot(account);
+        let mut lease = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        let token = match leases.get(account) {
-            Some(lease) if !lease.released && lease.expires > now => return Ok(None),
-            Some(lease) => lease.token + 1,
+        let token = match lease.as_ref() {
+            Some(held) if !held.released && held.expires > now => return Ok(None),
+            Some(held) => held.token + 1,
             None => 1,
         };
-        leases.insert(
-            account.to_owned(),
-            Lease {
-                owner: owner.to_owned(),
-                token,
-                expires: now + ttl,
-                released: false,
-            },
-        );
+        *lease = Some(Lease {
+            owner: owner.to_owned(),
+            token,
+            expires: now.checked_add(ttl).unwrap_or(now),
+            released: false,
+        });
         Ok(Some(Fence {
             account: account.to_owned(),
             owner: owner.to_owned(),
@@ -151,8 +159,9 @@ impl LeaseStore for MemoryLeases {
     }
 
     fn release(&self, fence: &Fence) -> io::Result<()> {
-        let mut leases = self.lock();
-        if let Some(lease) = leases.get_mut(&fence.account) {
+        let slot = self.slot(&fence.account);
+        let mut lease = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lease) = lease.as_mut() {
             if lease.token == fence.token && lease.owner == fence.owner {
                 lease.released = true;
             }
@@ -169,6 +178,8 @@ pub struct Fenced<'l, T> {
     leases: &'l MemoryLeases,
     fence: Fence,
     ttl: Duration,
+    /// When this writer last renewed the lease.
+    renewed: Instant,
 }
 
 impl<'l, T> Fenced<'l, T> {
@@ -179,6 +190,7 @@ impl<'l, T> Fenced<'l, T> {
             leases,
             fence,
             ttl,
+            renewed: Instant::now(),
         }
     }
 
@@ -189,8 +201,23 @@ impl<'l, T> Fenced<'l, T> {
 
     fn fenced<R>(&mut self, write: impl FnOnce(&mut T) -> io::Result<R>) -> io::Result<R> {
         let inner = &mut self.inner;
-        self.leases
-            .under_fence(&self.fence, self.ttl, move || write(inner))
+        let result = self
+            .leases
+            .under_fence(&self.fence, self.ttl, move || write(inner));
+        if result.is_ok() {
+            self.renewed = Instant::now();
+        }
+        result
+    }
+
+    /// While a message streams in (a group can take longer than a lease's
+    /// life): the lease renewed a few times per life, and the download
+    /// stopped at once when it is lost.
+    fn keep_alive(&mut self) -> io::Result<()> {
+        if self.renewed.elapsed() < self.ttl / 4 {
+            return Ok(());
+        }
+        self.fenced(|_| Ok(()))
     }
 }
 
@@ -214,14 +241,17 @@ impl<K: DeliverySink> DeliverySink for Fenced<'_, K> {
     }
 
     fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
+        self.keep_alive()?;
         self.inner.begin(delivery)
     }
 
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.keep_alive()?;
         self.inner.write(chunk)
     }
 
     fn end(&mut self) -> io::Result<()> {
+        self.keep_alive()?;
         self.inner.end()
     }
 

@@ -15,7 +15,8 @@
 //! sync runs on a blocking thread of its own.
 //!
 //! [`next_attempt`] is the schedule alone, without I/O or a clock of its
-//! own: the time is given.
+//! own: the time is given. A poller is driven by one [`Poller::run`] (or
+//! [`Poller::poll_due`] rounds) at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,6 +85,8 @@ pub struct Health {
     pub needs_user_action: bool,
     /// Messages stored by the last sync that worked.
     pub last_new: usize,
+    /// A sync of it is under way (never two at once).
+    pub polling: bool,
 }
 
 /// Whether only the user can mend `error` (the poller then pauses the
@@ -123,8 +126,8 @@ pub fn next_attempt(
             // LOGIN-DELAY: not before the server allows.
             let allowed = report
                 .next_sync_not_before
-                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-            let due = now + config.interval;
+                .map(|secs| later(SystemTime::UNIX_EPOCH, Duration::from_secs(secs)));
+            let due = later(now, config.interval);
             Some(allowed.map_or(due, |at| at.max(due)))
         }
         Err(error) => {
@@ -140,9 +143,18 @@ pub fn next_attempt(
                     .saturating_mul(1u32 << doublings)
                     .min(config.max_backoff);
                 // Between half and all of the wait.
-                let wait = wait.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
-                let wait = error.retry_after().map_or(wait, |after| after.max(wait));
-                Some(now + wait)
+                let jitter = if jitter.is_finite() {
+                    jitter.clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
+                let wait = wait.mul_f64(0.5 + 0.5 * jitter);
+                // What the server asked, within reason (a day at most).
+                let asked = error
+                    .retry_after()
+                    .map(|a| a.min(Duration::from_secs(86_400)));
+                let wait = asked.map_or(wait, |after| after.max(wait));
+                Some(later(now, wait))
             }
         }
     };
@@ -207,6 +219,16 @@ impl Mailbox for MaildirMailbox {
     }
 }
 
+/// `at + wait`, or a time far off when that is beyond the clock.
+fn later(at: SystemTime, wait: Duration) -> SystemTime {
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(Duration::from_secs(10 * 365 * 86_400)))
+        .unwrap_or(at)
+}
+
+/// What a sync's end sends back to the loop.
+type Ended = (String, Result<SyncReport, SyncFailure>);
+
 /// Mailboxes kept flowing on tokio.
 pub struct Poller {
     config: PollerConfig,
@@ -214,7 +236,8 @@ pub struct Poller {
     health: Arc<Mutex<BTreeMap<String, Health>>>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     slots: Arc<Semaphore>,
-    stop: StopSignal,
+    /// The signal of the run under way (a new one for each run).
+    stop: Mutex<StopSignal>,
 }
 
 impl Poller {
@@ -227,15 +250,20 @@ impl Poller {
             health: Arc::default(),
             hosts: Mutex::default(),
             slots,
-            stop: StopSignal::new(),
+            stop: Mutex::new(StopSignal::new()),
         }
     }
 
-    /// Adds a mailbox (due at once).
-    pub fn add(&mut self, mailbox: Arc<dyn Mailbox>) {
+    /// Adds a mailbox (due at once); `false`, and nothing added, when one
+    /// of that name is there already.
+    pub fn add(&mut self, mailbox: Arc<dyn Mailbox>) -> bool {
+        if self.mailboxes.iter().any(|m| m.name() == mailbox.name()) {
+            return false;
+        }
         self.lock_health()
             .insert(mailbox.name().to_owned(), Health::default());
         self.mailboxes.push(mailbox);
+        true
     }
 
     /// Every mailbox's health, by name.
@@ -264,41 +292,56 @@ impl Poller {
         )
     }
 
-    /// Whether `name` may be polled at `now`.
-    fn due(&self, name: &str, now: SystemTime) -> bool {
-        self.lock_health()
-            .get(name)
-            .is_some_and(|h| !h.needs_user_action && h.next_attempt.is_none_or(|at| at <= now))
+    /// A new stop signal for the syncs started from now on: an earlier
+    /// run's stop does not carry over.
+    fn fresh_signal(&self) -> StopSignal {
+        let signal = StopSignal::new();
+        *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = signal.clone();
+        signal
     }
 
-    /// Polls every mailbox that is due now, within the bounds, and returns
-    /// each one's outcome in the order they ended (a paused one is not
-    /// polled).
-    pub async fn poll_due(&self) -> Vec<(String, Result<SyncReport, Error>)> {
-        let now = SystemTime::now();
-        let due: Vec<Arc<dyn Mailbox>> = self
-            .mailboxes
+    /// The mailboxes that may start now (due, not paused, not under way),
+    /// marked as under way.
+    fn take_due(&self, now: SystemTime) -> Vec<Arc<dyn Mailbox>> {
+        let mut health = self.lock_health();
+        self.mailboxes
             .iter()
-            .filter(|m| self.due(m.name(), now))
+            .filter(|m| {
+                let Some(h) = health.get_mut(m.name()) else {
+                    return false;
+                };
+                let due =
+                    !h.polling && !h.needs_user_action && h.next_attempt.is_none_or(|at| at <= now);
+                h.polling |= due;
+                due
+            })
             .cloned()
-            .collect();
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let count = due.len();
-        for mailbox in due {
-            let host = self.host_slots(mailbox.host());
-            let slots = Arc::clone(&self.slots);
-            let done = done_tx.clone();
-            let stop = self.stop.clone();
-            tokio::spawn(async move {
-                // The host's bound first: a busy host holds no global slot.
-                let host_permit = host.acquire_owned().await;
-                let slot = slots.acquire_owned().await;
-                let name = mailbox.name().to_owned();
+            .collect()
+    }
+
+    /// Starts `mailbox`'s sync (on a blocking thread, within the bounds);
+    /// its end is sent to `done`.
+    fn start(&self, mailbox: Arc<dyn Mailbox>, done: tokio::sync::mpsc::UnboundedSender<Ended>) {
+        let host = self.host_slots(mailbox.host());
+        let slots = Arc::clone(&self.slots);
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        tokio::spawn(async move {
+            // The host's bound first: a busy host holds no global slot.
+            let host_permit = host.acquire_owned().await;
+            let slot = slots.acquire_owned().await;
+            let name = mailbox.name().to_owned();
+            let outcome = if stop.is_stopped() {
                 // Told to stop while it waited for a slot: not begun.
-                if stop.is_stopped() {
-                    return;
-                }
-                let outcome = tokio::task::spawn_blocking(move || mailbox.poll(&stop))
+                Err(SyncFailure {
+                    error: Error::Io(std::io::Error::other("not begun: the poller is stopping")),
+                    report: Box::default(),
+                })
+            } else {
+                tokio::task::spawn_blocking(move || mailbox.poll(&stop))
                     .await
                     .unwrap_or_else(|e| {
                         Err(SyncFailure {
@@ -307,31 +350,54 @@ impl Poller {
                             ))),
                             report: Box::default(),
                         })
-                    });
-                drop((slot, host_permit));
-                let _ = done.send((name, outcome));
-            });
+                    })
+            };
+            drop((slot, host_permit));
+            let _ = done.send((name, outcome));
+        });
+    }
+
+    /// A sync ended: its mailbox's health and next attempt.
+    fn ended(&self, name: &str, outcome: &Result<SyncReport, SyncFailure>, begun: bool) {
+        let jitter = f64::from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        ) / 1e9;
+        if let Some(health) = self.lock_health().get_mut(name) {
+            health.polling = false;
+            if begun {
+                let view = outcome.as_ref().map_err(|f| &f.error);
+                next_attempt(health, view, SystemTime::now(), &self.config, jitter);
+            }
+        }
+    }
+
+    /// Polls every mailbox that is due now, within the bounds, and returns
+    /// each one's outcome in the order they ended (a paused one, or one
+    /// already under way, is not polled).
+    pub async fn poll_due(&self) -> Vec<(String, Result<SyncReport, Error>)> {
+        self.fresh_signal();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let due = self.take_due(SystemTime::now());
+        let count = due.len();
+        for mailbox in due {
+            self.start(mailbox, done_tx.clone());
         }
         drop(done_tx);
         let mut outcomes = Vec::with_capacity(count);
         while let Some((name, outcome)) = done_rx.recv().await {
-            let jitter = f64::from(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos()),
-            ) / 1e9;
-            if let Some(health) = self.lock_health().get_mut(&name) {
-                let view = outcome.as_ref().map_err(|f| &f.error);
-                next_attempt(health, view, SystemTime::now(), &self.config, jitter);
-            }
+            self.ended(&name, &outcome, true);
             outcomes.push((name, outcome.map_err(|f| f.error)));
         }
         outcomes
     }
 
-    /// Polls as each mailbox falls due until `stop` completes (SIGTERM,
-    /// Ctrl-C, the application's own signal); the syncs in flight then end
-    /// as they would (their group, QUIT) before this returns.
+    /// Polls each mailbox as it falls due, each on its own (a long sync
+    /// holds up no other), until `stop` completes (SIGTERM, Ctrl-C, the
+    /// application's own signal); the syncs in flight then end after their
+    /// group, with QUIT, and those waiting for a slot do not begin, before
+    /// this returns.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
         self.run_with(stop, |_, _| {}).await;
     }
@@ -343,30 +409,38 @@ impl Poller {
         stop: impl std::future::Future<Output = ()>,
         mut outcome: impl FnMut(&str, &Result<SyncReport, Error>),
     ) {
+        let signal = self.fresh_signal();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Ended>();
+        let mut in_flight = 0usize;
         let mut stop = std::pin::pin!(stop);
         loop {
-            {
-                let mut round = std::pin::pin!(self.poll_due());
-                let ended = tokio::select! {
-                    () = &mut stop => {
-                        // Syncs in flight end after their group, with QUIT;
-                        // those still waiting for a slot do not begin.
-                        self.stop.stop();
-                        for (name, result) in round.await {
-                            outcome(&name, &result);
-                        }
-                        return;
-                    }
-                    ended = &mut round => ended,
-                };
-                for (name, result) in ended {
-                    outcome(&name, &result);
-                }
+            for mailbox in self.take_due(SystemTime::now()) {
+                in_flight += 1;
+                self.start(mailbox, done_tx.clone());
             }
             let wait = self.until_next_due();
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => break,
+                Some((name, result)) = done_rx.recv() => {
+                    in_flight -= 1;
+                    self.ended(&name, &result, true);
+                    outcome(&name, &result.map_err(|f| f.error));
+                }
                 () = tokio::time::sleep(wait) => {}
+            }
+        }
+        signal.stop();
+        while in_flight > 0 {
+            let Some((name, result)) = done_rx.recv().await else {
+                break;
+            };
+            in_flight -= 1;
+            let begun = result
+                .as_ref()
+                .map_or_else(|f| !is_not_begun(&f.error), |_| true);
+            self.ended(&name, &result, begun);
+            if begun {
+                outcome(&name, &result.map_err(|f| f.error));
             }
         }
     }
@@ -377,13 +451,18 @@ impl Poller {
         let now = SystemTime::now();
         self.lock_health()
             .values()
-            .filter(|h| !h.needs_user_action)
+            .filter(|h| !h.needs_user_action && !h.polling)
             .filter_map(|h| h.next_attempt)
             .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
             .min()
             .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(60))
     }
+}
+
+/// Whether `error` says a sync was not begun because the poller stopped.
+fn is_not_begun(error: &Error) -> bool {
+    matches!(error, Error::Io(e) if e.to_string() == "not begun: the poller is stopping")
 }
 
 #[cfg(test)]

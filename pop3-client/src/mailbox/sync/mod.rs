@@ -890,6 +890,12 @@ impl<'a, St: AsyncStateStore + ?Sized, Sk: AsyncDeliverySink + ?Sized> SyncEngin
         Ok(deletions)
     }
 
+    /// Right before a QUIT that changes the server: whether this sync may
+    /// still change it (its lease held).
+    async fn confirm_writer(&mut self) -> Result<(), Error> {
+        self.store.confirm_writer().await.map_err(state_error)
+    }
+
     /// QUIT committed `deleted`: records it; says whether to open another
     /// session.
     async fn quit_done(&mut self, deleted: &[Listed]) -> Result<bool, Error> {
@@ -1003,6 +1009,8 @@ macro_rules! sync_sessions {
                 || !plan.pop_again.is_empty()
                 || (!(plan.fetch.is_empty() && plan.headers.is_empty()) && $steps.run.serves_slices_now());
             if changed {
+                // Still this sync's to change: else dropped without QUIT.
+                $steps.confirm_writer().await?;
                 client.quit()$(.$aw)??;
             } else {
                 client.quit_without_waiting()$(.$aw)??;

@@ -1051,7 +1051,12 @@ impl SyncRun {
         let more = self.broken
             || self.popped_in_session > 0
             || (slices && !self.fetched_in_session.is_empty());
-        self.keep_going && more && self.report.sessions < self.options.max_sessions
+        let stopping = self
+            .options
+            .stop
+            .as_ref()
+            .is_some_and(StopSignal::is_stopped);
+        self.keep_going && !stopping && more && self.report.sessions < self.options.max_sessions
     }
 
     /// Whether the application asked the sync to stop: then no further

@@ -419,12 +419,12 @@ pub trait StateStore {
     fn load(&mut self) -> io::Result<SyncState>;
     /// Records `changes`, durably, in order.
     fn apply(&mut self, changes: &[StateChange]) -> io::Result<()>;
-    /// Called before any DELE: fails if this sync may no longer change the
-    /// server (a [`Fenced`](crate::lease::Fenced) store whose lease was
-    /// lost). The default: always may.
-    fn confirm_writer(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    /// Called before any DELE and before a QUIT that changes the server:
+    /// fails if this sync may no longer change it (a
+    /// [`Fenced`](crate::lease::Fenced) store whose lease was lost). A
+    /// store that answers for itself says `Ok(())`; a wrapper must ask
+    /// what it wraps, or the fence is lost.
+    fn confirm_writer(&mut self) -> io::Result<()>;
 }
 
 /// A state held in memory (tests, or an application that persists it
@@ -455,6 +455,10 @@ impl StateStore for MemoryState {
         for c in changes {
             self.state.apply(c);
         }
+        Ok(())
+    }
+
+    fn confirm_writer(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -734,6 +738,10 @@ impl StateStore for StateFile {
         for c in changes {
             self.state.apply(c);
         }
+        Ok(())
+    }
+
+    fn confirm_writer(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
