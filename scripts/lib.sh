@@ -82,3 +82,33 @@ for i in range(count):
     os.rename(tmp, os.path.join(maildir, "new", name))
 PY
 }
+
+# stop_dovecot DIR [HELPER...]: stops what a server script started under
+# DIR, by PID, never by name: the Dovecot master (DIR/run/master.pid,
+# waited for up to 5 s), each helper's process (DIR/HELPER.pid), and the
+# watchdog's process group (DIR/watchdog.pid); then removes DIR/env.
+stop_dovecot() {
+    local dir=$1
+    shift
+    if [ -s "$dir/run/master.pid" ]; then
+        local pid
+        pid=$(cat "$dir/run/master.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    local helper
+    for helper in "$@"; do
+        if [ -s "$dir/$helper.pid" ]; then
+            kill "$(cat "$dir/$helper.pid")" 2>/dev/null || true
+            rm -f "$dir/$helper.pid"
+        fi
+    done
+    if [ -s "$dir/watchdog.pid" ]; then
+        kill -- -"$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+        rm -f "$dir/watchdog.pid"
+    fi
+    rm -f "$dir/env"
+}

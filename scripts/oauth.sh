@@ -171,26 +171,7 @@ ENV
 }
 
 stop() {
-    if [ -s "$DIR/run/master.pid" ]; then
-        local pid
-        pid=$(cat "$DIR/run/master.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
-    for helper in oauth-provider smtp-sink; do
-        if [ -s "$DIR/$helper.pid" ]; then
-            kill "$(cat "$DIR/$helper.pid")" 2>/dev/null || true
-            rm -f "$DIR/$helper.pid"
-        fi
-    done
-    if [ -s "$DIR/watchdog.pid" ]; then
-        kill -- -"$(cat "$DIR/watchdog.pid")" 2>/dev/null || true
-        rm -f "$DIR/watchdog.pid"
-    fi
-    rm -f "$DIR/env"
+    stop_dovecot "$DIR" oauth-provider smtp-sink
 }
 
 fill() {

@@ -148,24 +148,7 @@ ENV
 }
 
 stop() {
-    if [ -s "$DIR/run/master.pid" ]; then
-        local pid
-        pid=$(cat "$DIR/run/master.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
-    if [ -s "$DIR/sink.pid" ]; then
-        kill "$(cat "$DIR/sink.pid")" 2>/dev/null || true
-        rm -f "$DIR/sink.pid"
-    fi
-    if [ -s "$DIR/watchdog.pid" ]; then
-        kill -- -"$(cat "$DIR/watchdog.pid")" 2>/dev/null || true
-        rm -f "$DIR/watchdog.pid"
-    fi
-    rm -f "$DIR/env"
+    stop_dovecot "$DIR" sink
 }
 
 case "${1:-}" in
