@@ -108,6 +108,8 @@ pub mod transport;
 
 #[cfg(feature = "tokio")]
 pub use mailbox::poller;
+#[cfg(feature = "sqlite")]
+pub use mailbox::sql;
 pub use mailbox::{account, async_storage, lease, store, sync, verify};
 pub use pop3::summary;
 

@@ -9,6 +9,8 @@ pub mod async_storage;
 pub mod lease;
 #[cfg(feature = "tokio")]
 pub mod poller;
+#[cfg(feature = "sqlite")]
+pub mod sql;
 pub mod store;
 pub mod sync;
 pub mod verify;

@@ -785,7 +785,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn format_change(change: &StateChange) -> String {
+pub(crate) fn format_change(change: &StateChange) -> String {
     match change {
         StateChange::Intent(i) => format!(
             "{} {} {} {}",
@@ -843,7 +843,7 @@ fn format_change(change: &StateChange) -> String {
     }
 }
 
-fn parse_change(line: &str) -> Option<StateChange> {
+pub(crate) fn parse_change(line: &str) -> Option<StateChange> {
     let mut parts = line.split(' ');
     let tag = parts.next()?;
     if tag == "S" {
