@@ -19,8 +19,9 @@
 //! just renewed for a whole life; and it only ever deletes messages
 //! already recorded as stored.)
 //!
-//! [`MemoryLeases`] serves the workers of one process. A database store
-//! will check the fence in its own write transaction (not built yet).
+//! [`MemoryLeases`] serves the workers of one process; the SQLite store
+//! (`sql`, feature `sqlite`) checks its fence in each write's own
+//! transaction, across processes.
 
 use std::collections::HashMap;
 use std::io;

@@ -3,19 +3,23 @@
 //! Cc, Reply-To, Date, Subject, Message-ID, In-Reply-To, References), and
 //! leases with fencing, in one database file (WAL, no server).
 //!
-//! [`SqlStore::mailbox`] gives one account's [`AsyncStateStore`] and
-//! [`AsyncDeliverySink`] for `sync_async`. The state is a journal of
+//! [`SqlStore::mailbox`] gives a handle on one account that is both its
+//! [`AsyncStateStore`] and its [`AsyncDeliverySink`]; `sync_async` takes
+//! two handles (each with the same fence). The state is a journal of
 //! changes per account (rows written in proportion to what a sync does,
-//! not to what the state holds). A message is written when it is complete,
+//! not to what the state holds), compacted into the state's own lines when
+//! it has grown well past them. A message is written when it is complete,
 //! invisible, and made visible with the rest of its group at the commit,
 //! so a crash leaves an earlier group's messages or this one's, never half
-//! a group; it is held whole in memory until written (bounded by
-//! [`SyncOptions::max_message`](crate::sync::SyncOptions::max_message)).
+//! a group; it is held whole in memory until written (bounded by the
+//! client's body cap, `ClientConfig::session.max_body`).
 //!
-//! With a [`Fence`] ([`SqlStore::acquire`]), every state write and every
-//! commit checks in its own transaction that the fence still holds the
-//! mailbox's lease, and renews it: a worker whose lease another has taken
-//! over writes nothing, and its sync stops before DELE with
+//! With a [`Fence`] ([`SqlStore::acquire`]), every state write, commit,
+//! removal and reconciliation checks in its own transaction that the fence
+//! still holds the mailbox's lease, and renews it (as messages complete,
+//! too): a worker whose lease another has taken over changes nothing
+//! anyone sees (it may write its own invisible rows, which the next load
+//! removes), and its sync stops before DELE with
 //! [`LeaseLost`](crate::lease::LeaseLost).
 
 use std::io;
@@ -25,10 +29,15 @@ use pop3_proto::Uid;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
+/// How many journal rows per live line before the journal is compacted.
+const COMPACT_RATIO: i64 = 2;
+
 use crate::lease::{Fence, LeaseLost};
 use crate::mailbox::async_storage::{AsyncDeliverySink, AsyncStateStore};
 use crate::mailbox::store::Delivery;
-use crate::mailbox::sync::state::{format_change, parse_change, StateChange, SyncState};
+use crate::mailbox::sync::state::{
+    format_change, parse_change, snapshot_lines, StateChange, SyncState,
+};
 use crate::pop3::summary::{MailAddress, MessageSummary};
 
 /// The tables, made at open when missing.
@@ -40,7 +49,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS state_changes_account ON state_changes (account, seq)",
     "CREATE TABLE IF NOT EXISTS messages (
         account TEXT NOT NULL,
-        delivery TEXT NOT NULL PRIMARY KEY,
+        delivery TEXT NOT NULL,
         uid TEXT NOT NULL,
         headers_only INTEGER NOT NULL,
         visible INTEGER NOT NULL,
@@ -48,9 +57,12 @@ const SCHEMA: &[&str] = &[
         raw BLOB NOT NULL,
         from_addr TEXT, to_addr TEXT, cc TEXT, reply_to TEXT, date INTEGER,
         subject TEXT, message_id TEXT, in_reply_to TEXT, refs TEXT,
-        stored_at INTEGER NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS messages_uid
-        ON messages (account, uid, headers_only) WHERE visible = 1",
+        stored_at INTEGER NOT NULL,
+        PRIMARY KEY (account, delivery))",
+    // Not unique: a UID a server gives to new mail after the old message
+    // was deleted is another message (the sync's state decides what is
+    // new, and stores each message once).
+    "CREATE INDEX IF NOT EXISTS messages_uid ON messages (account, uid)",
     "CREATE TABLE IF NOT EXISTS leases (
         account TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -125,6 +137,7 @@ impl SqlStore {
             ttl,
             current: None,
             staged: Vec::new(),
+            renewed: std::time::Instant::now(),
         }
     }
 
@@ -136,32 +149,24 @@ impl SqlStore {
         owner: &str,
         ttl: Duration,
     ) -> io::Result<Option<Fence>> {
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
         let now = now_ms();
-        let row = sqlx::query("SELECT token, expires_ms FROM leases WHERE account = ?")
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(io_error)?;
-        let token = match row {
-            Some(row) if row.get::<i64, _>("expires_ms") > now => return Ok(None),
-            Some(row) => row.get::<i64, _>("token") + 1,
-            None => 1,
-        };
-        sqlx::query(
-            "INSERT INTO leases (account, owner, token, expires_ms) VALUES (?, ?, ?, ?)
+        // One statement: taken only if free or expired, the token one more
+        // than the last holder's, atomically.
+        let token: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leases (account, owner, token, expires_ms) VALUES (?, ?, 1, ?)
              ON CONFLICT (account) DO UPDATE SET owner = excluded.owner,
-                 token = excluded.token, expires_ms = excluded.expires_ms",
+                 token = leases.token + 1, expires_ms = excluded.expires_ms
+             WHERE leases.expires_ms <= ?
+             RETURNING token",
         )
         .bind(account)
         .bind(owner)
-        .bind(token)
         .bind(now.saturating_add(ttl_ms(ttl)))
-        .execute(&mut *tx)
+        .bind(now)
+        .fetch_optional(&self.pool)
         .await
         .map_err(io_error)?;
-        tx.commit().await.map_err(io_error)?;
-        Ok(Some(Fence {
+        Ok(token.map(|token| Fence {
             account: account.to_owned(),
             owner: owner.to_owned(),
             token: u64::try_from(token).unwrap_or(0),
@@ -179,6 +184,17 @@ impl SqlStore {
         Ok(())
     }
 
+    /// How many rows `account`'s state journal holds (what a sync wrote
+    /// since the last compaction).
+    pub async fn journal_rows(&self, account: &str) -> io::Result<u64> {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM state_changes WHERE account = ?")
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(io_error)?;
+        Ok(u64::try_from(rows).unwrap_or(0))
+    }
+
     /// `account`'s stored messages, in the order they were stored.
     pub async fn messages(&self, account: &str) -> io::Result<Vec<StoredMessage>> {
         let rows = sqlx::query(
@@ -189,16 +205,18 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(io_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| StoredMessage {
-                uid: row.get("uid"),
-                size: u64::try_from(row.get::<i64, _>("size")).unwrap_or(0),
-                headers_only: row.get::<i64, _>("headers_only") != 0,
-                subject: row.get("subject"),
-                from: row.get("from_addr"),
+        rows.iter()
+            .map(|row| {
+                Ok(StoredMessage {
+                    uid: row.try_get("uid").map_err(io_error)?,
+                    size: u64::try_from(row.try_get::<i64, _>("size").map_err(io_error)?)
+                        .unwrap_or(0),
+                    headers_only: row.try_get::<i64, _>("headers_only").map_err(io_error)? != 0,
+                    subject: row.try_get("subject").map_err(io_error)?,
+                    from: row.try_get("from_addr").map_err(io_error)?,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -219,15 +237,18 @@ pub struct SqlMailbox {
     current: Option<Current>,
     /// Written, invisible, waiting for the commit.
     staged: Vec<String>,
+    /// When the lease was last renewed by this writer.
+    renewed: std::time::Instant,
 }
 
 impl SqlMailbox {
     /// In `tx`: refuses when the fence no longer holds the lease, renews
     /// it when it does.
-    async fn check_fence(&self, tx: &mut sqlx::SqliteConnection) -> io::Result<()> {
+    async fn check_fence(&mut self, tx: &mut sqlx::SqliteConnection) -> io::Result<()> {
         let Some(fence) = &self.fence else {
             return Ok(());
         };
+        self.renewed = std::time::Instant::now();
         let now = now_ms();
         let renewed = sqlx::query(
             "UPDATE leases SET expires_ms = ?
@@ -268,7 +289,7 @@ impl AsyncStateStore for SqlMailbox {
             .map_err(io_error)?;
         let mut state = SyncState::default();
         for row in &rows {
-            let line: String = row.get("change");
+            let line: String = row.try_get("change").map_err(io_error)?;
             let change = parse_change(&line).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -280,6 +301,45 @@ impl AsyncStateStore for SqlMailbox {
             })?;
             state.apply(&change);
         }
+        // Under the fence, in one transaction: invisible messages no intent
+        // waits for (a rollback that failed) go, and a journal grown well
+        // past what it holds is rewritten as the state's own lines.
+        let mut tx = self.pool.begin().await.map_err(io_error)?;
+        self.check_fence(&mut tx).await?;
+        let pending: Vec<&str> = state.pending.iter().map(|p| p.delivery.as_str()).collect();
+        let invisible: Vec<String> =
+            sqlx::query_scalar("SELECT delivery FROM messages WHERE account = ? AND visible = 0")
+                .bind(&self.account)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(io_error)?;
+        for name in invisible.iter().filter(|n| !pending.contains(&n.as_str())) {
+            sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0")
+                .bind(&self.account)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(io_error)?;
+        }
+        let lines = snapshot_lines(&state);
+        let live = i64::try_from(lines.len()).unwrap_or(i64::MAX);
+        let stored = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        if stored > COMPACT_RATIO.saturating_mul(live).saturating_add(100) {
+            sqlx::query("DELETE FROM state_changes WHERE account = ?")
+                .bind(&self.account)
+                .execute(&mut *tx)
+                .await
+                .map_err(io_error)?;
+            for line in &lines {
+                sqlx::query("INSERT INTO state_changes (account, change) VALUES (?, ?)")
+                    .bind(&self.account)
+                    .bind(line)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(io_error)?;
+            }
+        }
+        tx.commit().await.map_err(io_error)?;
         Ok(state)
     }
 
@@ -305,12 +365,21 @@ impl AsyncStateStore for SqlMailbox {
 }
 
 impl AsyncDeliverySink for SqlMailbox {
-    /// A delivery name unique across processes and runs: the time, the
-    /// process and a counter.
+    /// A delivery name unique within its account across processes and
+    /// runs: the time, the process (its id and start) and a counter.
     async fn reserve(&mut self, _uid: &Uid) -> io::Result<String> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        // The process: its id and the instant it first reserved (two
+        // containers' process 1 differ in the latter).
+        let process = PROCESS.get_or_init(|| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}.{nanos:x}", std::process::id())
+        });
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(format!("{}.{}.{n}", now_ms(), std::process::id()))
+        Ok(format!("{}.{process}.{n}", now_ms()))
     }
 
     async fn begin(&mut self, delivery: &Delivery<'_>) -> io::Result<()> {
@@ -365,6 +434,13 @@ impl AsyncDeliverySink for SqlMailbox {
         .await
         .map_err(io_error)?;
         self.staged.push(current.name);
+        // A group can take longer than a lease's life: renewed as messages
+        // complete, and stopped at once when lost.
+        if self.fence.is_some() && self.renewed.elapsed() >= self.ttl / 4 {
+            let mut tx = self.pool.begin().await.map_err(io_error)?;
+            self.check_fence(&mut tx).await?;
+            tx.commit().await.map_err(io_error)?;
+        }
         Ok(())
     }
 
@@ -372,11 +448,21 @@ impl AsyncDeliverySink for SqlMailbox {
         let mut tx = self.pool.begin().await.map_err(io_error)?;
         self.check_fence(&mut tx).await?;
         for name in &self.staged {
-            sqlx::query("UPDATE messages SET visible = 1 WHERE delivery = ?")
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(io_error)?;
+            let made = sqlx::query(
+                "UPDATE messages SET visible = 1 WHERE account = ? AND delivery = ? AND visible = 0",
+            )
+            .bind(&self.account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(io_error)?;
+            // Every staged message made visible, or none: never recorded
+            // as stored when it is not.
+            if made.rows_affected() != 1 {
+                return Err(io::Error::other(format!(
+                    "the message written as {name} is no longer in the database: nothing of this group was stored"
+                )));
+            }
         }
         tx.commit().await.map_err(io_error)?;
         self.staged.clear();
@@ -386,35 +472,47 @@ impl AsyncDeliverySink for SqlMailbox {
     async fn rollback(&mut self) {
         self.current = None;
         for name in std::mem::take(&mut self.staged) {
-            let _ = sqlx::query("DELETE FROM messages WHERE delivery = ? AND visible = 0")
-                .bind(name)
-                .execute(&self.pool)
-                .await;
+            // A failure leaves an invisible row, removed at the next load.
+            let _ = sqlx::query(
+                "DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0",
+            )
+            .bind(&self.account)
+            .bind(name)
+            .execute(&self.pool)
+            .await;
         }
     }
 
     async fn reconcile(&mut self, name: &str) -> io::Result<bool> {
+        // Under the fence: a worker that lost the mailbox does not remove
+        // the live worker's deliveries in flight.
+        let mut tx = self.pool.begin().await.map_err(io_error)?;
+        self.check_fence(&mut tx).await?;
         let visible: Option<i64> =
-            sqlx::query_scalar("SELECT visible FROM messages WHERE delivery = ?")
+            sqlx::query_scalar("SELECT visible FROM messages WHERE account = ? AND delivery = ?")
+                .bind(&self.account)
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(io_error)?;
         if visible == Some(0) {
             // Written by a run that stopped before its commit: a leftover.
-            sqlx::query("DELETE FROM messages WHERE delivery = ? AND visible = 0")
+            sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0")
+                .bind(&self.account)
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(io_error)?;
         }
+        tx.commit().await.map_err(io_error)?;
         Ok(visible == Some(1))
     }
 
     async fn remove(&mut self, name: &str) -> io::Result<()> {
         let mut tx = self.pool.begin().await.map_err(io_error)?;
         self.check_fence(&mut tx).await?;
-        sqlx::query("DELETE FROM messages WHERE delivery = ?")
+        sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ?")
+            .bind(&self.account)
             .bind(name)
             .execute(&mut *tx)
             .await

@@ -616,24 +616,7 @@ impl StateFile {
     fn compact(&mut self) -> io::Result<()> {
         let tmp = beside(&self.path, ".compacting");
         let mut lines = vec![format!("{MAGIC} {}", self.key)];
-        if let Some(at) = self.state.started {
-            lines.push(format_change(&StateChange::Started { at }));
-        }
-        for (uid, r) in &self.state.records {
-            lines.extend(snapshot(uid, r).iter().map(format_change));
-        }
-        for p in &self.state.pending {
-            lines.push(format_change(&StateChange::Intent(p.clone())));
-        }
-        for (uid, f) in &self.state.failures {
-            lines.push(format_change(&StateChange::Failed {
-                uid: uid.clone(),
-                octets: f.octets,
-                attempts: f.attempts,
-                quarantined: f.quarantined,
-                reason: f.reason.clone(),
-            }));
-        }
+        lines.extend(snapshot_lines(&self.state));
         let mut text = lines.join("\n");
         text.push('\n');
         {
@@ -660,6 +643,30 @@ impl StateFile {
 }
 
 /// The changes that rebuild `record` from nothing.
+/// The lines that rebuild `state` from nothing (a journal compacted).
+pub(crate) fn snapshot_lines(state: &SyncState) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(at) = state.started {
+        lines.push(format_change(&StateChange::Started { at }));
+    }
+    for (uid, r) in &state.records {
+        lines.extend(snapshot(uid, r).iter().map(format_change));
+    }
+    for p in &state.pending {
+        lines.push(format_change(&StateChange::Intent(p.clone())));
+    }
+    for (uid, f) in &state.failures {
+        lines.push(format_change(&StateChange::Failed {
+            uid: uid.clone(),
+            octets: f.octets,
+            attempts: f.attempts,
+            quarantined: f.quarantined,
+            reason: f.reason.clone(),
+        }));
+    }
+    lines
+}
+
 fn snapshot(uid: &Uid, r: &UidRecord) -> Vec<StateChange> {
     let uid = || uid.clone();
     let mut out = Vec::new();
