@@ -242,6 +242,14 @@ pub struct SqlMailbox {
 }
 
 impl SqlMailbox {
+    /// A transaction in which the fence has been checked and the lease
+    /// renewed: every write of this mailbox is made in one.
+    async fn begin_fenced(&mut self) -> io::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        let mut tx = self.pool.begin().await.map_err(io_error)?;
+        self.check_fence(&mut tx).await?;
+        Ok(tx)
+    }
+
     /// In `tx`: refuses when the fence no longer holds the lease, renews
     /// it when it does.
     async fn check_fence(&mut self, tx: &mut sqlx::SqliteConnection) -> io::Result<()> {
@@ -269,6 +277,38 @@ impl SqlMailbox {
             }))
         }
     }
+}
+
+/// Appends `lines` to `account`'s state journal, in `tx`.
+async fn append_lines(
+    tx: &mut sqlx::SqliteConnection,
+    account: &str,
+    lines: impl Iterator<Item = String>,
+) -> io::Result<()> {
+    for line in lines {
+        sqlx::query("INSERT INTO state_changes (account, change) VALUES (?, ?)")
+            .bind(account)
+            .bind(line)
+            .execute(&mut *tx)
+            .await
+            .map_err(io_error)?;
+    }
+    Ok(())
+}
+
+/// Removes `account`'s delivery `name` if it was never made visible.
+async fn delete_invisible(
+    conn: &mut sqlx::SqliteConnection,
+    account: &str,
+    name: &str,
+) -> io::Result<()> {
+    sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0")
+        .bind(account)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(io_error)?;
+    Ok(())
 }
 
 fn addresses(list: &[MailAddress]) -> Option<String> {
@@ -304,8 +344,7 @@ impl AsyncStateStore for SqlMailbox {
         // Under the fence, in one transaction: invisible messages no intent
         // waits for (a rollback that failed) go, and a journal grown well
         // past what it holds is rewritten as the state's own lines.
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
+        let mut tx = self.begin_fenced().await?;
         let pending: Vec<&str> = state.pending.iter().map(|p| p.delivery.as_str()).collect();
         let invisible: Vec<String> =
             sqlx::query_scalar("SELECT delivery FROM messages WHERE account = ? AND visible = 0")
@@ -314,12 +353,7 @@ impl AsyncStateStore for SqlMailbox {
                 .await
                 .map_err(io_error)?;
         for name in invisible.iter().filter(|n| !pending.contains(&n.as_str())) {
-            sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0")
-                .bind(&self.account)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(io_error)?;
+            delete_invisible(&mut tx, &self.account, name).await?;
         }
         let lines = snapshot_lines(&state);
         let live = i64::try_from(lines.len()).unwrap_or(i64::MAX);
@@ -330,36 +364,20 @@ impl AsyncStateStore for SqlMailbox {
                 .execute(&mut *tx)
                 .await
                 .map_err(io_error)?;
-            for line in &lines {
-                sqlx::query("INSERT INTO state_changes (account, change) VALUES (?, ?)")
-                    .bind(&self.account)
-                    .bind(line)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(io_error)?;
-            }
+            append_lines(&mut tx, &self.account, lines.into_iter()).await?;
         }
         tx.commit().await.map_err(io_error)?;
         Ok(state)
     }
 
     async fn apply(&mut self, changes: &[StateChange]) -> io::Result<()> {
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
-        for change in changes {
-            sqlx::query("INSERT INTO state_changes (account, change) VALUES (?, ?)")
-                .bind(&self.account)
-                .bind(format_change(change))
-                .execute(&mut *tx)
-                .await
-                .map_err(io_error)?;
-        }
+        let mut tx = self.begin_fenced().await?;
+        append_lines(&mut tx, &self.account, changes.iter().map(format_change)).await?;
         tx.commit().await.map_err(io_error)
     }
 
     async fn confirm_writer(&mut self) -> io::Result<()> {
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
+        let tx = self.begin_fenced().await?;
         tx.commit().await.map_err(io_error)
     }
 }
@@ -437,16 +455,14 @@ impl AsyncDeliverySink for SqlMailbox {
         // A group can take longer than a lease's life: renewed as messages
         // complete, and stopped at once when lost.
         if self.fence.is_some() && self.renewed.elapsed() >= self.ttl / 4 {
-            let mut tx = self.pool.begin().await.map_err(io_error)?;
-            self.check_fence(&mut tx).await?;
+            let tx = self.begin_fenced().await?;
             tx.commit().await.map_err(io_error)?;
         }
         Ok(())
     }
 
     async fn commit(&mut self) -> io::Result<()> {
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
+        let mut tx = self.begin_fenced().await?;
         for name in &self.staged {
             let made = sqlx::query(
                 "UPDATE messages SET visible = 1 WHERE account = ? AND delivery = ? AND visible = 0",
@@ -471,23 +487,19 @@ impl AsyncDeliverySink for SqlMailbox {
 
     async fn rollback(&mut self) {
         self.current = None;
-        for name in std::mem::take(&mut self.staged) {
-            // A failure leaves an invisible row, removed at the next load.
-            let _ = sqlx::query(
-                "DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0",
-            )
-            .bind(&self.account)
-            .bind(name)
-            .execute(&self.pool)
-            .await;
+        // A failure leaves invisible rows, removed at the next load.
+        let staged = std::mem::take(&mut self.staged);
+        if let Ok(mut conn) = self.pool.acquire().await {
+            for name in staged {
+                let _ = delete_invisible(&mut conn, &self.account, &name).await;
+            }
         }
     }
 
     async fn reconcile(&mut self, name: &str) -> io::Result<bool> {
         // Under the fence: a worker that lost the mailbox does not remove
         // the live worker's deliveries in flight.
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
+        let mut tx = self.begin_fenced().await?;
         let visible: Option<i64> =
             sqlx::query_scalar("SELECT visible FROM messages WHERE account = ? AND delivery = ?")
                 .bind(&self.account)
@@ -497,20 +509,14 @@ impl AsyncDeliverySink for SqlMailbox {
                 .map_err(io_error)?;
         if visible == Some(0) {
             // Written by a run that stopped before its commit: a leftover.
-            sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ? AND visible = 0")
-                .bind(&self.account)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(io_error)?;
+            delete_invisible(&mut tx, &self.account, name).await?;
         }
         tx.commit().await.map_err(io_error)?;
         Ok(visible == Some(1))
     }
 
     async fn remove(&mut self, name: &str) -> io::Result<()> {
-        let mut tx = self.pool.begin().await.map_err(io_error)?;
-        self.check_fence(&mut tx).await?;
+        let mut tx = self.begin_fenced().await?;
         sqlx::query("DELETE FROM messages WHERE account = ? AND delivery = ?")
             .bind(&self.account)
             .bind(name)
