@@ -1,4 +1,4 @@
-//! The SQLite store: a sync into it stores every message once with its
+//! The database store (SQLite and PostgreSQL): a sync into it stores every message once with its
 //! summary columns and finds nothing new the second time; deletions after
 //! retrieval; a delivery cut before its commit is a leftover the next run
 //! removes; a writer whose lease another worker took over writes nothing.
@@ -41,13 +41,10 @@ fn server(count: usize) -> TestServer {
     .unwrap()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_sync_into_sqlite_stores_each_message_once_with_its_summary() {
+async fn a_sync_into_the_database_stores_each_message_once_with_its_summary(store: SqlStore) {
     let server = server(6);
     let config = server.client_config();
     let credentials = Credentials::new("user", "password");
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
     let options = SyncOptions {
         group_size: 4,
         headers_only_above: Some(400),
@@ -101,10 +98,7 @@ async fn a_sync_into_sqlite_stores_each_message_once_with_its_summary() {
     assert!(store.messages("home").await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
+async fn a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_nothing(store: SqlStore) {
     let uid = Uid::new(b"u1").unwrap();
     // Written, never committed (the run was killed).
     let mut killed = store.mailbox("box", None, Duration::from_secs(60));
@@ -160,13 +154,10 @@ async fn a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_
 
 /// A UID the server gives to new mail after the old message was deleted
 /// is another message: stored beside the first, not refused.
-#[tokio::test(flavor = "current_thread")]
-async fn a_reused_uid_is_new_mail_stored_beside_the_old() {
+async fn a_reused_uid_is_new_mail_stored_beside_the_old(store: SqlStore) {
     let server = server(1);
     let config = server.client_config();
     let credentials = Credentials::new("user", "password");
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
     let options = SyncOptions {
         policy: DeletePolicy::AfterRetrieval,
         ..SyncOptions::default()
@@ -215,10 +206,7 @@ async fn a_reused_uid_is_new_mail_stored_beside_the_old() {
 
 /// A commit under a lease another worker has taken over makes nothing
 /// visible; a journal compacted on load gives the same state.
-#[tokio::test(flavor = "current_thread")]
-async fn a_lost_lease_commits_nothing_and_compaction_keeps_the_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
+async fn a_lost_lease_commits_nothing_and_compaction_keeps_the_state(store: SqlStore) {
     let ttl = Duration::from_millis(200);
     let a = store
         .acquire("box", "worker-a", ttl)
@@ -260,3 +248,40 @@ async fn a_lost_lease_commits_nothing_and_compaction_keeps_the_state() {
     let after = b_state.load().await.unwrap();
     assert_eq!(before, after);
 }
+
+/// Each scenario on both engines: a SQLite file, and a PostgreSQL database
+/// of its own (skipped, saying so, without `scripts/postgres.sh start`).
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $name() {
+                    let Some(url) = pop3_client::testing::postgres_database().await else {
+                        return;
+                    };
+                    let store = super::SqlStore::connect(&url).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_sync_into_the_database_stores_each_message_once_with_its_summary,
+    a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_nothing,
+    a_reused_uid_is_new_mail_stored_beside_the_old,
+    a_lost_lease_commits_nothing_and_compaction_keeps_the_state,
+);

@@ -634,3 +634,43 @@ impl InteropServer {
         self.env.get(key).map_or("", String::as_str)
     }
 }
+
+/// A fresh, empty PostgreSQL database of its own for one test, on the
+/// server `scripts/postgres.sh start` runs (its `env` names it): the URL,
+/// or `None` (the test skipped, saying so) when that server is not
+/// running and `POP3_REQUIRE_POSTGRES` is not set.
+///
+/// # Panics
+///
+/// When `POP3_REQUIRE_POSTGRES` is set and the server is missing or
+/// refuses to make the database: the test fails, as it must in CI.
+#[cfg(feature = "postgres")]
+#[allow(clippy::panic)]
+pub async fn postgres_database() -> Option<String> {
+    use sqlx::Connection;
+    let server = InteropServer::find(
+        "POP3_POSTGRES_DIR",
+        "/tmp/pop3-postgres",
+        "POP3_REQUIRE_POSTGRES",
+        "PostgreSQL tests; run scripts/postgres.sh start",
+    )?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!(
+        "t_{}_{nanos:x}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut admin = sqlx::PgConnection::connect(server.get("admin_url"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", server.get("admin_url")));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let url = server.get("url");
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    Some(format!("{base}/{name}"))
+}
