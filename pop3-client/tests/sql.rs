@@ -98,7 +98,9 @@ async fn a_sync_into_the_database_stores_each_message_once_with_its_summary(stor
     assert!(store.messages("home").await.unwrap().is_empty());
 }
 
-async fn a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_nothing(store: SqlStore) {
+async fn a_delivery_cut_before_its_commit_is_a_leftover_and_a_lost_lease_writes_nothing(
+    store: SqlStore,
+) {
     let uid = Uid::new(b"u1").unwrap();
     // Written, never committed (the run was killed).
     let mut killed = store.mailbox("box", None, Duration::from_secs(60));

@@ -280,11 +280,12 @@ impl SqlStore {
     /// inactive from now on (their syncs stop at the next group).
     pub async fn activate(&self, name: &str) -> Result<(), AccountStoreError> {
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
-        let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM accounts WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(io_error)?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT owner FROM accounts WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(io_error)?;
         let owner = owner.ok_or_else(|| AccountStoreError::NotFound(name.to_owned()))?;
         sqlx::query(
             "UPDATE accounts SET active = 0, version = version + 1

@@ -122,11 +122,7 @@ async fn append_lines(
 }
 
 /// Removes `account`'s delivery `name` if it was never made visible.
-async fn delete_invisible(
-    conn: &mut AnyConnection,
-    account: &str,
-    name: &str,
-) -> io::Result<()> {
+async fn delete_invisible(conn: &mut AnyConnection, account: &str, name: &str) -> io::Result<()> {
     sqlx::query("DELETE FROM messages WHERE account = $1 AND delivery = $2 AND visible = 0")
         .bind(account)
         .bind(name)

@@ -202,6 +202,8 @@ pub struct StoredMessage {
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
+    /// The file, for SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl SqlStore {
@@ -216,6 +218,7 @@ impl SqlStore {
     /// pool.
     pub async fn connect_with(url: &str, connections: u32) -> io::Result<Self> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_path = None;
         let (url, engine) = if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
@@ -224,6 +227,9 @@ impl SqlStore {
                     "the database: sqlite:PATH names no file",
                 ));
             }
+            sqlite_path = Some(std::path::PathBuf::from(
+                path.split_once('?').map_or(path, |(file, _)| file),
+            ));
             let url = if url.contains('?') {
                 url.to_owned()
             } else {
@@ -262,7 +268,11 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(io_error)?;
-        let store = Self { pool, engine };
+        let store = Self {
+            pool,
+            engine,
+            sqlite_path,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -270,6 +280,11 @@ impl SqlStore {
     /// Opens (or makes) the SQLite database at `path`.
     pub async fn open(path: &std::path::Path) -> io::Result<Self> {
         Self::connect(&format!("sqlite:{}", path.display())).await
+    }
+
+    /// The database file, for SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// Which engine this is.
@@ -381,12 +396,11 @@ impl SqlStore {
     /// How many rows `account`'s state journal holds (what syncs wrote
     /// since the last compaction).
     pub async fn journal_rows(&self, account: &str) -> io::Result<u64> {
-        let rows: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM state_changes WHERE account = $1")
-                .bind(account)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(io_error)?;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM state_changes WHERE account = $1")
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(io_error)?;
         Ok(u64::try_from(rows).unwrap_or(0))
     }
 

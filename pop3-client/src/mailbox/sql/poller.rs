@@ -160,8 +160,10 @@ impl SqlStore {
             return Ok(());
         };
         let mut health = Health {
-            consecutive_failures: u32::try_from(row.try_get::<i64, _>("failures").map_err(io_error)?)
-                .unwrap_or(u32::MAX),
+            consecutive_failures: u32::try_from(
+                row.try_get::<i64, _>("failures").map_err(io_error)?,
+            )
+            .unwrap_or(u32::MAX),
             ..Health::default()
         };
         let now = SystemTime::now();

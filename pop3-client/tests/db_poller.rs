@@ -1,0 +1,260 @@
+//! Mailboxes kept in the database and polled by workers over it, on both
+//! engines (SQLite; PostgreSQL when `scripts/postgres.sh start` runs it):
+//! secrets sealed with the application's key and refused without one; one
+//! active mailbox per owner; two workers polling the same mailboxes at once
+//! store every message once; a wrong password pauses that mailbox alone
+//! ("needs user action") until its settings change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(all(feature = "sqlite", feature = "testing"))]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pop3_client::account::{Account, Credential, DeletePolicy};
+use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
+use pop3_client::sql::{
+    AccountStoreError, DbKey, DbPoller, DbPollerConfig, HealthState, KeyError, SqlStore,
+};
+use pop3_client::testing::{TestServer, TestServerConfig};
+use pop3_client::{ErrorKind, Security};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "HwECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// A password easy to look for in the database's bytes.
+const PASSWORD: &str = "password";
+
+fn server(messages: usize) -> TestServer {
+    TestServer::start(TestServerConfig {
+        options: ServerOptions {
+            stls: true,
+            ..ServerOptions::default()
+        },
+        messages: (0..messages)
+            .map(|i| ServerMessage {
+                uid: format!("m{i}"),
+                content: format!("Subject: {i}\r\nMessage-ID: <{i}@test>\r\n\r\nbody {i}\r\n")
+                    .into_bytes(),
+            })
+            .collect(),
+        ..TestServerConfig::default()
+    })
+    .unwrap()
+}
+
+/// A mailbox on `server` logging in with `password`.
+fn account(name: &str, server: &TestServer, password: &str, dir: &std::path::Path) -> Account {
+    let mut account =
+        Account::for_email(name, "user@example.org", Credential::password(password)).unwrap();
+    account.incoming.host = "127.0.0.1".into();
+    account.incoming.port = server.addr().port();
+    account.incoming.security = Security::StartTls;
+    account.incoming.user = "user".into();
+    let ca = dir.join(format!("{name}.pem"));
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    account.trust.ca_file = Some(ca);
+    account
+}
+
+fn key() -> DbKey {
+    DbKey::from_base64(KEY).unwrap()
+}
+
+async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let one = server(0);
+    let secret = "sealed-Pa55word-never-in-clear";
+    let a1 = account("a1", &one, secret, dir.path());
+    // No key: no secret stored.
+    match store.add_account(&a1, "alice", None).await {
+        Err(AccountStoreError::Key(KeyError::Missing)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(store.accounts(None).await.unwrap().is_empty());
+    let key = key();
+    assert!(store.add_account(&a1, "alice", Some(&key)).await.unwrap());
+    let a2 = account("a2", &one, secret, dir.path());
+    assert!(!store.add_account(&a2, "alice", Some(&key)).await.unwrap());
+    let b1 = account("b1", &one, secret, dir.path());
+    assert!(store.add_account(&b1, "bob", Some(&key)).await.unwrap());
+    assert!(matches!(
+        store.add_account(&b1, "bob", Some(&key)).await,
+        Err(AccountStoreError::Exists(_))
+    ));
+    let active = |records: &[pop3_client::sql::AccountRecord]| -> BTreeSet<String> {
+        records
+            .iter()
+            .filter(|r| r.active)
+            .map(|r| r.account.name.clone())
+            .collect()
+    };
+    let records = store.accounts(Some(&key)).await.unwrap();
+    assert_eq!(active(&records), ["a1", "b1"].map(String::from).into());
+    assert_eq!(
+        records[0].account.incoming.credential.secret().expose(),
+        secret
+    );
+    // Without the key the settings read, with their secrets empty; with
+    // another key, they are refused.
+    let bare = store.account("a1", None).await.unwrap();
+    assert_eq!(bare.account.incoming.credential.secret().expose(), "");
+    assert_eq!(bare.account.incoming.port, one.addr().port());
+    let other = DbKey::from_base64(OTHER_KEY).unwrap();
+    assert!(matches!(
+        store.account("a1", Some(&other)).await,
+        Err(AccountStoreError::Key(KeyError::WrongKey(_)))
+    ));
+    // Activating one deactivates the owner's others.
+    store.activate("a2").await.unwrap();
+    let records = store.accounts(None).await.unwrap();
+    assert_eq!(active(&records), ["a2", "b1"].map(String::from).into());
+    // Removing the active one makes the owner's oldest other active.
+    store.remove_account("a2").await.unwrap();
+    let records = store.accounts(None).await.unwrap();
+    assert_eq!(active(&records), ["a1", "b1"].map(String::from).into());
+    assert!(matches!(
+        store.remove_account("a2").await,
+        Err(AccountStoreError::NotFound(_))
+    ));
+    // A new password: stored sealed, the version raised.
+    let mut changed = store.account("a1", Some(&key)).await.unwrap();
+    let before = changed.version;
+    changed.account.incoming.credential = Credential::password("another-Secret-99");
+    store
+        .update_account(&changed.account, Some(&key))
+        .await
+        .unwrap();
+    let after = store.account("a1", Some(&key)).await.unwrap();
+    assert!(after.version > before);
+    assert_eq!(
+        after.account.incoming.credential.secret().expose(),
+        "another-Secret-99"
+    );
+    if let Some(path) = store.sqlite_path().map(std::path::Path::to_path_buf) {
+        // Nowhere in the file or its write-ahead log in the clear.
+        for file in [path.clone(), path.with_extension("db-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for needle in [secret, "another-Secret-99"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+async fn two_workers_store_each_message_once_and_a_wrong_password_pauses_alone(store: SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let (one, two, bad) = (server(5), server(4), server(2));
+    let mut first = account("one", &one, PASSWORD, dir.path());
+    first.delete_policy = DeletePolicy::AfterRetrieval;
+    store.add_account(&first, "o1", Some(&key)).await.unwrap();
+    let second = account("two", &two, PASSWORD, dir.path());
+    store.add_account(&second, "o2", Some(&key)).await.unwrap();
+    let wrong = account("bad", &bad, "wrong-password", dir.path());
+    store.add_account(&wrong, "o3", Some(&key)).await.unwrap();
+    let worker = |name: &str| {
+        let mut config = DbPollerConfig::new(name);
+        config.lease = Duration::from_secs(10);
+        Arc::new(DbPoller::new(store.clone(), Some(key.clone()), config))
+    };
+    let (w1, w2) = (worker("w1"), worker("w2"));
+    // Both workers poll every mailbox at once: each mailbox by one at a
+    // time (its lease), so twice in a row.
+    let (r1, r2) = tokio::join!(
+        w1.poll_once(Duration::from_secs(30)),
+        w2.poll_once(Duration::from_secs(30))
+    );
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(r1.len() + r2.len(), 6, "{r1:?} {r2:?}");
+    let new: usize = r1
+        .iter()
+        .chain(&r2)
+        .filter_map(|p| p.outcome.as_ref().ok())
+        .map(|r| r.new)
+        .sum();
+    assert_eq!(new, 9, "{r1:?} {r2:?}");
+    for (name, count) in [("one", 5), ("two", 4)] {
+        let stored = store.messages(name).await.unwrap();
+        let uids: BTreeSet<&str> = stored.iter().map(|m| m.uid.as_str()).collect();
+        assert_eq!((stored.len(), uids.len()), (count, count), "{name}");
+    }
+    assert!(one.messages().is_empty(), "after retrieval: deleted");
+    assert_eq!(two.messages().len(), 4, "never: kept");
+    assert!(store.messages("bad").await.unwrap().is_empty());
+    let health = store.health().await.unwrap();
+    let of = |name: &str| health.iter().find(|h| h.name == name).unwrap().clone();
+    assert_eq!(of("one").state(), HealthState::Ok);
+    assert_eq!(of("two").state(), HealthState::Ok);
+    let paused = of("bad");
+    assert_eq!(paused.state(), HealthState::Paused, "{paused:?}");
+    assert!(paused.health.needs_user_action);
+    assert_eq!(
+        paused.health.last_error.as_ref().unwrap().0,
+        ErrorKind::Auth
+    );
+    // Paused: a continuous worker leaves it alone.
+    assert!(store
+        .claim_due("w3", Duration::from_secs(10), &BTreeSet::new())
+        .await
+        .unwrap()
+        .is_none());
+    // The right password: polled again at once, and it works.
+    let mut mended = store.account("bad", Some(&key)).await.unwrap().account;
+    mended.incoming.credential = Credential::password(PASSWORD);
+    store.update_account(&mended, Some(&key)).await.unwrap();
+    let fence = store
+        .claim_due("w3", Duration::from_secs(10), &BTreeSet::new())
+        .await
+        .unwrap()
+        .expect("due again after the change");
+    assert_eq!(fence.account, "bad");
+    store.release(&fence).await.unwrap();
+    let again = w1.poll_once(Duration::from_secs(30)).await.unwrap();
+    let bad_outcome = again.iter().find(|p| p.name == "bad").unwrap();
+    assert_eq!(bad_outcome.outcome.as_ref().unwrap().new, 2);
+    let health = store.health().await.unwrap();
+    assert!(
+        health.iter().all(|h| h.state() == HealthState::Ok),
+        "{health:?}"
+    );
+}
+
+/// Each scenario on both engines: a SQLite file, and a PostgreSQL database
+/// of its own (skipped, saying so, without `scripts/postgres.sh start`).
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::SqlStore::open(&dir.path().join("mail.db")).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(url) = pop3_client::testing::postgres_database().await else {
+                        return;
+                    };
+                    let store = super::SqlStore::connect(&url).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    accounts_keep_secrets_sealed_and_one_active_per_owner,
+    two_workers_store_each_message_once_and_a_wrong_password_pauses_alone,
+);
