@@ -42,8 +42,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,15 +53,17 @@ use pop3_client::account::{
 };
 use pop3_client::oauth::{OAuthProvider, SignIn, TokenResponse};
 use pop3_client::smtp::SmtpError;
+use pop3_client::sql::{DbPoller, DbPollerConfig};
 use pop3_client::store::MaildirSink;
 use pop3_client::sync::state::StateFile;
-use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions};
+use pop3_client::sync::{sync_blocking, FirstSync, SyncOptions, SyncReport};
 use pop3_client::verify::{verify_incoming, verify_outgoing, Stage, Step};
 use pop3_client::Secret;
 use pop3_client::{Error, Protocol, Security};
+use pop3_examples::database::{io_error, Database, Place};
 use pop3_examples::settings::{
-    attach_tokens, config_error, find, load, owner_of, save, saved_tokens, token_endpoint,
-    AccountTokens, CLIENT_SECRET_ENV, DEFAULT_OWNER, OWNER,
+    attach_tokens, config_error, token_endpoint, AccountTokens, CLIENT_SECRET_ENV, DEFAULT_OWNER,
+    OWNER,
 };
 use pop3_examples::SecurityArg;
 
@@ -69,8 +72,13 @@ use pop3_examples::SecurityArg;
 #[command(name = "account")]
 struct Cli {
     /// The settings folder (created if missing).
+    #[arg(long, required_unless_present = "db", conflicts_with = "db")]
+    config: Option<PathBuf>,
+    /// The database instead of a folder: sqlite:PATH or
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (secrets sealed with the key
+    /// in POP3_DB_KEY).
     #[arg(long)]
-    config: PathBuf,
+    db: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -350,6 +358,14 @@ enum Cmd {
         /// The account.
         name: String,
     },
+    /// (--db) The stored messages of NAME, one line each: UID SIZE SHA256.
+    Messages {
+        /// The account.
+        name: String,
+    },
+    /// (--db) Each mailbox's health, one line each:
+    /// NAME STATE LAST-SUCCESS LAST-ERROR NEXT.
+    Health,
 }
 
 /// A failure of either side, printed as `error: KIND: ...`.
@@ -437,7 +453,7 @@ fn verify_sending(account: &Account) -> Result<(), SmtpError> {
         .map_err(|failure| failure.error)
 }
 
-fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
+fn add(place: &Place, cmd: Cmd) -> Result<(), Failure> {
     let Cmd::Add {
         name,
         email,
@@ -463,7 +479,6 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
     else {
         return Ok(());
     };
-    let mut settings = load(dir)?;
     // The name names files in the settings folder (NAME.state, NAME/Maildir).
     if name.is_empty()
         || name.starts_with('.')
@@ -476,9 +491,12 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         ))
         .into());
     }
-    if settings.accounts.iter().any(|a| a.name == name) {
+    if place.exists(&name)? {
         return Err(config_error(format!("an account named \"{name}\" exists already")).into());
     }
+    // A database refuses secrets without its key: said before anything is
+    // asked or verified.
+    place.can_store_secrets()?;
     let mut metadata = BTreeMap::new();
     for item in meta {
         let (key, value) = item
@@ -605,26 +623,22 @@ fn add(dir: &Path, cmd: Cmd) -> Result<(), Failure> {
         verify_sending(&account)?;
         "outgoing login verified"
     };
-    // The first mailbox an owner adds is the active one.
-    if settings.active_of(&owner).is_none() {
-        settings.activate(&owner, &name);
-    }
     let rotated = latest.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(token) = rotated {
         account.incoming.credential = account.incoming.credential.with_secret(token);
     }
-    settings.accounts.push(account);
-    save(dir, &settings)?;
+    // The first mailbox an owner adds is the active one.
+    place.insert(account, &owner)?;
     println!("added {name}: login verified, {mailbox} on the server; {outgoing}");
     Ok(())
 }
 
-fn list(dir: &Path) -> Result<(), Error> {
-    let settings = load(dir)?;
-    for a in &settings.accounts {
+fn list(place: &Place) -> Result<(), Error> {
+    for listed in place.list()? {
+        let a = &listed.account;
         let security = a.incoming.security.as_str();
-        let active = if settings.is_active(a) { " active" } else { "" };
-        let owner = match owner_of(a) {
+        let active = if listed.active { " active" } else { "" };
+        let owner = match listed.owner.as_str() {
             DEFAULT_OWNER => String::new(),
             other => format!(" owner={other}"),
         };
@@ -641,10 +655,9 @@ fn list(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
-    let mut settings = load(dir)?;
-    let mut account = find(&mut settings, name)?.clone();
-    attach_tokens(&mut account, saved_tokens(dir, name), None)?;
+fn verify(place: &Place, name: &str) -> Result<(), Failure> {
+    let mut account = place.account(name)?;
+    attach_tokens(&mut account, place.tokens(name), None)?;
     let show = |prefix: &str, steps: &[Step]| {
         for step in steps {
             let stage = match step.stage {
@@ -677,14 +690,14 @@ fn verify(dir: &Path, name: &str) -> Result<(), Failure> {
 }
 
 fn set_password(
-    dir: &Path,
+    place: &Place,
     name: &str,
     incoming: bool,
     source: &PasswordSource,
 ) -> Result<(), Failure> {
-    let mut settings = load(dir)?;
+    place.can_store_secrets()?;
+    let account = place.account(name)?;
     let secret = read_password(source, "new password")?;
-    let account = find(&mut settings, name)?;
     if incoming && matches!(account.incoming.credential, Credential::OAuth2(_)) {
         return Err(config_error(format!(
             "{name} signs in with OAuth2 and has no password: remove it and add it again to sign in anew"
@@ -701,7 +714,7 @@ fn set_password(
         if matches!(changed.outgoing, Outgoing::SameCredentials { .. }) {
             verify_sending(&changed)?;
         }
-        *account = changed;
+        place.update(changed)?;
         println!("{name}: incoming password changed and verified");
     } else {
         let mut changed = account.clone();
@@ -728,21 +741,36 @@ fn set_password(
         changed.validate()?;
         // The old password stays unless the new one logs in.
         verify_sending(&changed)?;
-        *account = changed;
+        place.update(changed)?;
         println!("{name}: outgoing password changed and verified");
     }
-    Ok(save(dir, &settings)?)
+    Ok(())
 }
 
-fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<(), Error> {
+fn sync(place: &Place, name: Option<String>, maildir: Option<PathBuf>) -> Result<(), Error> {
     let started = Instant::now();
-    let mut settings = load(dir)?;
-    let name = name
-        .or(settings.active_of(DEFAULT_OWNER).map(str::to_owned))
-        .ok_or_else(|| config_error("no account is active: add one, or name it"))?;
-    let mut account = find(&mut settings, &name)?.clone();
+    let name = match name {
+        Some(name) => name,
+        None => place
+            .default_active()?
+            .ok_or_else(|| config_error("no account is active: add one, or name it"))?,
+    };
+    let dir = match place {
+        Place::Dir(dir) => dir,
+        Place::Db(db) => {
+            if maildir.is_some() {
+                return Err(config_error(
+                    "--maildir: with --db the mail is stored in the database",
+                ));
+            }
+            let report = sync_into_database(place, db, &name)?;
+            print_report(&name, &report, started);
+            return Ok(());
+        }
+    };
+    let mut account = place.account(&name)?;
     account.validate()?;
-    attach_tokens(&mut account, saved_tokens(dir, &name), None)?;
+    attach_tokens(&mut account, place.tokens(&name), None)?;
     let maildir = maildir.unwrap_or_else(|| dir.join(&name).join("Maildir"));
     let mut sink = MaildirSink::create(&maildir)
         .map_err(|e| config_error(format!("cannot use the Maildir {}: {e}", maildir.display())))?;
@@ -801,6 +829,13 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
         Err(failure) => &*failure.report,
     };
     pop3_examples::save_server_profile(&profile_path, report);
+    print_report(&name, report, started);
+    result?;
+    Ok(())
+}
+
+/// What a sync did, on stdout (warnings on stderr).
+fn print_report(name: &str, report: &SyncReport, started: Instant) {
     for failed in &report.failed {
         eprintln!("failed {}: {}", failed.uid, failed.reason);
     }
@@ -823,41 +858,121 @@ fn sync(dir: &Path, name: Option<String>, maildir: Option<PathBuf>) -> Result<()
     if let Some(why) = &report.stopped_early {
         eprintln!("warning: the sync stopped early: {why}");
     }
-    result?;
+}
+
+/// `sync` with `--db`: one poll of `name` into the database, under its
+/// lease, its health recorded, as the poller does it.
+fn sync_into_database(place: &Place, db: &Database, name: &str) -> Result<SyncReport, Error> {
+    // Refused here, not after a connection: the secrets need the key.
+    db.key()?;
+    let worker = format!("account-sync-{}", std::process::id());
+    let poller = Arc::new(
+        DbPoller::new(
+            db.store.clone(),
+            db.key.clone(),
+            DbPollerConfig::new(worker),
+        )
+        .with_prepare(place.prepare_tokens()),
+    );
+    let polled = db
+        .runtime
+        .block_on(poller.poll_names(vec![name.to_owned()], LEASE_WAIT))
+        .map_err(io_error)?;
+    let outcome = polled
+        .into_iter()
+        .next()
+        .ok_or_else(|| config_error(format!("there is no account named \"{name}\"")))?
+        .outcome;
+    outcome
+}
+
+/// How long `sync --db` waits for a lease another worker holds.
+const LEASE_WAIT: Duration = Duration::from_secs(120);
+
+/// `messages NAME`: UID SIZE SHA256 per stored message.
+fn messages(db: &Database, name: &str) -> Result<(), Error> {
+    use sha2::Digest;
+    let stored = db
+        .runtime
+        .block_on(db.store.messages(name))
+        .map_err(io_error)?;
+    let mut out = std::io::stdout().lock();
+    for message in stored {
+        let raw = db
+            .runtime
+            .block_on(db.store.raw(name, &message.delivery))
+            .map_err(io_error)?
+            .unwrap_or_default();
+        let digest = sha2::Sha256::digest(&raw);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(out, "{} {} {hex}", message.uid, message.size)?;
+    }
+    Ok(())
+}
+
+/// `health`: NAME STATE LAST-SUCCESS LAST-ERROR NEXT per mailbox.
+fn health(db: &Database) -> Result<(), Error> {
+    let all = db.runtime.block_on(db.store.health()).map_err(io_error)?;
+    for mailbox in all {
+        let h = &mailbox.health;
+        let when = |at: Option<std::time::SystemTime>| {
+            at.map_or_else(|| "-".to_owned(), pop3_examples::utc_time)
+        };
+        let error = match (&h.last_error, h.consecutive_failures) {
+            (Some((kind, _)), n) if n > 0 => kind.as_str().to_owned(),
+            _ => "-".to_owned(),
+        };
+        let next = if mailbox.active {
+            when(h.next_attempt)
+        } else {
+            "inactive".to_owned()
+        };
+        println!(
+            "{} {} {} {error} {next}",
+            mailbox.name,
+            mailbox.state().as_str(),
+            when(h.last_success),
+        );
+    }
     Ok(())
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let dir = cli.config.as_path();
+    let place = match (cli.config, cli.db) {
+        (_, Some(url)) => Place::Db(Database::open(&url, 4)?),
+        (Some(dir), None) => Place::Dir(dir),
+        (None, None) => return Err(config_error("give --config DIR or --db URL").into()),
+    };
+    let db_only = |what: &str| -> Result<&Database, Error> {
+        match &place {
+            Place::Db(db) => Ok(db),
+            Place::Dir(_) => Err(config_error(format!("{what}: needs --db URL"))),
+        }
+    };
     match cli.command {
-        cmd @ Cmd::Add { .. } => add(dir, cmd),
-        Cmd::List => Ok(list(dir)?),
+        cmd @ Cmd::Add { .. } => add(&place, cmd),
+        Cmd::List => Ok(list(&place)?),
         Cmd::Activate { name } => {
-            let mut settings = load(dir)?;
-            let owner = owner_of(find(&mut settings, &name)?).to_owned();
             // The owner's other mailboxes are inactive from now on.
-            settings.activate(&owner, &name);
-            save(dir, &settings)?;
+            place.activate(&name)?;
             println!("{name} is active");
             Ok(())
         }
-        Cmd::Verify { name } => verify(dir, &name),
+        Cmd::Verify { name } => verify(&place, &name),
         Cmd::SetPassword {
             name,
             incoming,
             password,
             ..
-        } => set_password(dir, &name, incoming, &password),
-        Cmd::Sync { name, maildir } => Ok(sync(dir, name, maildir)?),
+        } => set_password(&place, &name, incoming, &password),
+        Cmd::Sync { name, maildir } => Ok(sync(&place, name, maildir)?),
         Cmd::Remove { name } => {
-            let mut settings = load(dir)?;
-            let owner = owner_of(find(&mut settings, &name)?).to_owned();
-            settings.removed(&owner, &name);
-            settings.accounts.retain(|a| a.name != name);
-            save(dir, &settings)?;
+            place.remove(&name)?;
             println!("{name} removed");
             Ok(())
         }
+        Cmd::Messages { name } => Ok(messages(db_only("messages")?, &name)?),
+        Cmd::Health => Ok(health(db_only("health")?)?),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the example programs.
 
+pub mod database;
 pub mod settings;
 
 /// Sends the library's tracing to stderr when `RUST_LOG` is set
@@ -293,4 +294,28 @@ pub fn server_profile_path(state: &std::path::Path) -> std::path::PathBuf {
     let mut path = state.as_os_str().to_owned();
     path.push(".server");
     std::path::PathBuf::from(path)
+}
+
+/// `at` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), as lists print times.
+pub fn utc_time(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }

@@ -57,6 +57,13 @@ pub enum AccountTokens {
     },
     /// In memory, until `add` saves the account.
     Unsaved(std::sync::Arc<std::sync::Mutex<Option<Secret>>>),
+    /// In the database, sealed with its key.
+    Database {
+        /// The database.
+        tokens: std::sync::Arc<crate::database::DbTokens>,
+        /// The account.
+        name: String,
+    },
 }
 
 impl TokenStore for AccountTokens {
@@ -66,6 +73,7 @@ impl TokenStore for AccountTokens {
                 *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
                 Ok(())
             }
+            Self::Database { tokens, name } => tokens.save(name, token),
             Self::Saved { dir, name } => {
                 let io = |e: Error| std::io::Error::other(e.to_string());
                 // Several mailboxes' tokens rotate at once in a poller: one

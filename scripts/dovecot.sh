@@ -19,6 +19,9 @@
 #   pop3sync  / "s3cret-pass"  300 messages (8-bit, dot-led lines, up to ~50 KB), refilled
 #                              by the sync tests with `fill`
 #   pop3bench / "s3cret-pass"  empty; scripts/vs-mpop.sh fills it
+#   pop3many000 ... / "s3cret-pass"  $POP3_DOVECOT_MANY (default 100) empty mailboxes for
+#                              the many-mailboxes scenarios and benchmarks (mail is dropped
+#                              into their Maildirs' new/ by the tests)
 # Messages are written in CRLF form with a final CRLF, so Dovecot serves each
 # file byte for byte. The server stops by itself after $POP3_DOVECOT_TTL
 # seconds (default 5400).
@@ -28,6 +31,7 @@ set -euo pipefail
 
 DIR=${POP3_DOVECOT_DIR:-/tmp/pop3-dovecot}
 TTL=${POP3_DOVECOT_TTL:-5400}
+MANY=${POP3_DOVECOT_MANY:-100}
 PLAIN_PORT=${POP3_DOVECOT_PLAIN_PORT:-1110}
 TLS_PORT=${POP3_DOVECOT_TLS_PORT:-1995}
 SYNC_COUNT=${POP3_DOVECOT_SYNC_COUNT:-300}
@@ -119,6 +123,13 @@ pop3big:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3big
 pop3sync:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3sync
 pop3bench:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3bench
 USERS
+    local i
+    for i in $(seq 0 $((MANY - 1))); do
+        i=$(printf '%03d' "$i")
+        mkdir -p "$DIR/home/pop3many$i/Maildir/new" "$DIR/home/pop3many$i/Maildir/cur" \
+            "$DIR/home/pop3many$i/Maildir/tmp"
+        echo "pop3many$i:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3many$i" >> "$DIR/users"
+    done
     cat > "$DIR/dovecot.conf" <<CONF
 base_dir = $DIR/run
 state_dir = $DIR/state
@@ -136,6 +147,10 @@ default_login_user = dovecot
 default_internal_user = dovecot
 default_internal_group = dovecot
 first_valid_uid = 1
+# Many mailboxes polled at once (the many-workers scenarios, benchmarks).
+default_process_limit = 1100
+default_client_limit = 4000
+mail_max_userip_connections = 20
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $DIR/users
@@ -193,6 +208,9 @@ sync_maildir=$DIR/home/pop3sync/Maildir
 sync_count=$SYNC_COUNT
 bench_user=pop3bench
 bench_maildir=$DIR/home/pop3bench/Maildir
+many_users=$MANY
+many_prefix=pop3many
+many_home=$DIR/home
 fill_script=$(cd "$(dirname "$0")" && pwd)/dovecot.sh
 ENV
     echo "dovecot: listening on 127.0.0.1:$PLAIN_PORT (plain+STLS) and :$TLS_PORT (TLS); env in $DIR/env"

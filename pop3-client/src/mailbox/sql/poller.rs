@@ -290,7 +290,18 @@ impl DbPoller {
     /// holds are waited for, up to `wait_for_leases` (a dead worker's lease
     /// expires within the lease's life), then reported as failed.
     pub async fn poll_once(self: &Arc<Self>, wait_for_leases: Duration) -> io::Result<Vec<Polled>> {
-        let mut remaining: Vec<String> = self.store.active_names().await?;
+        let names = self.store.active_names().await?;
+        self.poll_names(names, wait_for_leases).await
+    }
+
+    /// Polls the mailboxes `names` once each (active or not), as
+    /// [`poll_once`](Self::poll_once) does.
+    pub async fn poll_names(
+        self: &Arc<Self>,
+        names: Vec<String>,
+        wait_for_leases: Duration,
+    ) -> io::Result<Vec<Polled>> {
+        let mut remaining = names;
         let deadline = Instant::now() + wait_for_leases;
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ended>();
         let mut in_flight = 0usize;
@@ -462,7 +473,7 @@ impl DbPoller {
                     renewed = Instant::now();
                     let kept = store.renew(&fence, ttl).await.unwrap_or(false);
                     let current = store.settings_version(&name).await.ok().flatten();
-                    if !kept || current != Some((version, true)) {
+                    if !kept || current.map(|(v, _)| v) != Some(version) {
                         stop.stop();
                     }
                 }
