@@ -19,7 +19,7 @@
 #   pop3sync  / "s3cret-pass"  300 messages (8-bit, dot-led lines, up to ~50 KB), refilled
 #                              by the sync tests with `fill`
 #   pop3bench / "s3cret-pass"  empty; scripts/vs-mpop.sh fills it
-#   pop3many000 ... / "s3cret-pass"  $POP3_DOVECOT_MANY (default 100) empty mailboxes for
+#   pop3many000 ... / "s3cret-pass"  $POP3_DOVECOT_MANY (default 160) empty mailboxes for
 #                              the many-mailboxes scenarios and benchmarks (mail is dropped
 #                              into their Maildirs' new/ by the tests)
 # Messages are written in CRLF form with a final CRLF, so Dovecot serves each
@@ -31,7 +31,7 @@ set -euo pipefail
 
 DIR=${POP3_DOVECOT_DIR:-/tmp/pop3-dovecot}
 TTL=${POP3_DOVECOT_TTL:-5400}
-MANY=${POP3_DOVECOT_MANY:-100}
+MANY=${POP3_DOVECOT_MANY:-160}
 PLAIN_PORT=${POP3_DOVECOT_PLAIN_PORT:-1110}
 TLS_PORT=${POP3_DOVECOT_TLS_PORT:-1995}
 SYNC_COUNT=${POP3_DOVECOT_SYNC_COUNT:-300}

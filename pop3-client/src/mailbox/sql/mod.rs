@@ -404,6 +404,24 @@ impl SqlStore {
         Ok(u64::try_from(rows).unwrap_or(0))
     }
 
+    /// How many of `account`'s messages are stored (visible) and how many
+    /// are written but waiting for their group's commit: a sync's progress.
+    pub async fn message_counts(&self, account: &str) -> io::Result<(u64, u64)> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT visible, COUNT(*) FROM messages WHERE account = $1 GROUP BY visible",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(io_error)?;
+        let count = |visible: i64| {
+            rows.iter()
+                .find(|(v, _)| *v == visible)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
+        };
+        Ok((count(1), count(0)))
+    }
+
     /// `account`'s stored messages, in the order they were stored.
     pub async fn messages(&self, account: &str) -> io::Result<Vec<StoredMessage>> {
         let rows = sqlx::query(
