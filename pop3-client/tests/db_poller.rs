@@ -17,8 +17,9 @@ use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::sql::{
     AccountStoreError, DbKey, DbPoller, DbPollerConfig, HealthState, KeyError, SqlStore,
 };
-use pop3_client::testing::{TestServer, TestServerConfig};
-use pop3_client::{ErrorKind, Security};
+use pop3_client::sync::StoppedEarly;
+use pop3_client::testing::{Fault, TestServer, TestServerConfig};
+use pop3_client::{ErrorKind, Security, Timeouts};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_KEY: &str = "HwECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -26,7 +27,12 @@ const OTHER_KEY: &str = "HwECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PASSWORD: &str = "password";
 
 fn server(messages: usize) -> TestServer {
+    server_with(messages, Fault::None)
+}
+
+fn server_with(messages: usize, fault: Fault) -> TestServer {
     TestServer::start(TestServerConfig {
+        fault,
         options: ServerOptions {
             stls: true,
             ..ServerOptions::default()
@@ -224,6 +230,105 @@ async fn two_workers_store_each_message_once_and_a_wrong_password_pauses_alone(s
     );
 }
 
+async fn the_server_profile_is_kept_so_an_empty_poll_costs_five_round_trips(store: SqlStore) {
+    use pop3_client::testing::proxy::DelayingProxy;
+    let server = TestServer::start(TestServerConfig {
+        implicit_tls: true,
+        ..TestServerConfig::default()
+    })
+    .unwrap();
+    let proxy = DelayingProxy::start(server.addr(), Duration::from_millis(50)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let mut known = account("known", &server, PASSWORD, dir.path());
+    known.incoming.port = proxy.addr().port();
+    known.incoming.security = Security::Tls;
+    store.add_account(&known, "o", Some(&key)).await.unwrap();
+    let poller = Arc::new(DbPoller::new(
+        store.clone(),
+        Some(key),
+        DbPollerConfig::new("w"),
+    ));
+    for _ in 0..2 {
+        let polled = poller.poll_once(Duration::from_secs(10)).await.unwrap();
+        assert!(polled[0].outcome.is_ok(), "{polled:?}");
+    }
+    let waits = proxy.take_finished_waits();
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    assert!(waits[1] <= 5 && waits[1] < waits[0], "{waits:?}");
+}
+
+async fn a_server_that_stops_answering_delays_no_other_mailbox(store: SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let silent = server_with(1, Fault::Delay(Duration::from_secs(30)));
+    let (one, two) = (server(2), server(2));
+    for (name, server) in [("silent", &silent), ("one", &one), ("two", &two)] {
+        let account = account(name, server, PASSWORD, dir.path());
+        store.add_account(&account, name, Some(&key)).await.unwrap();
+    }
+    let mut config = DbPollerConfig::new("w");
+    config.timeouts = Some(Timeouts::all(Duration::from_secs(1)));
+    let poller = Arc::new(DbPoller::new(store.clone(), Some(key), config));
+    let polled = poller.poll_once(Duration::from_secs(10)).await.unwrap();
+    let order: Vec<&str> = polled.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(order.last(), Some(&"silent"), "{order:?}");
+    let last = polled.last().unwrap();
+    assert_eq!(
+        last.outcome.as_ref().unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    let health = store.health().await.unwrap();
+    let silent = health.iter().find(|h| h.name == "silent").unwrap();
+    // Retried after a backoff, not paused.
+    assert_eq!(silent.state(), HealthState::Failing);
+    assert!(silent.health.next_attempt.is_some());
+    assert_eq!(
+        health
+            .iter()
+            .filter(|h| h.state() == HealthState::Ok)
+            .count(),
+        2
+    );
+}
+
+async fn a_settings_change_stops_the_sync_at_its_next_group(store: SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    // 300 messages, each answer slow: a first group of 256, then more.
+    let slow = server_with(300, Fault::Delay(Duration::from_millis(4)));
+    let changing = account("changing", &slow, PASSWORD, dir.path());
+    store.add_account(&changing, "o", Some(&key)).await.unwrap();
+    let mut config = DbPollerConfig::new("w");
+    config.lease = Duration::from_millis(900);
+    let poller = Arc::new(DbPoller::new(store.clone(), Some(key.clone()), config));
+    let polling = tokio::spawn({
+        let poller = Arc::clone(&poller);
+        async move { poller.poll_once(Duration::from_secs(10)).await }
+    });
+    // Once the first group is under way, the user changes a setting.
+    while store.message_counts("changing").await.unwrap().1 == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut changed = store.account("changing", Some(&key)).await.unwrap().account;
+    changed.delete_policy = DeletePolicy::AfterRetrieval;
+    store.update_account(&changed, Some(&key)).await.unwrap();
+    let polled = polling.await.unwrap().unwrap();
+    let report = polled[0].outcome.as_ref().unwrap();
+    assert_eq!(
+        report.stopped_early,
+        Some(StoppedEarly::Asked),
+        "{report:?}"
+    );
+    assert_eq!(report.new, 256, "the group in flight is finished");
+    assert_eq!(report.deleted, 0, "the old settings kept mail");
+    // The next poll, under the new settings, takes the rest and deletes.
+    let polled = poller.poll_once(Duration::from_secs(10)).await.unwrap();
+    let report = polled[0].outcome.as_ref().unwrap();
+    assert_eq!((report.new, report.deleted), (44, 300), "{report:?}");
+    assert_eq!(store.messages("changing").await.unwrap().len(), 300);
+}
+
 /// Each scenario on both engines: a SQLite file, and a PostgreSQL database
 /// of its own (skipped, saying so, without `scripts/postgres.sh start`).
 macro_rules! on_both_engines {
@@ -257,4 +362,7 @@ macro_rules! on_both_engines {
 on_both_engines!(
     accounts_keep_secrets_sealed_and_one_active_per_owner,
     two_workers_store_each_message_once_and_a_wrong_password_pauses_alone,
+    the_server_profile_is_kept_so_an_empty_poll_costs_five_round_trips,
+    a_server_that_stops_answering_delays_no_other_mailbox,
+    a_settings_change_stops_the_sync_at_its_next_group,
 );

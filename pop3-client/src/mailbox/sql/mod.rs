@@ -156,6 +156,13 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
             "CREATE INDEX health_due ON health (next_ms)",
         ],
     ),
+    (
+        3,
+        // What each mailbox's server advertised last time: fewer round
+        // trips per poll.
+        &["ALTER TABLE health ADD COLUMN server_profile TEXT"],
+        &["ALTER TABLE health ADD COLUMN server_profile TEXT"],
+    ),
 ];
 
 pub(crate) fn io_error(e: sqlx::Error) -> io::Error {

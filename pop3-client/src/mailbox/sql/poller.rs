@@ -141,6 +141,7 @@ impl SqlStore {
         fence: &Fence,
         version: i64,
         outcome: Result<&SyncReport, &Error>,
+        profile: Option<&crate::pop3::ServerProfile>,
         pacing: &PollerConfig,
     ) -> io::Result<()> {
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
@@ -210,6 +211,14 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(io_error)?;
+        if let Some(profile) = profile {
+            sqlx::query("UPDATE health SET server_profile = $1 WHERE account = $2")
+                .bind(profile.to_text())
+                .bind(&fence.account)
+                .execute(&mut *tx)
+                .await
+                .map_err(io_error)?;
+        }
         sqlx::query("UPDATE leases SET expires_ms = 0 WHERE account = $1 AND token = $2")
             .bind(&fence.account)
             .bind(token_of(fence))
@@ -217,6 +226,20 @@ impl SqlStore {
             .await
             .map_err(io_error)?;
         tx.commit().await.map_err(io_error)
+    }
+
+    /// What `name`'s server advertised at its last poll, if known.
+    async fn server_profile(&self, name: &str) -> io::Result<Option<crate::pop3::ServerProfile>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT server_profile FROM health WHERE account = $1")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(io_error)?;
+        Ok(text
+            .flatten()
+            .map(|t| crate::pop3::ServerProfile::from_text(&t))
+            .filter(crate::pop3::ServerProfile::is_complete))
     }
 
     /// The version and whether `name` is still active: `None` once removed.
@@ -447,7 +470,7 @@ impl DbPoller {
             if let Err(error) = prepare(&mut account) {
                 let _ = self
                     .store
-                    .record_outcome(fence, version, Err(&error), &self.config.pacing)
+                    .record_outcome(fence, version, Err(&error), None, &self.config.pacing)
                     .await;
                 return Err(error);
             }
@@ -483,6 +506,14 @@ impl DbPoller {
         if let Some(timeouts) = self.config.timeouts {
             config.timeouts = timeouts;
         }
+        // What the server advertised last time: fewer round trips. A
+        // profile that cannot be read only costs them.
+        config.server_profile = self
+            .store
+            .server_profile(&account.name)
+            .await
+            .ok()
+            .flatten();
         let credentials = account.credentials();
         let options = SyncOptions {
             policy: account.delete_policy,
@@ -504,10 +535,21 @@ impl DbPoller {
         )
         .await;
         watcher.abort();
+        // A failed sync still says what it saw of the server.
+        let profile = match &result {
+            Ok(report) => report.server_profile.clone(),
+            Err(failure) => failure.report.server_profile.clone(),
+        };
         let result = result.map_err(|failure| failure.error);
         if let Err(e) = self
             .store
-            .record_outcome(fence, version, result.as_ref(), &self.config.pacing)
+            .record_outcome(
+                fence,
+                version,
+                result.as_ref(),
+                profile.as_ref(),
+                &self.config.pacing,
+            )
             .await
         {
             tracing::warn!("recording the outcome of {}: {e}", account.name);
