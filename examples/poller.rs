@@ -115,11 +115,13 @@ fn tally(totals: &mut (usize, usize, usize), name: &str, outcome: &Result<SyncRe
 
 /// `--db URL`: a worker over the database.
 fn run_db(cli: &Cli, url: &str) -> Result<bool, Error> {
-    // Connections: one per sync in flight, and a few for claims and
-    // leases.
+    // Connections: a sync holds one only for each statement, so a few
+    // dozen serve a thousand syncs in flight (each SQLite connection has a
+    // page cache of its own; a PostgreSQL one is a server process).
     let connections = u32::try_from(cli.concurrency.max(1))
         .unwrap_or(u32::MAX)
-        .saturating_add(4);
+        .saturating_add(4)
+        .min(32);
     let place = Place::Db(Database::open(url, connections)?);
     let Place::Db(db) = &place else {
         return Ok(false);

@@ -18,7 +18,7 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pop3_proto::Uid;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::{io_error, now_ms, token_of, ttl_ms, SqlStore};
 
@@ -143,24 +143,30 @@ fn addresses(list: &[MailAddress]) -> Option<String> {
 
 impl AsyncStateStore for SqlMailbox {
     async fn load(&mut self) -> io::Result<SyncState> {
-        let rows = sqlx::query("SELECT change FROM state_changes WHERE account = $1 ORDER BY seq")
-            .bind(&self.account)
-            .fetch_all(self.store.pool())
-            .await
-            .map_err(io_error)?;
+        use futures_util::TryStreamExt;
+        // Streamed: each row applied as it comes, never all rows at once
+        // (a mailbox kept on its server for years has 10^5 of them).
         let mut state = SyncState::default();
-        for row in &rows {
-            let line: String = row.try_get("change").map_err(io_error)?;
-            let change = parse_change(&line).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the database's sync state holds a line that is not one: {}",
-                        line.escape_debug()
-                    ),
-                )
-            })?;
-            state.apply(&change);
+        let mut stored: i64 = 0;
+        {
+            let mut rows = sqlx::query_scalar::<_, String>(
+                "SELECT change FROM state_changes WHERE account = $1 ORDER BY seq",
+            )
+            .bind(&self.account)
+            .fetch(self.store.pool());
+            while let Some(line) = rows.try_next().await.map_err(io_error)? {
+                let change = parse_change(&line).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the database's sync state holds a line that is not one: {}",
+                            line.escape_debug()
+                        ),
+                    )
+                })?;
+                state.apply(&change);
+                stored += 1;
+            }
         }
         // Under the fence, in one transaction: invisible messages no intent
         // waits for (a rollback that failed) go, and a journal grown well
@@ -176,10 +182,12 @@ impl AsyncStateStore for SqlMailbox {
         for name in invisible.iter().filter(|n| !pending.contains(&n.as_str())) {
             delete_invisible(&mut tx, &self.account, name).await?;
         }
-        let lines = snapshot_lines(&state);
-        let live = i64::try_from(lines.len()).unwrap_or(i64::MAX);
-        let stored = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        if stored > COMPACT_RATIO.saturating_mul(live).saturating_add(100) {
+        // The state's own lines are at least one per record: built only
+        // when the journal may have outgrown them.
+        let at_least = i64::try_from(state.records.len()).unwrap_or(i64::MAX);
+        let due = |live: i64| stored > COMPACT_RATIO.saturating_mul(live).saturating_add(100);
+        let lines = due(at_least).then(|| snapshot_lines(&state));
+        if let Some(lines) = lines.filter(|l| due(i64::try_from(l.len()).unwrap_or(i64::MAX))) {
             sqlx::query("DELETE FROM state_changes WHERE account = $1")
                 .bind(&self.account)
                 .execute(&mut *tx)
