@@ -17,11 +17,13 @@
 #   RATIO poller_vs_mpop <delay> <median of the ratios>
 #   CPU <delay> poller <s> dovecot <s>   (user+system, per poller round)
 #   PEAK_RSS_KB poller <delay> <kB>      (the poller's, at --concurrency N)
-#   PER_SESSION_KB in_flight <kB>        (peak RSS above an idle poller, per session in flight)
+#   IN_FLIGHT max <n>                     (the most sessions open at once, sampled by ss)
+#   PER_SESSION_KB in_flight <kB>        (peak RSS above an idle poller, per session open at the peak)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 MANY=${MANY:-1000}
+PARTS=${PARTS:-timing,memory}
 ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-64}
 export POP3_DOVECOT_DIR=/tmp/pop3-dovecot-many POP3_DOVECOT_PLAIN_PORT=3110 POP3_DOVECOT_TLS_PORT=3995
@@ -38,10 +40,14 @@ trap 'scripts/dovecot.sh stop; [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/d
 . "$POP3_DOVECOT_DIR/env"
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-"$BIN/delay-proxy" --target "127.0.0.1:$tls_port" --delay-ms 10 > "$WORK/proxy.out" &
-PROXY_PID=$!
-for _ in $(seq 50); do grep -q listening "$WORK/proxy.out" 2>/dev/null && break; sleep 0.1; done
-PROXY_PORT=$(sed -n 's/^listening: .*:\([0-9]*\)$/\1/p' "$WORK/proxy.out")
+PROXY_PORT=3996
+start_proxy() {
+    [ -n "${PROXY_PID:-}" ] && { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; }
+    "$BIN/delay-proxy" --target "127.0.0.1:$tls_port" --port "$PROXY_PORT" --delay-ms "$1" > "$WORK/proxy.out" &
+    PROXY_PID=$!
+    for _ in $(seq 50); do grep -q listening "$WORK/proxy.out" 2>/dev/null && break; sleep 0.1; done
+}
+start_proxy 10
 
 export POP3_DB_KEY=$(head -c 32 /dev/urandom | base64)
 export MANY_PASSWORD=$password
@@ -90,6 +96,7 @@ poll_mpop() { mpop -q -C "$WORK/mpoprc-$1" --all-accounts; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "many-vs-mpop: $MANY mailboxes on Dovecot 127.0.0.1:$tls_port (TLS), $(mpop --version | head -1)"
 for delay in 0 10; do
+    case ",$PARTS," in *,timing,*) ;; *) continue ;; esac
     poll_poller "$delay"; poll_mpop "$delay"    # both know the mailboxes now
     tail -1 "$WORK/poller.out"
     ps=(); ms=(); rs=(); cpus=(); dcpus=()
@@ -112,14 +119,26 @@ for delay in 0 10; do
     echo "CPU ${delay}ms poller $(median "${cpus[@]}") dovecot $(median "${dcpus[@]}")"
 done
 
-# Memory per session in flight: every mailbox at once through the 10 ms
-# proxy (each session then lasts tens of ms, so they overlap), beside an
-# idle poller's peak (the runtime and the database pool, no mailbox).
+# Memory per session in flight: every mailbox at once, through the same
+# proxy port now delaying each answer by 3 s (so every session lasts
+# longer than Dovecot takes to accept them all, and they are all open
+# together), beside an idle poller's peak (the runtime and the database
+# pool, no mailbox). ss counts the sessions open, sampled every 100 ms.
+start_proxy 3000
 "$BIN/account" --db "sqlite:$WORK/idle.db" list >/dev/null
 /usr/bin/time -f "%M" -o "$WORK/idle.time" "$BIN/poller" --db "sqlite:$WORK/idle.db" --once >/dev/null
 /usr/bin/time -f "%M" -o "$WORK/all.time" "$BIN/poller" --db "sqlite:$WORK/mail-10.db" --once \
-    --concurrency "$MANY" --per-host "$MANY" --worker-id all > "$WORK/poller.out"
+    --concurrency "$MANY" --per-host "$MANY" --timeout 60 --worker-id all > "$WORK/poller.out" &
+POLLER_PID=$!
+max=0
+while kill -0 "$POLLER_PID" 2>/dev/null; do
+    n=$(ss -Htn state established "( dport = :$PROXY_PORT )" | wc -l)
+    [ "$n" -gt "$max" ] && max=$n
+    sleep 0.1
+done
+wait "$POLLER_PID"
 tail -1 "$WORK/poller.out"
 idle=$(cat "$WORK/idle.time"); all=$(cat "$WORK/all.time")
-echo "PEAK_RSS_KB poller idle $idle in_flight_$MANY $all"
-echo "PER_SESSION_KB in_flight $(awk -v a="$all" -v i="$idle" -v n="$MANY" 'BEGIN { printf "%.1f", (a - i) / n }')"
+echo "PEAK_RSS_KB poller idle $idle in_flight $all"
+echo "IN_FLIGHT max $max"
+echo "PER_SESSION_KB in_flight $(awk -v a="$all" -v i="$idle" -v n="$max" 'BEGIN { printf "%.1f", (a - i) / n }')"
