@@ -329,6 +329,35 @@ async fn a_settings_change_stops_the_sync_at_its_next_group(store: SqlStore) {
     assert_eq!(store.messages("changing").await.unwrap().len(), 300);
 }
 
+async fn a_stop_waits_for_syncs_in_flight_no_longer_than_its_grace(store: SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let (silent, quick) = (
+        server_with(1, Fault::Delay(Duration::from_secs(30))),
+        server(1),
+    );
+    for (name, server) in [("silent", &silent), ("quick", &quick)] {
+        let account = account(name, server, PASSWORD, dir.path());
+        store.add_account(&account, name, Some(&key)).await.unwrap();
+    }
+    let mut config = DbPollerConfig::new("w");
+    config.stop_grace = Duration::from_secs(1);
+    let poller = Arc::new(DbPoller::new(store.clone(), Some(key), config));
+    let mut ended = Vec::new();
+    let started = std::time::Instant::now();
+    poller
+        .run(tokio::time::sleep(Duration::from_secs(2)), |polled| {
+            ended.push(polled.name.clone());
+        })
+        .await
+        .unwrap();
+    // Told to stop at 2 s; the silent server's sync (30 s per answer) is
+    // left after the 1 s grace.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(ended, ["quick"]);
+}
+
 /// Each scenario on both engines: a SQLite file, and a PostgreSQL database
 /// of its own (skipped, saying so, without `scripts/postgres.sh start`).
 macro_rules! on_both_engines {
@@ -365,4 +394,5 @@ on_both_engines!(
     the_server_profile_is_kept_so_an_empty_poll_costs_five_round_trips,
     a_server_that_stops_answering_delays_no_other_mailbox,
     a_settings_change_stops_the_sync_at_its_next_group,
+    a_stop_waits_for_syncs_in_flight_no_longer_than_its_grace,
 );

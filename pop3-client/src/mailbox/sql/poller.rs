@@ -45,6 +45,11 @@ pub struct DbPollerConfig {
     pub pacing: PollerConfig,
     /// Timeouts for every mailbox's connection, instead of its own.
     pub timeouts: Option<Timeouts>,
+    /// How long [`DbPoller::run`] waits, once told to stop, for the syncs
+    /// in flight to finish their group (default 30 s); a sync still
+    /// running then is dropped without QUIT (the server deletes nothing
+    /// for it) and its lease expires.
+    pub stop_grace: Duration,
 }
 
 impl DbPollerConfig {
@@ -55,6 +60,7 @@ impl DbPollerConfig {
             lease: Duration::from_secs(60),
             pacing: PollerConfig::default(),
             timeouts: None,
+            stop_grace: Duration::from_secs(30),
         }
     }
 }
@@ -375,8 +381,9 @@ impl DbPoller {
     }
 
     /// Polls due mailboxes until `stop` completes, then lets the syncs in
-    /// flight end after their group (QUIT, leases released). `outcome`
-    /// sees each poll's outcome as it ends.
+    /// flight end after their group (QUIT, leases released), within
+    /// [`DbPollerConfig::stop_grace`]. `outcome` sees each poll's outcome
+    /// as it ends.
     pub async fn run(
         self: &Arc<Self>,
         stop: impl std::future::Future<Output = ()>,
@@ -420,13 +427,24 @@ impl DbPoller {
             }
         }
         signal.stop();
-        while in_flight > 0 {
-            let Some((polled, host)) = done_rx.recv().await else {
-                break;
-            };
-            in_flight -= 1;
-            self.ended(&host);
-            outcome(&polled);
+        let drain = async {
+            while in_flight > 0 {
+                let Some((polled, host)) = done_rx.recv().await else {
+                    break;
+                };
+                in_flight -= 1;
+                self.ended(&host);
+                outcome(&polled);
+            }
+        };
+        if tokio::time::timeout(self.config.stop_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "syncs still running {} s after the stop: left to their leases",
+                self.config.stop_grace.as_secs()
+            );
         }
         Ok(())
     }
