@@ -199,8 +199,16 @@ pub struct StoredMessage {
     pub subject: Option<String>,
     /// Its From addresses.
     pub from: Option<String>,
+    /// Its To addresses.
+    pub to: Option<String>,
+    /// Its Cc addresses.
+    pub cc: Option<String>,
+    /// Its Date, in seconds since the Unix epoch.
+    pub date: Option<i64>,
     /// Its Message-ID.
     pub message_id: Option<String>,
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub stored_at: i64,
 }
 
 /// A database holding many mailboxes: their settings, state, mail, leases
@@ -432,7 +440,8 @@ impl SqlStore {
     /// `account`'s stored messages, in the order they were stored.
     pub async fn messages(&self, account: &str) -> io::Result<Vec<StoredMessage>> {
         let rows = sqlx::query(
-            "SELECT delivery, uid, size, headers_only, subject, from_addr, message_id
+            "SELECT delivery, uid, size, headers_only, subject, from_addr, to_addr, cc, date,
+                    message_id, stored_at
              FROM messages WHERE account = $1 AND visible = 1 ORDER BY stored_at, delivery",
         )
         .bind(account)
@@ -454,7 +463,10 @@ impl SqlStore {
         .map_err(io_error)
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
+    /// The connection pool, for an application's own tables in the same
+    /// database (one URL, one pool; statements with `$N` parameters run
+    /// on both engines).
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }
@@ -467,7 +479,11 @@ fn stored_message(row: &AnyRow) -> io::Result<StoredMessage> {
         headers_only: row.try_get::<i64, _>("headers_only").map_err(io_error)? != 0,
         subject: row.try_get("subject").map_err(io_error)?,
         from: row.try_get("from_addr").map_err(io_error)?,
+        to: row.try_get("to_addr").map_err(io_error)?,
+        cc: row.try_get("cc").map_err(io_error)?,
+        date: row.try_get("date").map_err(io_error)?,
         message_id: row.try_get("message_id").map_err(io_error)?,
+        stored_at: row.try_get("stored_at").map_err(io_error)?,
     })
 }
 
