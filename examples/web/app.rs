@@ -333,66 +333,71 @@ fn add_markup(lang: Lang, user: &User, form: &AddForm, policy: Policy) -> Markup
     };
     let policy_value = form.get("delete_policy");
     let same = form.checked("same_outgoing");
-    html! {
-        @if let Some(failure) = &form.failure { (notice("bad", failure)) }
-        form method="post" action="/settings/email/pop3/new" id="add-form" {
-            input type="hidden" name="csrf" value=(user.csrf);
-            (field("account_name", "text", None))
-            (field("email", "email", None))
-            (field("incoming_server", "text", None))
-            (field("port", "number", None))
-            (checkbox("ssl", lang.t("ssl"), form.checked("ssl")))
-            (field("username", "text", None))
-            (field("password", "password", Some("password_hint")))
-            p.gmail id="gmail-note" { (lang.t("gmail_note")) }
-            (checkbox("same_outgoing", lang.t("same_outgoing"), same))
-            fieldset id="outgoing" {
-                legend { (lang.t("outgoing")) }
-                small { (lang.t("outgoing_note")) }
-                (field("outgoing_server", "text", None))
-                (field("outgoing_port", "number", None))
-                (checkbox("outgoing_ssl", lang.t("outgoing_ssl"), form.checked("outgoing_ssl")))
-                (field("outgoing_username", "text", None))
-                (field("outgoing_password", "password", None))
-            }
-            div.field {
-                label for="delete_policy" { (lang.t("delete_policy")) }
-                @let error = form.errors.get("delete_policy");
-                select id="delete_policy" name="delete_policy"
-                    aria-invalid=[error.map(|_| "true")]
-                    aria-describedby=[error.map(|_| "delete_policy-error")] {
-                    @for choice in ["never", "after-retrieval", "after-days", "when-deleted-locally"] {
-                        option value=(choice) selected[policy_value == choice] { (lang.t(choice)) }
-                    }
+    page(
+        lang,
+        lang.t("add_pop3"),
+        Some(user),
+        html! {
+            @if let Some(failure) = &form.failure { (notice("bad", failure)) }
+            form method="post" action="/settings/email/pop3/new" id="add-form" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                (field("account_name", "text", None))
+                (field("email", "email", None))
+                (field("incoming_server", "text", None))
+                (field("port", "number", None))
+                (checkbox("ssl", lang.t("ssl"), form.checked("ssl")))
+                (field("username", "text", None))
+                (field("password", "password", Some("password_hint")))
+                p.gmail id="gmail-note" { (lang.t("gmail_note")) }
+                (checkbox("same_outgoing", lang.t("same_outgoing"), same))
+                fieldset id="outgoing" {
+                    legend { (lang.t("outgoing")) }
+                    small { (lang.t("outgoing_note")) }
+                    (field("outgoing_server", "text", None))
+                    (field("outgoing_port", "number", None))
+                    (checkbox("outgoing_ssl", lang.t("outgoing_ssl"), form.checked("outgoing_ssl")))
+                    (field("outgoing_username", "text", None))
+                    (field("outgoing_password", "password", None))
                 }
-                @if let Some(error) = error { p.error id="delete_policy-error" { (error) } }
-            }
-            (field("delete_after_days", "number", None))
-            div.field {
-                label for="sharing" { (lang.t("sharing")) }
-                @match policy {
-                    Policy::Fixed(sharing) => {
-                        select id="sharing" name="sharing" disabled aria-describedby="sharing-hint" {
-                            option value=(sharing.as_str()) selected { (lang.t(sharing.as_str())) }
+                div.field {
+                    label for="delete_policy" { (lang.t("delete_policy")) }
+                    @let error = form.errors.get("delete_policy");
+                    select id="delete_policy" name="delete_policy"
+                        aria-invalid=[error.map(|_| "true")]
+                        aria-describedby=[error.map(|_| "delete_policy-error")] {
+                        @for choice in ["never", "after-retrieval", "after-days", "when-deleted-locally"] {
+                            option value=(choice) selected[policy_value == choice] { (lang.t(choice)) }
                         }
-                        small id="sharing-hint" { (lang.t("sharing_fixed")) }
                     }
-                    Policy::UserChooses => {
-                        select id="sharing" name="sharing" {
-                            @for s in [Sharing::Private, Sharing::Everyone] {
-                                option value=(s.as_str()) selected[form.get("sharing") == s.as_str()] { (lang.t(s.as_str())) }
+                    @if let Some(error) = error { p.error id="delete_policy-error" { (error) } }
+                }
+                (field("delete_after_days", "number", None))
+                div.field {
+                    label for="sharing" { (lang.t("sharing")) }
+                    @match policy {
+                        Policy::Fixed(sharing) => {
+                            select id="sharing" name="sharing" disabled aria-describedby="sharing-hint" {
+                                option value=(sharing.as_str()) selected { (lang.t(sharing.as_str())) }
+                            }
+                            small id="sharing-hint" { (lang.t("sharing_fixed")) }
+                        }
+                        Policy::UserChooses => {
+                            select id="sharing" name="sharing" {
+                                @for s in [Sharing::Private, Sharing::Everyone] {
+                                    option value=(s.as_str()) selected[form.get("sharing") == s.as_str()] { (lang.t(s.as_str())) }
+                                }
                             }
                         }
                     }
                 }
+                button type="submit" id="add-account" { (lang.t("add_account")) }
             }
-            button type="submit" id="add-account" { (lang.t("add_account")) }
-        }
-        // Without JavaScript every field shows; with it, the outgoing
-        // fields hide while "same credentials" is ticked, and a known
-        // address fills the servers when they are empty.
-        script { (maud::PreEscaped(FORM_SCRIPT)) }
-    }
+            // Without JavaScript every field shows; with it, the outgoing
+            // fields hide while "same credentials" is ticked, and a known
+            // address fills the servers when they are empty.
+            script { (maud::PreEscaped(FORM_SCRIPT)) }
+        },
+    )
 }
 
 const FORM_SCRIPT: &str = r#"
@@ -1196,7 +1201,7 @@ async fn lead_page(app: &App, lang: Lang, user: &User, id: &str, done: Option<&s
         Some(user),
         html! {
             @if let Some(done) = done { (notice("ok", done)) }
-            form method="post" action=(format!("/leads/{id}")) {
+            form method="post" action=(format!("/leads/{id}")) id="lead-form" {
                 input type="hidden" name="csrf" value=(user.csrf);
                 (Field { name: "email", label: lang.t("change_email"), kind: "email", value: &person.email, error: None, hint: Some(lang.t("lead_faq")) }.render())
                 button type="submit" { (lang.t("save")) }

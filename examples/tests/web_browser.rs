@@ -1,0 +1,620 @@
+//! The web application in a real browser: headless Chromium driven through
+//! chromedriver (Debian's, `scripts/browser.sh install`) by fantoccini,
+//! against the real `web` binary (`--demo`, plus Dovecot's CA), a real
+//! Dovecot mailbox and Dovecot's submission service. Each step takes a
+//! screenshot into `target/web-screenshots/` (CI keeps them).
+//!
+//! Skipped, saying so, without chromedriver, Dovecot or the submission
+//! service, unless POP3_REQUIRE_BROWSER / POP3_REQUIRE_DOVECOT /
+//! POP3_REQUIRE_SUBMISSION (CI) make that a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use pop3_client::testing::InteropServer;
+
+/// Kills a child process when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("chromedriver"))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("POP3_REQUIRE_BROWSER").is_none(),
+            "POP3_REQUIRE_BROWSER is set but chromedriver is missing (scripts/browser.sh install)"
+        );
+        eprintln!("skipped: browser tests (no chromedriver; run scripts/browser.sh install)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The web application, and what it printed at start.
+struct Web {
+    _process: Running,
+    url: String,
+    users: Vec<(String, String)>,
+    /// The demo's own mailbox: (e-mail, host:port, user, password).
+    demo_mailbox: (String, String, String, String),
+}
+
+fn start_web(ca_file: &Path) -> Web {
+    let mut child = Command::new(pop3_examples::example_binary("web").unwrap())
+        .args(["--demo", "--listen", "127.0.0.1:0", "--poll-interval", "2"])
+        .arg("--ca-file")
+        .arg(ca_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut web = Web {
+        _process: Running(child),
+        url: String::new(),
+        users: Vec::new(),
+        demo_mailbox: Default::default(),
+    };
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields.as_slice() {
+            ["url:", url] => web.url = url.trim_end_matches('/').to_owned(),
+            ["user:", login, password] => web.users.push((login.to_string(), password.to_string())),
+            ["mailbox:", email, addr, user, password] if email.ends_with("@demo.test") => {
+                web.demo_mailbox = (
+                    email.to_string(),
+                    addr.to_string(),
+                    user.to_string(),
+                    password.to_string(),
+                );
+            }
+            ["smtp:", _] => break,
+            _ => {}
+        }
+    }
+    assert!(
+        !web.url.is_empty() && web.users.len() == 2,
+        "the web application did not start"
+    );
+    web
+}
+
+async fn browser(port: u16, lang: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1100,1500", format!("--lang={lang}")],
+            "prefs": { "intl.accept_languages": lang },
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let start = Instant::now();
+    loop {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver: {e}"),
+        }
+    }
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn fill(c: &Client, id: &str, text: &str) {
+    let field = c.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .attr(name)
+        .await
+        .unwrap()
+}
+
+async fn exists(c: &Client, css: &str) -> bool {
+    !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Clicks what submits a form, and waits for the next page: the old
+/// page's root gone, the new one loaded.
+async fn click(c: &Client, css: &str) {
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while old.tag_name().await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{css}: no new page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        let state = c
+            .execute("return document.readyState", vec![])
+            .await
+            .unwrap();
+        if state.as_str() == Some("complete") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ticks or unticks a checkbox (no new page).
+async fn toggle(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The add form filled for an incoming server; `outgoing` is (host, port,
+/// user, password) of a separate outgoing server, or None for "same".
+#[allow(clippy::too_many_arguments)]
+async fn fill_add_form(
+    c: &Client,
+    base: &str,
+    name: &str,
+    email: &str,
+    server: &str,
+    port: &str,
+    user: &str,
+    password: &str,
+    outgoing: Option<(&str, &str, &str, &str)>,
+    delete: &str,
+) {
+    c.goto(&format!("{base}/settings/email/pop3/new"))
+        .await
+        .unwrap();
+    fill(c, "account_name", name).await;
+    fill(c, "email", email).await;
+    fill(c, "incoming_server", server).await;
+    fill(c, "port", port).await;
+    fill(c, "username", user).await;
+    fill(c, "password", password).await;
+    match outgoing {
+        Some((host, port, user, password)) => {
+            toggle(c, "#same_outgoing").await;
+            fill(c, "outgoing_server", host).await;
+            fill(c, "outgoing_port", port).await;
+            fill(c, "outgoing_username", user).await;
+            fill(c, "outgoing_password", password).await;
+        }
+        None => {
+            // "Same credentials": the outgoing server is the demo's.
+        }
+    }
+    c.find(Locator::Id("delete_policy"))
+        .await
+        .unwrap()
+        .select_by_value(delete)
+        .await
+        .unwrap();
+}
+
+async fn wait_health(c: &Client, base: &str, name: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        c.goto(&format!("{base}/settings/email/pop3"))
+            .await
+            .unwrap();
+        let css = format!("tr[data-mailbox='{name}']");
+        if attr(c, &css, "data-health").await.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} never {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Drops a message with `message_id` into a Dovecot Maildir.
+fn drop_mail(maildir: &Path, n: usize, message_id: &str) {
+    let owner = std::fs::metadata(maildir).unwrap();
+    let name = format!("{}.M{n}P1Q1.web", std::process::id());
+    let tmp = maildir.join("tmp").join(&name);
+    std::fs::write(
+        &tmp,
+        format!("From: Carla Lima <carla@cliente.example>\r\nTo: web@localhost\r\nSubject: web test {n}\r\nMessage-ID: <{message_id}>\r\nDate: Tue, 1 Dec 2026 10:0{n}:00 +0000\r\n\r\nHello {n}\r\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
+    std::fs::rename(&tmp, maildir.join("new").join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pop3_screens_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+    let Some(dovecot) = InteropServer::find(
+        "POP3_DOVECOT_DIR",
+        "/tmp/pop3-dovecot",
+        "POP3_REQUIRE_DOVECOT",
+        "browser tests; run scripts/dovecot.sh start",
+    ) else {
+        return;
+    };
+    let Some(submission) = InteropServer::find(
+        "POP3_SUBMISSION_DIR",
+        "/tmp/pop3-submission",
+        "POP3_REQUIRE_SUBMISSION",
+        "browser tests; run scripts/submission.sh start",
+    ) else {
+        return;
+    };
+    // One authority file for Dovecot's POP3 and its submission service.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut pem = std::fs::read(dovecot.get("ca_file")).unwrap();
+    pem.extend(std::fs::read(submission.get("ca_file")).unwrap());
+    std::fs::write(&ca, pem).unwrap();
+    // A Dovecot mailbox of this test's own, with three messages.
+    let user = format!("{}150", dovecot.get("many_prefix"));
+    let maildir = Path::new(dovecot.get("many_home"))
+        .join(&user)
+        .join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        for entry in std::fs::read_dir(maildir.join(sub)).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let ids: Vec<String> = (0..3).map(|n| format!("{stamp}.{n}@web.test")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        drop_mail(&maildir, n, id);
+    }
+    // And one in HTML with a script and a tracking image.
+    let html_id = format!("{stamp}.html@web.test");
+    {
+        let owner = std::fs::metadata(&maildir).unwrap();
+        let tmp = maildir.join("tmp").join("html.web");
+        std::fs::write(
+            &tmp,
+            format!("From: News <news@example.com>\r\nTo: web@localhost\r\nSubject: html\r\nMessage-ID: <{html_id}>\r\nDate: Tue, 1 Dec 2026 09:00:00 +0000\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello <b id=\"bold\">there</b></p><script>document.title='pwned'</script><img src=\"http://127.0.0.1:9/track.gif\" onerror=\"document.title='pwned'\">\r\n"),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::rename(&tmp, maildir.join("new").join("html.web")).unwrap();
+    }
+
+    let port = free_port();
+    let _driver = Running(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let web = start_web(&ca);
+    let base = web.url.clone();
+    let c = browser(port, "en").await;
+
+    // Sign in.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "login", &web.users[0].0).await;
+    fill(&c, "password", &web.users[0].1).await;
+    shot(&c, "01-sign-in").await;
+    click(&c, "#sign-in").await;
+    assert_eq!(text(&c, "h1").await, "POP3 accounts");
+
+    // A wrong password: the error at the password field, nothing saved.
+    let pop3_port = dovecot.get("tls_port");
+    let outgoing = (
+        "127.0.0.1",
+        submission.get("starttls_port"),
+        submission.get("user"),
+        submission.get("password"),
+    );
+    fill_add_form(
+        &c,
+        &base,
+        "work",
+        "web@localhost",
+        "127.0.0.1",
+        pop3_port,
+        &user,
+        "wrong-password",
+        Some(outgoing),
+        "never",
+    )
+    .await;
+    shot(&c, "02-add-form").await;
+    click(&c, "#add-account").await;
+    assert_eq!(
+        attr(&c, "#password", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
+    let described = attr(&c, "#password", "aria-describedby").await.unwrap();
+    assert!(described.contains("password-error"), "{described}");
+    let error = text(&c, "#password-error").await;
+    assert!(error.contains("login"), "{error}");
+    shot(&c, "03-wrong-password").await;
+    c.goto(&format!("{base}/settings/email/pop3"))
+        .await
+        .unwrap();
+    assert!(
+        !exists(&c, "tr[data-mailbox='work']").await,
+        "nothing saved"
+    );
+
+    // The right one: listed, active, healthy after the poller's round, its
+    // mail in the inbox.
+    fill_add_form(
+        &c,
+        &base,
+        "work",
+        "web@localhost",
+        "127.0.0.1",
+        pop3_port,
+        &user,
+        dovecot.get("password"),
+        Some(outgoing),
+        "never",
+    )
+    .await;
+    click(&c, "#add-account").await;
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='work']", "data-active")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    wait_health(&c, &base, "work", "ok").await;
+    shot(&c, "04-listed-ok").await;
+    c.goto(&format!("{base}/inbox")).await.unwrap();
+    for id in &ids {
+        assert!(
+            exists(&c, &format!("tr[data-message-id='{id}']")).await,
+            "{id} in the inbox"
+        );
+    }
+    assert!(
+        text(&c, "#messages").await.contains("Carla Lima"),
+        "linked to the lead"
+    );
+    shot(&c, "05-inbox").await;
+    // A message's HTML, sanitized: its markup kept, no script, no handler.
+    click(&c, &format!("tr[data-message-id='{html_id}'] td a")).await;
+    assert_eq!(text(&c, "#message b").await, "there");
+    assert!(!exists(&c, "#message script").await);
+    assert!(!exists(&c, "#message [onerror]").await);
+    assert_ne!(c.title().await.unwrap(), "pwned");
+    // The lead's page: its mail by its address; a new address, other mail.
+    c.goto(&format!("{base}/people")).await.unwrap();
+    click(&c, "a[href^='/leads/']").await;
+    assert_eq!(
+        c.find_all(Locator::Css("#messages tr[data-message-id]"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    fill(&c, "email", "carla@novo.example").await;
+    click(&c, "#lead-form button").await;
+    assert!(
+        !exists(&c, "#messages").await,
+        "no mail carries the new address"
+    );
+    shot(&c, "05b-lead-new-address").await;
+    fill(&c, "email", "carla@cliente.example").await;
+    click(&c, "#lead-form button").await;
+    assert_eq!(
+        c.find_all(Locator::Css("#messages tr[data-message-id]"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // A second mailbox (the demo's), not active until activated.
+    let (email, addr, demo_user, demo_password) = web.demo_mailbox.clone();
+    let (host, demo_port) = addr.split_once(':').unwrap();
+    fill_add_form(
+        &c,
+        &base,
+        "demo",
+        &email,
+        host,
+        demo_port,
+        &demo_user,
+        &demo_password,
+        None,
+        "never",
+    )
+    .await;
+    // "Same credentials" and no server known for the domain: no outgoing
+    // server for this one.
+    click(&c, "#add-account").await;
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='demo']", "data-active")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    click(&c, "button[data-activate='demo']").await;
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='demo']", "data-active")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='work']", "data-active")
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    shot(&c, "06-second-active").await;
+    click(&c, "button[data-activate='work']").await;
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='work']", "data-active")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+
+    // Gmail's recent: with deletion after retrieval: refused at the field.
+    fill_add_form(
+        &c,
+        &base,
+        "gmail",
+        "someone@gmail.com",
+        "",
+        "",
+        "recent:someone@gmail.com",
+        "app-password",
+        None,
+        "after-retrieval",
+    )
+    .await;
+    click(&c, "#add-account").await;
+    assert_eq!(
+        attr(&c, "#delete_policy", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
+    assert!(text(&c, "#delete_policy-error").await.contains("recent:"));
+    shot(&c, "07-recent-refused").await;
+
+    // The incoming password: a wrong one keeps the old, the right one is kept.
+    c.goto(&format!("{base}/settings/email/pop3/work"))
+        .await
+        .unwrap();
+    fill(&c, "password", "not-the-password").await;
+    click(&c, "form[data-side='incoming'] button").await;
+    assert_eq!(
+        attr(
+            &c,
+            "form[data-side='incoming'] input[name='password']",
+            "aria-invalid"
+        )
+        .await
+        .as_deref(),
+        Some("true")
+    );
+    assert!(text(&c, "form[data-side='incoming']")
+        .await
+        .contains("old one is kept"));
+    shot(&c, "08-wrong-new-password").await;
+    fill(&c, "password", dovecot.get("password")).await;
+    click(&c, "form[data-side='incoming'] button").await;
+    assert!(text(&c, ".notice.ok")
+        .await
+        .contains("changed and verified"));
+    // The mailbox still works with what was kept.
+    wait_health(&c, &base, "work", "ok").await;
+
+    // Send through the active mailbox's outgoing server: at the sink.
+    let subject = format!("sent from the browser {stamp}");
+    c.goto(&format!("{base}/compose")).await.unwrap();
+    fill(&c, "to", "someone@example.org").await;
+    fill(&c, "subject", &subject).await;
+    fill(&c, "body", "Hello from the web application.").await;
+    click(&c, "#send").await;
+    assert!(
+        text(&c, ".notice").await.contains("Message sent"),
+        "{}",
+        text(&c, ".notice").await
+    );
+    shot(&c, "09-sent").await;
+    let sink = PathBuf::from(submission.get("sink_dir")).join("new");
+    let start = Instant::now();
+    loop {
+        let found = std::fs::read_dir(&sink).unwrap().any(|e| {
+            std::fs::read_to_string(e.unwrap().path()).is_ok_and(|t| t.contains(&subject))
+        });
+        if found {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the message never reached the sink"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.close().await.unwrap();
+
+    // The same pages in Portuguese, by the browser's language.
+    let pt = browser(port, "pt-BR").await;
+    pt.goto(&format!("{base}/login")).await.unwrap();
+    fill(&pt, "login", &web.users[0].0).await;
+    fill(&pt, "password", &web.users[0].1).await;
+    click(&pt, "#sign-in").await;
+    assert_eq!(text(&pt, "h1").await, "Contas POP3");
+    pt.goto(&format!("{base}/settings/email/pop3/new"))
+        .await
+        .unwrap();
+    assert_eq!(text(&pt, "#add-account").await, "Adicionar conta");
+    shot(&pt, "10-add-form-pt").await;
+    pt.close().await.unwrap();
+}
