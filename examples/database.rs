@@ -313,17 +313,28 @@ impl Place {
         let Self::Db(db) = self else {
             return Arc::new(|_| Ok(()));
         };
-        let tokens = Arc::new(DbTokens {
-            store: db.store.clone(),
-            key: db.key.clone(),
-            handle: db.runtime.handle().clone(),
-        });
-        Arc::new(move |account: &mut Account| {
-            let store = AccountTokens::Database {
-                tokens: Arc::clone(&tokens),
-                name: account.name.clone(),
-            };
-            settings::attach_tokens(account, store, None)
-        })
+        prepare_tokens(&db.store, db.key.clone(), db.runtime.handle().clone())
     }
+}
+
+/// For a `DbPoller` over `store`: each OAuth2 account gets a token source
+/// refreshing its grant, rotated refresh tokens sealed back into the
+/// database (on `handle`, from the refresh's own thread).
+pub fn prepare_tokens(
+    store: &SqlStore,
+    key: Option<DbKey>,
+    handle: tokio::runtime::Handle,
+) -> pop3_client::sql::Prepare {
+    let tokens = Arc::new(DbTokens {
+        store: store.clone(),
+        key,
+        handle,
+    });
+    Arc::new(move |account: &mut Account| {
+        let store = AccountTokens::Database {
+            tokens: Arc::clone(&tokens),
+            name: account.name.clone(),
+        };
+        settings::attach_tokens(account, store, None)
+    })
 }

@@ -62,11 +62,12 @@ struct Web {
     demo_mailbox: (String, String, String, String),
 }
 
-fn start_web(ca_file: &Path) -> Web {
+fn start_web(ca_file: &Path, extra: &[String]) -> Web {
     let mut child = Command::new(pop3_examples::example_binary("web").unwrap())
         .args(["--demo", "--listen", "127.0.0.1:0", "--poll-interval", "2"])
         .arg("--ca-file")
         .arg(ca_file)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -214,8 +215,9 @@ async fn toggle(c: &Client, css: &str) {
         .unwrap();
 }
 
-/// The add form filled for an incoming server; `outgoing` is (host, port,
-/// user, password) of a separate outgoing server, or None for "same".
+/// The add form filled for an incoming server; `outgoing` is the outgoing
+/// server's host and port, with a user and password of its own (or None
+/// for "same credentials"); no outgoing server when None.
 #[allow(clippy::too_many_arguments)]
 async fn fill_add_form(
     c: &Client,
@@ -226,7 +228,7 @@ async fn fill_add_form(
     port: &str,
     user: &str,
     password: &str,
-    outgoing: Option<(&str, &str, &str, &str)>,
+    outgoing: Option<(&str, &str, Option<&str>, Option<&str>)>,
     delete: &str,
 ) {
     c.goto(&format!("{base}/settings/email/pop3/new"))
@@ -238,16 +240,13 @@ async fn fill_add_form(
     fill(c, "port", port).await;
     fill(c, "username", user).await;
     fill(c, "password", password).await;
-    match outgoing {
-        Some((host, port, user, password)) => {
+    if let Some((host, port, user, password)) = outgoing {
+        fill(c, "outgoing_server", host).await;
+        fill(c, "outgoing_port", port).await;
+        if let Some((user, password)) = user.zip(password) {
             toggle(c, "#same_outgoing").await;
-            fill(c, "outgoing_server", host).await;
-            fill(c, "outgoing_port", port).await;
             fill(c, "outgoing_username", user).await;
             fill(c, "outgoing_password", password).await;
-        }
-        None => {
-            // "Same credentials": the outgoing server is the demo's.
         }
     }
     c.find(Locator::Id("delete_policy"))
@@ -356,7 +355,7 @@ async fn the_pop3_screens_in_a_real_browser() {
             .spawn()
             .unwrap(),
     );
-    let web = start_web(&ca);
+    let web = start_web(&ca, &[]);
     let base = web.url.clone();
     let c = browser(port, "en").await;
 
@@ -373,8 +372,8 @@ async fn the_pop3_screens_in_a_real_browser() {
     let outgoing = (
         "127.0.0.1",
         submission.get("starttls_port"),
-        submission.get("user"),
-        submission.get("password"),
+        Some(submission.get("user")),
+        Some(submission.get("password")),
     );
     fill_add_form(
         &c,
@@ -617,4 +616,98 @@ async fn the_pop3_screens_in_a_real_browser() {
     assert_eq!(text(&pt, "#add-account").await, "Adicionar conta");
     shot(&pt, "10-add-form-pt").await;
     pt.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_a_provider_through_the_applications_redirect() {
+    use pop3_client::testing::oauth::FakeProvider;
+    let Some(driver) = chromedriver() else { return };
+    let Some(env) = InteropServer::find(
+        "POP3_OAUTH_DIR",
+        "/tmp/pop3-oauth",
+        "POP3_REQUIRE_OAUTH",
+        "OAuth2 browser test; run scripts/oauth.sh start",
+    ) else {
+        return;
+    };
+    // A provider whose tokens Dovecot's passdb oauth2 accepts (the same
+    // signing key as the one it introspects at).
+    let key = std::fs::read(env.get("key_file")).unwrap();
+    let provider = FakeProvider::signed(key.trim_ascii(), env.get("user"), 300).unwrap();
+    let status = Command::new("bash")
+        .arg(env.get("fill_script"))
+        .args(["fill", "2"])
+        .env("POP3_OAUTH_DIR", &env.dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let port = free_port();
+    let _driver = Running(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let custom = format!(
+        "{},{},web-test-client",
+        provider.auth_url(),
+        provider.token_url()
+    );
+    let web = start_web(
+        Path::new(env.get("ca_file")),
+        &["--oauth-custom".to_owned(), custom],
+    );
+    let base = web.url.clone();
+    let c = browser(port, "en").await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "login", &web.users[1].0).await;
+    fill(&c, "password", &web.users[1].1).await;
+    click(&c, "#sign-in").await;
+    // The form without a password; "Sign in with SSO" instead of "Add".
+    let user = env.get("user");
+    fill_add_form(
+        &c,
+        &base,
+        "sso",
+        &format!("{user}@localhost"),
+        "127.0.0.1",
+        env.get("tls_port"),
+        user,
+        "",
+        Some(("127.0.0.1", env.get("submission_port"), None, None)),
+        "never",
+    )
+    .await;
+    shot(&c, "11-oauth-form").await;
+    // To the provider (which signs in at once) and back to the callback.
+    click(&c, "button[data-oauth='custom']").await;
+    let start = Instant::now();
+    while !exists(&c, "tr[data-mailbox='sso']").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never back at the list: {}",
+            c.source().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        attr(&c, "tr[data-mailbox='sso']", "data-active")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    // The poller logs in with the grant: healthy, its mail in the inbox.
+    wait_health(&c, &base, "sso", "ok").await;
+    shot(&c, "12-oauth-listed").await;
+    c.goto(&format!("{base}/inbox")).await.unwrap();
+    assert_eq!(
+        c.find_all(Locator::Css("tr[data-message-id]"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    c.close().await.unwrap();
 }

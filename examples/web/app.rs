@@ -19,6 +19,7 @@ use pop3_client::{Remedy, Security};
 
 use crate::data::{Crm, Person, Policy, Sharing, User};
 use crate::i18n::Lang;
+use crate::oauth::{Provider, SignIns};
 use crate::views::{checkbox, notice, page, Field};
 
 /// The metadata key of a mailbox's sharing.
@@ -34,6 +35,13 @@ pub(crate) struct App {
     pub crm: Crm,
     /// An authority trusted for every mailbox (beside the public ones).
     pub ca_file: Option<PathBuf>,
+    /// Where the application is reached (`http://ADDR:PORT`), for the
+    /// OAuth2 redirect URI.
+    pub(crate) base_url: String,
+    /// The providers offered as "Sign in with ...".
+    pub(crate) providers: Vec<Provider>,
+    /// OAuth2 sign-ins under way.
+    pub(crate) sign_ins: SignIns,
 }
 
 type Shared = Arc<App>;
@@ -47,6 +55,8 @@ pub(crate) fn router(app: Shared) -> Router {
         .route("/logout", post(logout))
         .route("/settings/email/pop3", get(mailboxes))
         .route("/settings/email/pop3/new", get(new_form).post(add))
+        .route("/settings/email/pop3/oauth/start", post(oauth_start))
+        .route("/oauth/callback", get(oauth_callback))
         .route("/settings/email/pop3/{name}", get(edit_page))
         .route("/settings/email/pop3/{name}/activate", post(activate))
         .route(
@@ -312,10 +322,16 @@ async fn new_form(State(app): State<Shared>, headers: HeaderMap) -> Response {
     ] {
         form.values.insert(k.to_owned(), v.to_owned());
     }
-    html_page(add_markup(lang, &user, &form, policy))
+    html_page(add_markup(lang, &user, &form, policy, &app.providers))
 }
 
-fn add_markup(lang: Lang, user: &User, form: &AddForm, policy: Policy) -> Markup {
+fn add_markup(
+    lang: Lang,
+    user: &User,
+    form: &AddForm,
+    policy: Policy,
+    providers: &[Provider],
+) -> Markup {
     let field = |name: &'static str, kind: &'static str, hint: Option<&'static str>| {
         Field {
             name,
@@ -356,8 +372,10 @@ fn add_markup(lang: Lang, user: &User, form: &AddForm, policy: Policy) -> Markup
                     (field("outgoing_server", "text", None))
                     (field("outgoing_port", "number", None))
                     (checkbox("outgoing_ssl", lang.t("outgoing_ssl"), form.checked("outgoing_ssl")))
-                    (field("outgoing_username", "text", None))
-                    (field("outgoing_password", "password", None))
+                    div id="outgoing-credentials" {
+                        (field("outgoing_username", "text", None))
+                        (field("outgoing_password", "password", None))
+                    }
                 }
                 div.field {
                     label for="delete_policy" { (lang.t("delete_policy")) }
@@ -391,6 +409,12 @@ fn add_markup(lang: Lang, user: &User, form: &AddForm, policy: Policy) -> Markup
                     }
                 }
                 button type="submit" id="add-account" { (lang.t("add_account")) }
+                @for p in providers {
+                    " "
+                    button type="submit" formaction="/settings/email/pop3/oauth/start" name="provider" value=(p.key) data-oauth=(p.key) {
+                        (lang.t("sign_in_with")) " " (p.label)
+                    }
+                }
             }
             // Without JavaScript every field shows; with it, the outgoing
             // fields hide while "same credentials" is ticked, and a known
@@ -402,7 +426,7 @@ fn add_markup(lang: Lang, user: &User, form: &AddForm, policy: Policy) -> Markup
 
 const FORM_SCRIPT: &str = r#"
 (function(){
-  var same=document.getElementById('same_outgoing'),out=document.getElementById('outgoing');
+  var same=document.getElementById('same_outgoing'),out=document.getElementById('outgoing-credentials');
   function sync(){ out.style.display = same.checked ? 'none' : ''; }
   same.addEventListener('change', sync); sync();
   var presets={'gmail.com':['pop.gmail.com','995','smtp.gmail.com','465'],'outlook.com':['outlook.office365.com','995','smtp.office365.com','587'],'hotmail.com':['outlook.office365.com','995','smtp.office365.com','587'],'yahoo.com':['pop.mail.yahoo.com','995','smtp.mail.yahoo.com','465']};
@@ -538,8 +562,18 @@ fn port_of(text: &str) -> Option<u16> {
 }
 
 /// The account the form describes, or the form with its errors.
-fn account_of(lang: Lang, form: &mut AddForm, policy: Policy) -> Option<Account> {
-    for required in ["account_name", "email", "password"] {
+fn account_of(
+    lang: Lang,
+    form: &mut AddForm,
+    policy: Policy,
+    signed_in: Option<Credential>,
+) -> Option<Account> {
+    let required: &[&'static str] = if signed_in.is_some() {
+        &["account_name", "email"]
+    } else {
+        &["account_name", "email", "password"]
+    };
+    for required in required {
         if form.get(required).trim().is_empty() {
             form.error(required, lang.t("required"));
         }
@@ -745,11 +779,11 @@ async fn add(State(app): State<Shared>, headers: HeaderMap, Form(values): FormDa
         values,
         ..AddForm::default()
     };
-    let Some(account) = account_of(lang, &mut form, policy) else {
+    let Some(account) = account_of(lang, &mut form, policy, None) else {
         form.failure = Some(lang.t("nothing_saved").to_owned());
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy)),
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
         )
             .into_response();
     };
@@ -758,7 +792,7 @@ async fn add(State(app): State<Shared>, headers: HeaderMap, Form(values): FormDa
         form.failure = Some(lang.t("nothing_saved").to_owned());
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy)),
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
         )
             .into_response();
     }
@@ -775,7 +809,7 @@ async fn add(State(app): State<Shared>, headers: HeaderMap, Form(values): FormDa
                 form.failure = Some(lang.t("nothing_saved").to_owned());
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    html_page(add_markup(lang, &user, &form, policy)),
+                    html_page(add_markup(lang, &user, &form, policy, &app.providers)),
                 )
                     .into_response()
             }
@@ -792,7 +826,7 @@ async fn add(State(app): State<Shared>, headers: HeaderMap, Form(values): FormDa
             form.failure = Some(lang.t("nothing_saved").to_owned());
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                html_page(add_markup(lang, &user, &form, policy)),
+                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
             )
                 .into_response()
         }
@@ -1376,5 +1410,205 @@ async fn set_policy(
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// "Sign in with ...": the form's fields kept, the browser sent to the
+/// provider.
+async fn oauth_start(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Form(values): FormData,
+) -> Response {
+    let lang = lang(&headers);
+    let user = match form_user(&app, &headers, &values).await {
+        Ok(user) => user,
+        Err(r) => return r,
+    };
+    let policy = app.crm.policy().await.unwrap_or(Policy::UserChooses);
+    let provider = values
+        .get("provider")
+        .and_then(|k| app.providers.iter().find(|p| p.key == **k))
+        .cloned();
+    let mut form = AddForm {
+        values,
+        ..AddForm::default()
+    };
+    for required in ["account_name", "email"] {
+        if form.get(required).trim().is_empty() {
+            form.error(required, lang.t("required"));
+        }
+    }
+    let Some(provider) = provider else {
+        form.failure = Some("no such provider".to_owned());
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+        )
+            .into_response();
+    };
+    if !form.errors.is_empty() {
+        form.failure = Some(lang.t("nothing_saved").to_owned());
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+        )
+            .into_response();
+    }
+    let redirect = format!("{}/oauth/callback", app.base_url);
+    let mut kept = form.values.clone();
+    kept.remove("csrf");
+    kept.remove("password");
+    match app.sign_ins.begin(&user.login, kept, provider, &redirect) {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            form.failure = Some(e);
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The provider's redirect: the code exchanged, the account built with
+/// the grant, both logins verified, then saved; or the form again with
+/// what failed.
+async fn oauth_callback(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let lang = lang(&headers);
+    let user = match signed_in(&app, &headers).await {
+        Ok(user) => user,
+        Err(r) => return r,
+    };
+    let query = uri.query().unwrap_or("").to_owned();
+    let Some(pending) = app.sign_ins.take(&query) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this sign-in is unknown or too old: start it again",
+        )
+            .into_response();
+    };
+    if pending.login != user.login {
+        return (
+            StatusCode::FORBIDDEN,
+            "this sign-in was begun by another user",
+        )
+            .into_response();
+    }
+    let policy = app.crm.policy().await.unwrap_or(Policy::UserChooses);
+    let crate::oauth::Pending {
+        form: values,
+        provider,
+        sign_in,
+        pending,
+        ..
+    } = pending;
+    let mut form = AddForm {
+        values,
+        ..AddForm::default()
+    };
+    let exchanged = tokio::task::spawn_blocking(move || sign_in.finish(pending, &query)).await;
+    let answer = match exchanged {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            form.failure = Some(format!("{} {}", lang.t("nothing_saved"), e));
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+            )
+                .into_response();
+        }
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let Some(refresh) = answer.refresh_token.clone() else {
+        form.failure = Some(format!(
+            "{} the provider gave no refresh token (offline access)",
+            lang.t("nothing_saved")
+        ));
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+        )
+            .into_response();
+    };
+    let grant = pop3_client::account::OAuth2Grant::new(
+        provider.provider.clone(),
+        provider.client_id.clone(),
+        refresh,
+    );
+    let Some(mut account) = account_of(lang, &mut form, policy, Some(Credential::OAuth2(grant)))
+    else {
+        form.failure = Some(lang.t("nothing_saved").to_owned());
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+        )
+            .into_response();
+    };
+    if let Some(var) = &provider.secret_env {
+        account.metadata.insert(
+            pop3_examples::settings::CLIENT_SECRET_ENV.to_owned(),
+            var.clone(),
+        );
+    }
+    // The sign-in's own access token serves the verification; a token the
+    // provider rotates meanwhile is kept here until the account is saved.
+    let latest = Arc::new(std::sync::Mutex::new(None));
+    if let Err(e) = pop3_examples::settings::attach_tokens(
+        &mut account,
+        pop3_examples::settings::AccountTokens::Unsaved(Arc::clone(&latest)),
+        Some(&answer),
+    ) {
+        form.failure = Some(e.to_string());
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+        )
+            .into_response();
+    }
+    let same = form.checked("same_outgoing");
+    match verify(&app, account).await {
+        Ok(mut account) => {
+            if let Some(token) = latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                account.incoming.credential = account.incoming.credential.with_secret(token);
+            }
+            match app
+                .store
+                .add_account(&account, &user.login, Some(&app.key))
+                .await
+            {
+                Ok(_) => Redirect::to("/settings/email/pop3?added=1").into_response(),
+                Err(e) => {
+                    form.error("account_name", e.to_string());
+                    form.failure = Some(lang.t("nothing_saved").to_owned());
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+                    )
+                        .into_response()
+                }
+            }
+        }
+        Err((stage, outgoing, text, remedy)) => {
+            let mut words = format!("{} {}: {text}", lang.t("step"), stage.name());
+            if let Some(remedy) = remedy
+                .map(|r| remedy_words(lang, &r))
+                .filter(|w| !w.is_empty())
+            {
+                words.push_str(&format!(" {}: {remedy}", lang.t("remedy")));
+            }
+            form.error(step_field(stage, outgoing, same), words);
+            form.failure = Some(lang.t("nothing_saved").to_owned());
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
+            )
+                .into_response()
+        }
     }
 }

@@ -66,6 +66,7 @@ impl Lang {
             "compose" => "Escrever", "Compose";
             "people" => "Contatos e leads", "Contacts and leads";
             "add_account" => "Adicionar conta", "Add account";
+            "sign_in_with" => "Entrar com", "Sign in with";
             "add_pop3" => "Adicionar conta POP3", "Add POP3 account";
             "account_name" => "Nome da conta", "Account name";
             "email" => "Endereço de e-mail", "E-mail address";
@@ -81,7 +82,7 @@ impl Lang {
             "outgoing_ssl" => "Usar SSL na saída", "Use SSL for outgoing";
             "outgoing_username" => "Usuário de saída", "Outgoing user name";
             "outgoing_password" => "Senha de saída", "Outgoing password";
-            "outgoing_note" => "Preencha se o servidor de saída usar outras credenciais.", "Fill in when the outgoing server uses other credentials.";
+            "outgoing_note" => "O usuário e a senha de saída aparecem quando o servidor de saída usa outras credenciais.", "The outgoing user name and password show when the outgoing server uses other credentials.";
             "delete_policy" => "Excluir mensagens do servidor", "Delete messages from the server";
             "never" => "Nunca", "Never";
             "after-retrieval" => "Depois de recuperadas", "After retrieval";

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! web [--listen ADDR:PORT] [--db URL] [--ca-file PEM] [--poll-interval SECS] [--demo]
+//!     [--oauth google=CLIENT_ID] [--oauth microsoft=CLIENT_ID] [--oauth-custom AUTH_URL,TOKEN_URL,CLIENT_ID]
 //! ```
 //!
 //! `--listen` defaults to 127.0.0.1:8080 (port 0 picks a free one); `--db`
@@ -23,6 +24,7 @@ mod app;
 mod data;
 mod demo;
 mod i18n;
+mod oauth;
 mod send;
 mod views;
 
@@ -55,6 +57,15 @@ struct Cli {
     /// Demo servers, users and data; no outside server needed.
     #[arg(long)]
     demo: bool,
+    /// Offer "Sign in with" a provider: google=CLIENT_ID or
+    /// microsoft=CLIENT_ID (the client secret, if any, in
+    /// POP3_WEB_GOOGLE_CLIENT_SECRET or POP3_WEB_MICROSOFT_CLIENT_SECRET);
+    /// the redirect URI to register is http://ADDR:PORT/oauth/callback.
+    #[arg(long = "oauth", value_name = "NAME=CLIENT_ID")]
+    oauth: Vec<String>,
+    /// Offer "Sign in with" a company's own provider: AUTH_URL,TOKEN_URL,CLIENT_ID.
+    #[arg(long = "oauth-custom", value_name = "AUTH_URL,TOKEN_URL,CLIENT_ID")]
+    oauth_custom: Option<String>,
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -104,16 +115,26 @@ async fn run(cli: Cli) -> Result<(), String> {
         (None, Some(demo)) => Some(demo.ca_file.clone()),
         (None, None) => None,
     };
+    let mut providers = Vec::new();
+    for arg in &cli.oauth {
+        providers.push(oauth::Provider::from_arg(arg).map_err(|e| format!("config: {e}"))?);
+    }
+    if let Some(arg) = &cli.oauth_custom {
+        providers.push(oauth::Provider::custom(arg).map_err(|e| format!("config: {e}"))?);
+    }
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| format!("config: --listen {}: {e}", cli.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = Arc::new(app::App {
         store: store.clone(),
         key: key.clone(),
         crm,
         ca_file,
+        base_url: format!("http://{addr}"),
+        providers,
+        sign_ins: oauth::SignIns::default(),
     });
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
-        .map_err(|e| format!("config: --listen {}: {e}", cli.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("url: http://{addr}/");
     if let Some(demo) = &demo {
         for (login, password) in &demo.users {
@@ -132,7 +153,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         pacing.backoff = Duration::from_secs(cli.poll_interval.clamp(1, 30));
         pacing
     };
-    let poller = Arc::new(DbPoller::new(store, Some(key), config));
+    // OAuth2 accounts get a token source; rotated tokens go back, sealed.
+    let prepare = pop3_examples::database::prepare_tokens(
+        &store,
+        Some(key.clone()),
+        tokio::runtime::Handle::current(),
+    );
+    let poller = Arc::new(DbPoller::new(store, Some(key), config).with_prepare(prepare));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let polling = tokio::spawn(async move {
         let _ = poller
