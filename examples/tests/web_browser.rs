@@ -515,6 +515,22 @@ async fn the_pop3_screens_in_a_real_browser() {
         Some("false")
     );
     shot(&c, "06-second-active").await;
+    // The demo mailbox's mail shows within a poll interval or so.
+    let start = Instant::now();
+    loop {
+        c.goto(&format!("{base}/inbox")).await.unwrap();
+        if exists(&c, "tr[data-message-id='demo-1@demo.test']").await {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the demo mailbox's mail never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.goto(&format!("{base}/settings/email/pop3"))
+        .await
+        .unwrap();
     click(&c, "button[data-activate='work']").await;
     assert_eq!(
         attr(&c, "tr[data-mailbox='work']", "data-active")
