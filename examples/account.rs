@@ -892,6 +892,9 @@ const LEASE_WAIT: Duration = Duration::from_secs(120);
 /// `messages NAME`: UID SIZE SHA256 per stored message.
 fn messages(db: &Database, name: &str) -> Result<(), Error> {
     use sha2::Digest;
+    db.runtime
+        .block_on(db.store.account(name, None))
+        .map_err(pop3_examples::database::store_error)?;
     let stored = db
         .runtime
         .block_on(db.store.messages(name))

@@ -137,6 +137,32 @@ async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) 
         after.account.incoming.credential.secret().expose(),
         "another-Secret-99"
     );
+    // Settings altered in the database (its server changed behind the
+    // application's back): the secrets refuse to open for them.
+    sqlx::query("UPDATE accounts SET settings = REPLACE(settings, '127.0.0.1', '192.0.2.1') WHERE name = 'b1'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.account("b1", Some(&key)).await,
+        Err(AccountStoreError::Key(KeyError::WrongKey(_)))
+    ));
+    assert!(store.account("b1", None).await.is_ok(), "listed still");
+    // Removed and added again: a lease taken before cannot pass for one
+    // taken after (the token keeps growing).
+    let before = store
+        .acquire("a1", "w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store.remove_account("a1").await.unwrap();
+    store.add_account(&a1, "alice", Some(&key)).await.unwrap();
+    let after = store
+        .acquire("a1", "w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.token > before.token, "{before:?} {after:?}");
     if let Some(path) = store.sqlite_path().map(std::path::Path::to_path_buf) {
         // Nowhere in the file or its write-ahead log in the clear.
         for file in [path.clone(), path.with_extension("db-wal")] {
@@ -213,12 +239,15 @@ async fn two_workers_store_each_message_once_and_a_wrong_password_pauses_alone(s
     let mut mended = store.account("bad", Some(&key)).await.unwrap().account;
     mended.incoming.credential = Credential::password(PASSWORD);
     store.update_account(&mended, Some(&key)).await.unwrap();
-    let fence = store
+    let (fence, host) = store
         .claim_due("w3", Duration::from_secs(10), &BTreeSet::new())
         .await
         .unwrap()
         .expect("due again after the change");
-    assert_eq!(fence.account, "bad");
+    assert_eq!(
+        (fence.account.as_str(), host.as_str()),
+        ("bad", "127.0.0.1")
+    );
     store.release(&fence).await.unwrap();
     let again = w1.poll_once(Duration::from_secs(30)).await.unwrap();
     let bad_outcome = again.iter().find(|p| p.name == "bad").unwrap();

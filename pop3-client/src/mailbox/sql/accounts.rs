@@ -127,6 +127,38 @@ struct Secrets {
     outgoing: Option<Credential>,
 }
 
+/// What a sealed secret is bound to (the cipher's associated data): the
+/// mailbox and where its secrets are sent, so that settings altered in the
+/// database (another server, another user) make the secrets refuse to
+/// open rather than go to that server.
+fn binding(account: &Account) -> String {
+    let server = |s: &crate::account::ServerSettings| {
+        format!(
+            "{}:{}:{}:{}",
+            s.host.to_ascii_lowercase(),
+            s.port,
+            s.security.as_str(),
+            s.user
+        )
+    };
+    let outgoing = match &account.outgoing {
+        Outgoing::None => String::new(),
+        Outgoing::SameCredentials {
+            host,
+            port,
+            security,
+        } => {
+            format!("{}:{port}:{}", host.to_ascii_lowercase(), security.as_str())
+        }
+        Outgoing::Separate(s) => server(s),
+    };
+    format!(
+        "{}\n{}\n{outgoing}",
+        account.name,
+        server(&account.incoming)
+    )
+}
+
 fn seal(account: &Account, key: Option<&DbKey>) -> Result<Vec<u8>, AccountStoreError> {
     let key = key.ok_or(KeyError::Missing)?;
     let secrets = Secrets {
@@ -140,7 +172,7 @@ fn seal(account: &Account, key: Option<&DbKey>) -> Result<Vec<u8>, AccountStoreE
         serde_json::to_vec(&crate::WithSecrets(&secrets))
             .map_err(|e| AccountStoreError::Damaged(account.name.clone(), e.to_string()))?,
     );
-    Ok(key.seal(&account.name, &text))
+    Ok(key.seal(&binding(account), &text))
 }
 
 fn settings_text(account: &Account) -> Result<String, AccountStoreError> {
@@ -310,20 +342,33 @@ impl SqlStore {
     /// was its owner's active one, the owner's oldest other becomes active.
     pub async fn remove_account(&self, name: &str) -> Result<(), AccountStoreError> {
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT owner, active FROM accounts WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(io_error)?;
+        let lock = match self.engine() {
+            super::Engine::Postgres => " FOR UPDATE",
+            super::Engine::Sqlite => "",
+        };
+        let row: Option<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT owner, active FROM accounts WHERE name = $1{lock}"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(io_error)?;
         let (owner, active) = row.ok_or_else(|| AccountStoreError::NotFound(name.to_owned()))?;
-        for table in ["health", "state_changes", "leases"] {
+        for table in ["health", "state_changes"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account = $1"))
                 .bind(name)
                 .execute(&mut *tx)
                 .await
                 .map_err(io_error)?;
         }
+        // The lease row stays, expired: its token keeps growing, so a
+        // worker still syncing the removed mailbox can never pass for the
+        // holder of a mailbox added again under the same name.
+        sqlx::query("UPDATE leases SET expires_ms = 0 WHERE account = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(io_error)?;
         sqlx::query("DELETE FROM accounts WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -434,7 +479,9 @@ fn record(row: &AnyRow, key: Option<&DbKey>) -> Result<AccountRecord, AccountSto
     let mut account: Account = serde_json::from_str(&settings).map_err(damaged)?;
     if let Some(key) = key {
         let sealed: Vec<u8> = row.try_get("secrets").map_err(io_error)?;
-        let opened = key.open(&name, &sealed)?;
+        let opened = key
+            .open(&binding(&account), &sealed)
+            .map_err(|_| KeyError::WrongKey(name.clone()))?;
         let secrets: Secrets = serde_json::from_slice(&opened).map_err(damaged)?;
         account.incoming.credential = secrets.incoming;
         if let (Outgoing::Separate(server), Some(credential)) =

@@ -21,13 +21,15 @@ pub enum KeyError {
     Malformed(String),
     /// A secret does not open with this key (another key sealed it, or
     /// the row was altered).
-    #[error("the secrets of mailbox \"{0}\" do not open with this key: was {DB_KEY_ENV} changed since they were stored?")]
+    #[error("the secrets of mailbox \"{0}\" do not open with this key and these settings: was {DB_KEY_ENV} changed, or the mailbox's server or user altered in the database, since they were stored?")]
     WrongKey(String),
 }
 
 /// A 32-byte key sealing each mailbox's secrets with XChaCha20-Poly1305
-/// (a random nonce per seal; the mailbox's name as associated data, so a
-/// sealed secret moved to another row does not open).
+/// (a random nonce per seal; what the caller binds it to as associated
+/// data: the store binds each secret to its mailbox and its servers, so a
+/// sealed secret moved to another row, or a row whose server was altered,
+/// does not open).
 ///
 /// ```
 /// use pop3_client::sql::DbKey;

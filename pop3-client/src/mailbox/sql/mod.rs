@@ -163,6 +163,12 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
         &["ALTER TABLE health ADD COLUMN server_profile TEXT"],
         &["ALTER TABLE health ADD COLUMN server_profile TEXT"],
     ),
+    (
+        4,
+        // One active mailbox per owner, whatever two writers do at once.
+        &["CREATE UNIQUE INDEX accounts_one_active ON accounts (owner) WHERE active = 1"],
+        &["CREATE UNIQUE INDEX accounts_one_active ON accounts (owner) WHERE active = 1"],
+    ),
 ];
 
 pub(crate) fn io_error(e: sqlx::Error) -> io::Error {

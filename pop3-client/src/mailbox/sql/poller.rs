@@ -100,13 +100,13 @@ impl std::fmt::Debug for DbPoller {
 impl SqlStore {
     /// Claims for `worker` the most overdue due mailbox (active, not
     /// paused, its lease free or expired, its host not in `busy_hosts`),
-    /// taking its lease for `ttl`: its name and fence, or `None`.
+    /// taking its lease for `ttl`: its fence and host, or `None`.
     pub async fn claim_due(
         &self,
         worker: &str,
         ttl: Duration,
         busy_hosts: &BTreeSet<String>,
-    ) -> io::Result<Option<Fence>> {
+    ) -> io::Result<Option<(Fence, String)>> {
         let now = now_ms();
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
         let lock = match self.engine() {
@@ -119,7 +119,7 @@ impl SqlStore {
              LEFT JOIN leases l ON l.account = a.name
              WHERE a.active = 1 AND h.needs_user = 0 AND h.next_ms <= $1
                AND (l.expires_ms IS NULL OR l.expires_ms <= $1)
-             ORDER BY h.next_ms, a.name LIMIT 8{lock}"
+             ORDER BY h.next_ms, a.name LIMIT 64{lock}"
         ))
         .bind(now)
         .fetch_all(&mut *tx)
@@ -133,7 +133,7 @@ impl SqlStore {
             let name: String = row.try_get("name").map_err(io_error)?;
             if let Some(fence) = take_lease(&mut tx, &name, worker, ttl).await? {
                 tx.commit().await.map_err(io_error)?;
-                return Ok(Some(fence));
+                return Ok(Some((fence, host)));
             }
         }
         tx.commit().await.map_err(io_error)?;
@@ -145,20 +145,27 @@ impl SqlStore {
     async fn record_outcome(
         &self,
         fence: &Fence,
-        version: i64,
+        version: Option<i64>,
         outcome: Result<&SyncReport, &Error>,
         profile: Option<&crate::pop3::ServerProfile>,
         pacing: &PollerConfig,
     ) -> io::Result<()> {
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
-        let row = sqlx::query(
+        // The rows held until the commit (PostgreSQL; SQLite's writer is
+        // alone): a settings change or a takeover waits, never interleaves.
+        let lock = match self.engine() {
+            Engine::Postgres => " FOR UPDATE OF h, a, l",
+            Engine::Sqlite => "",
+        };
+        let row = sqlx::query(&format!(
             "SELECT h.failures, h.last_success_ms, a.version FROM health h
              JOIN accounts a ON a.name = h.account
              JOIN leases l ON l.account = h.account
-             WHERE h.account = $1 AND l.token = $2",
-        )
+             WHERE h.account = $1 AND l.token = $2 AND l.expires_ms > $3{lock}"
+        ))
         .bind(&fence.account)
         .bind(token_of(fence))
+        .bind(now_ms())
         .fetch_optional(&mut *tx)
         .await
         .map_err(io_error)?;
@@ -179,7 +186,8 @@ impl SqlStore {
                 .map_or(0, |d| d.subsec_nanos()),
         ) / 1e9;
         let next = next_attempt(&mut health, outcome, now, pacing, jitter);
-        let settings_changed = row.try_get::<i64, _>("version").map_err(io_error)? != version;
+        let current = row.try_get::<i64, _>("version").map_err(io_error)?;
+        let settings_changed = version.is_some_and(|v| v != current);
         // A failure under settings since replaced says nothing of the new
         // ones: tried again at once.
         let (next_ms, needs_user) = match (settings_changed, next) {
@@ -266,6 +274,15 @@ impl SqlStore {
             .await
             .map_err(io_error)
     }
+
+    /// The server host of the mailbox `name`, if there is one.
+    async fn host_of(&self, name: &str) -> io::Result<Option<String>> {
+        sqlx::query_scalar("SELECT host FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(io_error)
+    }
 }
 
 type Ended = (Polled, String);
@@ -338,8 +355,25 @@ impl DbPoller {
         let stop = StopSignal::new();
         loop {
             let mut waiting = Vec::new();
+            // Refused by another worker's lease in this pass (not merely
+            // held back by the bounds): what the deadline fails.
+            let mut refused = Vec::new();
             for name in std::mem::take(&mut remaining) {
                 if in_flight >= self.config.pacing.concurrency.max(1) {
+                    waiting.push(name);
+                    continue;
+                }
+                let Some(host) = self.store.host_of(&name).await? else {
+                    outcomes.push(Polled {
+                        outcome: Err(Error::invalid_setting(
+                            "account",
+                            format!("there is no account named \"{name}\""),
+                        )),
+                        name,
+                    });
+                    continue;
+                };
+                if self.busy_hosts().contains(&host) {
                     waiting.push(name);
                     continue;
                 }
@@ -347,26 +381,26 @@ impl DbPoller {
                 match take_lease(&mut conn, &name, &self.config.worker, self.config.lease).await? {
                     Some(fence) => {
                         in_flight += 1;
-                        self.start(fence, stop.clone(), done_tx.clone());
+                        self.start(fence, host, stop.clone(), done_tx.clone());
                     }
-                    None => waiting.push(name),
+                    None => refused.push(name),
                 }
             }
-            remaining = waiting;
-            if remaining.is_empty() && in_flight == 0 {
-                break;
-            }
-            if !remaining.is_empty() && Instant::now() >= deadline {
-                for name in remaining.drain(..) {
+            if Instant::now() >= deadline {
+                for name in refused.drain(..) {
                     outcomes.push(Polled {
-                        name: name.clone(),
+                        name,
                         outcome: Err(Error::Io(io::Error::other(format!(
                             "another worker held this mailbox's lease for longer than {} s",
                             wait_for_leases.as_secs()
                         )))),
                     });
                 }
-                continue;
+            }
+            waiting.append(&mut refused);
+            remaining = waiting;
+            if remaining.is_empty() && in_flight == 0 {
+                break;
             }
             tokio::select! {
                 Some((polled, host)) = done_rx.recv() => {
@@ -405,9 +439,9 @@ impl DbPoller {
                     .claim_due(&self.config.worker, self.config.lease, &self.busy_hosts())
                     .await;
                 match claimed {
-                    Ok(Some(fence)) => {
+                    Ok(Some((fence, host))) => {
                         in_flight += 1;
-                        self.start(fence, signal.clone(), done_tx.clone());
+                        self.start(fence, host, signal.clone(), done_tx.clone());
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -450,21 +484,35 @@ impl DbPoller {
     }
 
     /// Starts the sync of the mailbox `fence` holds, on a task of its own.
-    fn start(self: &Arc<Self>, fence: Fence, stop: StopSignal, done: mpsc::UnboundedSender<Ended>) {
+    /// `host` is counted against the per-host bound from now until the
+    /// sync ends.
+    fn start(
+        self: &Arc<Self>,
+        fence: Fence,
+        host: String,
+        stop: StopSignal,
+        done: mpsc::UnboundedSender<Ended>,
+    ) {
+        self.host_count(&host, 1);
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let name = fence.account.clone();
             let record = this.store.account(&name, this.key.as_ref()).await;
-            let (host, outcome) = match record {
-                Ok(record) => {
-                    let host = record.account.incoming.host.to_ascii_lowercase();
-                    this.host_count(&host, 1);
-                    (host, this.sync(record, &fence, stop).await)
-                }
+            let outcome = match record {
+                Ok(record) => this.sync(record, &fence, stop).await,
                 Err(e) => {
+                    // Settings that do not read (another key sealed them,
+                    // or the row was altered): the mailbox is paused for
+                    // the user, not claimed again at once.
                     let error = Error::invalid_setting("account", e.to_string());
-                    let _ = this.store.release(&fence).await;
-                    (String::new(), Err(error))
+                    let recorded = this
+                        .store
+                        .record_outcome(&fence, None, Err(&error), None, &this.config.pacing)
+                        .await;
+                    if recorded.is_err() {
+                        let _ = this.store.release(&fence).await;
+                    }
+                    Err(error)
                 }
             };
             let _ = done.send((Polled { name, outcome }, host));
@@ -484,11 +532,18 @@ impl DbPoller {
             ..
         } = record;
         let ttl = self.config.lease;
+        if self.key.is_none() {
+            // Without the key the secrets read empty: every login would fail
+            // and pause its mailbox for nothing.
+            let error = Error::invalid_setting("account", super::KeyError::Missing.to_string());
+            let _ = self.store.release(fence).await;
+            return Err(error);
+        }
         if let Some(prepare) = &self.prepare {
             if let Err(error) = prepare(&mut account) {
                 let _ = self
                     .store
-                    .record_outcome(fence, version, Err(&error), None, &self.config.pacing)
+                    .record_outcome(fence, Some(version), Err(&error), None, &self.config.pacing)
                     .await;
                 return Err(error);
             }
@@ -563,7 +618,7 @@ impl DbPoller {
             .store
             .record_outcome(
                 fence,
-                version,
+                Some(version),
                 result.as_ref(),
                 profile.as_ref(),
                 &self.config.pacing,
