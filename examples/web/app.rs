@@ -584,14 +584,14 @@ fn account_of(
     let name = form.get("account_name").trim().to_owned();
     let email = form.get("email").trim().to_owned();
     let password = form.get("password").to_owned();
-    let mut account =
-        match Account::for_email(&name, &email, Credential::password(password.clone())) {
-            Ok(account) => account,
-            Err(e) => {
-                form.error(form_field(&e.field), e.problem.clone());
-                return None;
-            }
-        };
+    let credential = signed_in.unwrap_or_else(|| Credential::password(password.clone()));
+    let mut account = match Account::for_email(&name, &email, credential) {
+        Ok(account) => account,
+        Err(e) => {
+            form.error(form_field(&e.field), e.problem.clone());
+            return None;
+        }
+    };
     let preset_outgoing = account.outgoing.clone();
     let server = form.get("incoming_server").trim().to_owned();
     if !server.is_empty() {
