@@ -539,6 +539,25 @@ async fn the_pop3_screens_in_a_real_browser() {
         Some("true")
     );
 
+    // The administrator fixes the sharing: the form then shows it, fixed.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    toggle(&c, "#fixed-everyone").await;
+    click(&c, "#save-policy").await;
+    assert!(text(&c, ".notice.ok").await.contains("Saved"));
+    c.goto(&format!("{base}/settings/email/pop3/new"))
+        .await
+        .unwrap();
+    assert!(c
+        .find(Locator::Id("sharing"))
+        .await
+        .unwrap()
+        .attr("disabled")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(text(&c, "#sharing").await, "Every user");
+    shot(&c, "06b-sharing-fixed").await;
+
     // Gmail's recent: with deletion after retrieval: refused at the field.
     fill_add_form(
         &c,
@@ -725,5 +744,9 @@ async fn sign_in_with_a_provider_through_the_applications_redirect() {
             .len(),
         2
     );
+    // Not an administrator: the policy is shown, not changed.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    assert!(text(&c, "main").await.contains("Only the administrator"));
+    assert!(!exists(&c, "#save-policy").await);
     c.close().await.unwrap();
 }
