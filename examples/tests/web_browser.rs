@@ -45,6 +45,18 @@ fn chromedriver() -> Option<PathBuf> {
     found
 }
 
+/// chromedriver on a free port of 127.0.0.1: the process and the port.
+fn start_chromedriver(driver: &Path) -> (Running, u16) {
+    let port = free_port();
+    let process = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Running(process), port)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -346,15 +358,7 @@ async fn the_pop3_screens_in_a_real_browser() {
         std::fs::rename(&tmp, maildir.join("new").join("html.web")).unwrap();
     }
 
-    let port = free_port();
-    let _driver = Running(
-        Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_driver, port) = start_chromedriver(&driver);
     let web = start_web(&ca, &[]);
     let base = web.url.clone();
     let c = browser(port, "en").await;
@@ -676,15 +680,7 @@ async fn sign_in_with_a_provider_through_the_applications_redirect() {
         .status()
         .unwrap();
     assert!(status.success());
-    let port = free_port();
-    let _driver = Running(
-        Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_driver, port) = start_chromedriver(&driver);
     let custom = format!(
         "{},{},web-test-client",
         provider.auth_url(),

@@ -780,57 +780,13 @@ async fn add(State(app): State<Shared>, headers: HeaderMap, Form(values): FormDa
         ..AddForm::default()
     };
     let Some(account) = account_of(lang, &mut form, policy, None) else {
-        form.failure = Some(lang.t("nothing_saved").to_owned());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     };
     if app.store.account(&account.name, None).await.is_ok() {
         form.error("account_name", lang.t("exists"));
-        form.failure = Some(lang.t("nothing_saved").to_owned());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     }
-    let same = form.checked("same_outgoing");
-    match verify(&app, account).await {
-        Ok(account) => match app
-            .store
-            .add_account(&account, &user.login, Some(&app.key))
-            .await
-        {
-            Ok(_) => Redirect::to("/settings/email/pop3?added=1").into_response(),
-            Err(e) => {
-                form.error("account_name", e.to_string());
-                form.failure = Some(lang.t("nothing_saved").to_owned());
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-                )
-                    .into_response()
-            }
-        },
-        Err((stage, outgoing, text, remedy)) => {
-            let mut words = format!("{} {}: {text}", lang.t("step"), stage.name());
-            if let Some(remedy) = remedy
-                .map(|r| remedy_words(lang, &r))
-                .filter(|w| !w.is_empty())
-            {
-                words.push_str(&format!(" {}: {remedy}", lang.t("remedy")));
-            }
-            form.error(step_field(stage, outgoing, same), words);
-            form.failure = Some(lang.t("nothing_saved").to_owned());
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-            )
-                .into_response()
-        }
-    }
+    verify_and_save(&app, lang, &user, form, policy, account, None).await
 }
 
 /// The owner's mailbox `name`, with its secrets.
@@ -1441,19 +1397,10 @@ async fn oauth_start(
     }
     let Some(provider) = provider else {
         form.failure = Some("no such provider".to_owned());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     };
     if !form.errors.is_empty() {
-        form.failure = Some(lang.t("nothing_saved").to_owned());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     }
     let redirect = format!("{}/oauth/callback", app.base_url);
     let mut kept = form.values.clone();
@@ -1463,11 +1410,7 @@ async fn oauth_start(
         Ok(url) => Redirect::to(&url).into_response(),
         Err(e) => {
             form.failure = Some(e);
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-            )
-                .into_response()
+            form_again(&app, lang, &user, &mut form, policy)
         }
     }
 }
@@ -1517,11 +1460,7 @@ async fn oauth_callback(
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             form.failure = Some(format!("{} {}", lang.t("nothing_saved"), e));
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-            )
-                .into_response();
+            return form_again(&app, lang, &user, &mut form, policy);
         }
         Err(e) => return server_error(&e.to_string()),
     };
@@ -1530,11 +1469,7 @@ async fn oauth_callback(
             "{} the provider gave no refresh token (offline access)",
             lang.t("nothing_saved")
         ));
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     };
     let grant = pop3_client::account::OAuth2Grant::new(
         provider.provider.clone(),
@@ -1543,12 +1478,7 @@ async fn oauth_callback(
     );
     let Some(mut account) = account_of(lang, &mut form, policy, Some(Credential::OAuth2(grant)))
     else {
-        form.failure = Some(lang.t("nothing_saved").to_owned());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     };
     if let Some(var) = &provider.secret_env {
         account.metadata.insert(
@@ -1565,16 +1495,41 @@ async fn oauth_callback(
         Some(&answer),
     ) {
         form.failure = Some(e.to_string());
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-        )
-            .into_response();
+        return form_again(&app, lang, &user, &mut form, policy);
     }
+    verify_and_save(&app, lang, &user, form, policy, account, Some(latest)).await
+}
+
+/// The form shown again, nothing saved, with what failed.
+fn form_again(app: &App, lang: Lang, user: &User, form: &mut AddForm, policy: Policy) -> Response {
+    form.failure
+        .get_or_insert_with(|| lang.t("nothing_saved").to_owned());
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        html_page(add_markup(lang, user, form, policy, &app.providers)),
+    )
+        .into_response()
+}
+
+/// Verifies the incoming and the outgoing login of `account`, then saves
+/// it for `user` (with the refresh token the provider rotated meanwhile,
+/// if any); or shows the form again with the failed step and its remedy
+/// at the field it concerns.
+async fn verify_and_save(
+    app: &App,
+    lang: Lang,
+    user: &User,
+    mut form: AddForm,
+    policy: Policy,
+    account: Account,
+    rotated: Option<Arc<std::sync::Mutex<Option<pop3_client::Secret>>>>,
+) -> Response {
     let same = form.checked("same_outgoing");
-    match verify(&app, account).await {
+    match verify(app, account).await {
         Ok(mut account) => {
-            if let Some(token) = latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let token =
+                rotated.and_then(|latest| latest.lock().unwrap_or_else(|p| p.into_inner()).take());
+            if let Some(token) = token {
                 account.incoming.credential = account.incoming.credential.with_secret(token);
             }
             match app
@@ -1585,12 +1540,7 @@ async fn oauth_callback(
                 Ok(_) => Redirect::to("/settings/email/pop3?added=1").into_response(),
                 Err(e) => {
                     form.error("account_name", e.to_string());
-                    form.failure = Some(lang.t("nothing_saved").to_owned());
-                    (
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-                    )
-                        .into_response()
+                    form_again(app, lang, user, &mut form, policy)
                 }
             }
         }
@@ -1603,12 +1553,7 @@ async fn oauth_callback(
                 words.push_str(&format!(" {}: {remedy}", lang.t("remedy")));
             }
             form.error(step_field(stage, outgoing, same), words);
-            form.failure = Some(lang.t("nothing_saved").to_owned());
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html_page(add_markup(lang, &user, &form, policy, &app.providers)),
-            )
-                .into_response()
+            form_again(app, lang, user, &mut form, policy)
         }
     }
 }
