@@ -4,6 +4,9 @@
 //! Dovecot mailbox and Dovecot's submission service. Each step takes a
 //! screenshot into `target/web-screenshots/` (CI keeps them).
 //!
+//! The provider sign-in runs the application over PostgreSQL when
+//! `scripts/postgres.sh start` runs it (CI), the rest over SQLite.
+//!
 //! Skipped, saying so, without chromedriver, Dovecot or the submission
 //! service, unless POP3_REQUIRE_BROWSER / POP3_REQUIRE_DOVECOT /
 //! POP3_REQUIRE_SUBMISSION (CI) make that a failure.
@@ -72,6 +75,9 @@ struct Web {
     users: Vec<(String, String)>,
     /// The demo's own mailbox: (e-mail, host:port, user, password).
     demo_mailbox: (String, String, String, String),
+    /// The demo's SMTP server (implicit TLS; it refuses messages over
+    /// 100 KB, as a provider's limit would).
+    smtp_port: String,
 }
 
 fn start_web(ca_file: &Path, extra: &[String]) -> Web {
@@ -90,6 +96,7 @@ fn start_web(ca_file: &Path, extra: &[String]) -> Web {
         url: String::new(),
         users: Vec::new(),
         demo_mailbox: Default::default(),
+        smtp_port: String::new(),
     };
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
@@ -105,7 +112,10 @@ fn start_web(ca_file: &Path, extra: &[String]) -> Web {
                     password.to_string(),
                 );
             }
-            ["smtp:", _] => break,
+            ["smtp:", addr] => {
+                web.smtp_port = addr.rsplit(':').next().unwrap_or("").to_owned();
+                break;
+            }
             _ => {}
         }
     }
@@ -492,12 +502,12 @@ async fn the_pop3_screens_in_a_real_browser() {
         demo_port,
         &demo_user,
         &demo_password,
-        None,
+        Some(("127.0.0.1", &web.smtp_port, None, None)),
         "never",
     )
     .await;
-    // "Same credentials" and no server known for the domain: no outgoing
-    // server for this one.
+    // The demo's outgoing server with the same credentials, over TLS.
+    toggle(&c, "#outgoing_ssl").await;
     click(&c, "#add-account").await;
     assert_eq!(
         attr(&c, "tr[data-mailbox='demo']", "data-active")
@@ -532,6 +542,24 @@ async fn the_pop3_screens_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // A message over the demo server's limit: refused, the kind and the
+    // server's words shown.
+    c.goto(&format!("{base}/compose")).await.unwrap();
+    fill(&c, "to", "someone@example.org").await;
+    fill(&c, "subject", "too big").await;
+    c.execute(
+        "document.getElementById('body').value = 'x'.repeat(150000);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "#send").await;
+    let refusal = text(&c, ".notice.bad").await;
+    assert!(
+        refusal.contains("too-big") && refusal.contains("552"),
+        "{refusal}"
+    );
+    shot(&c, "06a-send-refused").await;
     c.goto(&format!("{base}/settings/email/pop3"))
         .await
         .unwrap();
@@ -686,10 +714,12 @@ async fn sign_in_with_a_provider_through_the_applications_redirect() {
         provider.auth_url(),
         provider.token_url()
     );
-    let web = start_web(
-        Path::new(env.get("ca_file")),
-        &["--oauth-custom".to_owned(), custom],
-    );
+    // This one on PostgreSQL, when it runs (scripts/postgres.sh start).
+    let mut extra = vec!["--oauth-custom".to_owned(), custom];
+    if let Some(url) = pop3_client::testing::postgres_database().await {
+        extra.extend(["--db".to_owned(), url]);
+    }
+    let web = start_web(Path::new(env.get("ca_file")), &extra);
     let base = web.url.clone();
     let c = browser(port, "en").await;
     c.goto(&format!("{base}/login")).await.unwrap();

@@ -3,7 +3,7 @@
 //! contacts and leads.
 
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
-use pop3_client::testing::smtp::{SmtpTestServer, SmtpTestServerConfig};
+use pop3_client::testing::smtp::{SmtpFault, SmtpTestServer, SmtpTestServerConfig};
 use pop3_client::testing::{GmailMode, TestServer, TestServerConfig};
 
 use crate::data::{random_hex, Crm};
@@ -71,10 +71,12 @@ pub(crate) async fn start(crm: &Crm) -> std::io::Result<Demo> {
             server,
         ));
     }
+    // A provider's sending limit, to show what a refusal looks like.
     let smtp = SmtpTestServer::start(SmtpTestServerConfig {
         user: "ana@demo.test".to_owned(),
         password: password.to_owned(),
         implicit_tls: true,
+        fault: SmtpFault::SizeLimit(100_000),
         ..SmtpTestServerConfig::default()
     })?;
     let mut pem = String::new();
