@@ -75,8 +75,9 @@ struct Cli {
     #[arg(long, required_unless_present = "db", conflicts_with = "db")]
     config: Option<PathBuf>,
     /// The database instead of a folder: sqlite:PATH or
-    /// postgres://USER:PASSWORD@HOST:PORT/DB (secrets sealed with the key
-    /// in POP3_DB_KEY).
+    /// postgres://USER@HOST:PORT/DB, its password from PGPASSWORD or
+    /// ~/.pgpass (in the URL, `ps` would show it); secrets sealed with the
+    /// key in POP3_DB_KEY.
     #[arg(long)]
     db: Option<String>,
     #[command(subcommand)]
@@ -657,7 +658,8 @@ fn list(place: &Place) -> Result<(), Error> {
 
 fn verify(place: &Place, name: &str) -> Result<(), Failure> {
     let mut account = place.account(name)?;
-    attach_tokens(&mut account, place.tokens(name), None)?;
+    let tokens = place.tokens(&account);
+    attach_tokens(&mut account, tokens, None)?;
     let show = |prefix: &str, steps: &[Step]| {
         for step in steps {
             let stage = match step.stage {
@@ -770,7 +772,8 @@ fn sync(place: &Place, name: Option<String>, maildir: Option<PathBuf>) -> Result
     };
     let mut account = place.account(&name)?;
     account.validate()?;
-    attach_tokens(&mut account, place.tokens(&name), None)?;
+    let tokens = place.tokens(&account);
+    attach_tokens(&mut account, tokens, None)?;
     let maildir = maildir.unwrap_or_else(|| dir.join(&name).join("Maildir"));
     let mut sink = MaildirSink::create(&maildir)
         .map_err(|e| config_error(format!("cannot use the Maildir {}: {e}", maildir.display())))?;

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pop3_client::account::Account;
+use pop3_client::account::{Account, Credential};
 use pop3_client::sql::{AccountStoreError, DbKey, SqlStore, DB_KEY_ENV};
-use pop3_client::Error;
+use pop3_client::{Error, Secret};
 
 use crate::settings::{self, config_error, owner_of, AccountTokens, Settings, DEFAULT_OWNER};
 
@@ -87,26 +87,51 @@ pub struct DbTokens {
 }
 
 impl DbTokens {
-    /// Writes `token` as `name`'s refresh token.
-    pub fn save(&self, name: &str, token: &pop3_client::Secret) -> std::io::Result<()> {
+    /// Writes `token` as `name`'s refresh token in place of `stored`, the
+    /// one the database held when this source read it, and makes `token`
+    /// the stored one. When the mailbox was signed in again (or given new
+    /// settings) meanwhile, nothing is written: the newer sign-in stands,
+    /// and the refresh fails with a storage error that says so.
+    pub fn save(
+        &self,
+        name: &str,
+        stored: &std::sync::Mutex<Secret>,
+        token: &Secret,
+    ) -> std::io::Result<()> {
         let io = |e: AccountStoreError| std::io::Error::other(e.to_string());
+        let expected = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.handle.block_on(async {
-            let mut record = self
+            let record = self
                 .store
                 .account(name, self.key.as_ref())
                 .await
                 .map_err(io)?;
-            record.account.incoming.credential = record
-                .account
-                .incoming
-                .credential
-                .with_secret(token.clone());
+            let signed_in_again = match &record.account.incoming.credential {
+                Credential::OAuth2(grant) => grant.refresh_token.expose() != expected.expose(),
+                _ => true,
+            };
+            if signed_in_again {
+                return Err(io(AccountStoreError::Changed(name.to_owned())));
+            }
+            let mut account = record.account;
+            account.incoming.credential = account.incoming.credential.with_secret(token.clone());
             self.store
-                .save_secrets(&record.account, self.key.as_ref())
+                .save_secrets(&account, self.key.as_ref(), record.version)
                 .await
                 .map_err(io)
-        })
+        })?;
+        *stored.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
+        Ok(())
     }
+}
+
+/// The refresh token `account` holds now (empty when it signs in with a
+/// password: then no token is ever saved).
+pub fn stored_refresh_token(account: &Account) -> std::sync::Mutex<Secret> {
+    std::sync::Mutex::new(match &account.incoming.credential {
+        Credential::OAuth2(grant) => grant.refresh_token.clone(),
+        _ => Secret::from(""),
+    })
 }
 
 /// One mailbox as a list shows it.
@@ -291,17 +316,18 @@ impl Place {
         }
     }
 
-    /// Where the rotated refresh token of the saved account `name` goes.
-    pub fn tokens(&self, name: &str) -> AccountTokens {
+    /// Where the rotated refresh token of `account`, as saved, goes.
+    pub fn tokens(&self, account: &Account) -> AccountTokens {
         match self {
-            Self::Dir(dir) => settings::saved_tokens(dir, name),
+            Self::Dir(dir) => settings::saved_tokens(dir, &account.name),
             Self::Db(db) => AccountTokens::Database {
                 tokens: Arc::new(DbTokens {
                     store: db.store.clone(),
                     key: db.key.clone(),
                     handle: db.runtime.handle().clone(),
                 }),
-                name: name.to_owned(),
+                name: account.name.clone(),
+                stored: stored_refresh_token(account),
             },
         }
     }
@@ -334,6 +360,7 @@ pub fn prepare_tokens(
         let store = AccountTokens::Database {
             tokens: Arc::clone(&tokens),
             name: account.name.clone(),
+            stored: stored_refresh_token(account),
         };
         settings::attach_tokens(account, store, None)
     })

@@ -51,7 +51,8 @@ struct Cli {
     #[arg(long, required_unless_present = "db", conflicts_with = "db")]
     config: Option<PathBuf>,
     /// The database (as `account --db URL` writes it): sqlite:PATH or
-    /// postgres://USER:PASSWORD@HOST:PORT/DB.
+    /// postgres://USER@HOST:PORT/DB, its password from PGPASSWORD or
+    /// ~/.pgpass (in the URL, `ps` would show it).
     #[arg(long)]
     db: Option<String>,
     /// With --db: seconds a worker's lease on a mailbox lasts (renewed

@@ -63,6 +63,10 @@ pub enum AccountTokens {
         tokens: std::sync::Arc<crate::database::DbTokens>,
         /// The account.
         name: String,
+        /// The refresh token the database holds, as far as this source
+        /// knows: a rotated one replaces it only if the mailbox was not
+        /// signed in again meanwhile.
+        stored: std::sync::Mutex<Secret>,
     },
 }
 
@@ -73,7 +77,11 @@ impl TokenStore for AccountTokens {
                 *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
                 Ok(())
             }
-            Self::Database { tokens, name } => tokens.save(name, token),
+            Self::Database {
+                tokens,
+                name,
+                stored,
+            } => tokens.save(name, stored, token),
             Self::Saved { dir, name } => {
                 let io = |e: Error| std::io::Error::other(e.to_string());
                 // Several mailboxes' tokens rotate at once in a poller: one

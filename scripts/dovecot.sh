@@ -9,6 +9,9 @@
 #                                replace what USER's Maildir holds by N new messages
 #                                (sizes varied up to ~50 KB, or SIZE bytes each), so
 #                                tests that empty a mailbox can restore it
+#   scripts/dovecot.sh set-password USER PASSWORD
+#                                change USER's password on the server (the users file
+#                                replaced at once; Dovecot reads it again at the next login)
 #
 # `start` writes $POP3_DOVECOT_DIR/env, which the tests read: ports, users,
 # CA file, Maildirs. Ports: $POP3_DOVECOT_PLAIN_PORT (default 1110, plain +
@@ -19,6 +22,8 @@
 #   pop3sync  / "s3cret-pass"  300 messages (8-bit, dot-led lines, up to ~50 KB), refilled
 #                              by the sync tests with `fill`
 #   pop3bench / "s3cret-pass"  empty; scripts/vs-mpop.sh fills it
+#   pop3pw    / "s3cret-pass"  a few messages; the web test changes its password with
+#                              `set-password` (a password changed at the provider)
 #   pop3many000 ... / "s3cret-pass"  $POP3_DOVECOT_MANY (default 160) empty mailboxes for
 #                              the many-mailboxes scenarios and benchmarks (mail is dropped
 #                              into their Maildirs' new/ by the tests)
@@ -100,12 +105,29 @@ fill() {
     chown -R dovecot:dovecot "$home"
 }
 
+set_password() {
+    local user=${1:-} password=${2:-}
+    if [ -z "$user" ] || [ -z "$password" ] || [[ "$password" == *:* ]]; then
+        echo "usage: $0 set-password USER PASSWORD (no colon in it)" >&2
+        exit 2
+    fi
+    if ! grep -q "^$user:" "$DIR/users" 2>/dev/null; then
+        echo "dovecot: no user $user under $DIR (scripts/dovecot.sh start first)" >&2
+        exit 1
+    fi
+    # A new file renamed over the old: a login never reads half of it.
+    awk -F: -v OFS=: -v user="$user" -v password="$password" \
+        '$1 == user { $2 = "{PLAIN}" password } { print }' "$DIR/users" > "$DIR/users.new"
+    chmod 0644 "$DIR/users.new"
+    mv -f "$DIR/users.new" "$DIR/users"
+}
+
 start() {
     install
     stop >/dev/null 2>&1 || true
     rm -rf "$DIR"
     mkdir -p "$DIR/run" "$DIR/state" "$DIR/home/pop3test" "$DIR/home/pop3big" \
-        "$DIR/home/pop3sync" "$DIR/home/pop3bench"
+        "$DIR/home/pop3sync" "$DIR/home/pop3bench" "$DIR/home/pop3pw"
     local uid gid
     uid=$(id -u dovecot)
     gid=$(id -g dovecot)
@@ -117,11 +139,13 @@ start() {
     if [ "${POP3_DOVECOT_BIG:-1}" = 1 ]; then corpus "$DIR/home/pop3big/Maildir" big; fi
     fill_maildir "$DIR/home/pop3sync/Maildir" "$SYNC_COUNT"
     fill_maildir "$DIR/home/pop3bench/Maildir" 0
+    fill_maildir "$DIR/home/pop3pw/Maildir" 3
     cat > "$DIR/users" <<USERS
 pop3test:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3test
 pop3big:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3big
 pop3sync:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3sync
 pop3bench:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3bench
+pop3pw:{PLAIN}$PASSWORD:$uid:$gid::$DIR/home/pop3pw
 USERS
     local i
     for i in $(seq 0 $((MANY - 1))); do
@@ -208,6 +232,7 @@ sync_maildir=$DIR/home/pop3sync/Maildir
 sync_count=$SYNC_COUNT
 bench_user=pop3bench
 bench_maildir=$DIR/home/pop3bench/Maildir
+password_change_user=pop3pw
 many_users=$MANY
 many_prefix=pop3many
 many_home=$DIR/home
@@ -234,5 +259,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     fill) shift; fill "$@" ;;
-    *) echo "usage: $0 install|start|stop|fill USER N [SIZE]" >&2; exit 2 ;;
+    set-password) shift; set_password "$@" ;;
+    *) echo "usage: $0 install|start|stop|fill USER N [SIZE]|set-password USER PASSWORD" >&2; exit 2 ;;
 esac

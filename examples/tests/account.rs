@@ -447,3 +447,71 @@ fn oauth2_sign_in_in_a_browser_and_on_a_device_then_syncs_keep_the_rotated_token
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A refresh token rotated under a grant the user has since replaced (signed
+/// in again while a poll was refreshing) is not written over the new one:
+/// the new sign-in stands and the refresh fails saying why. Without a race,
+/// a rotated token is written and the next one replaces it in turn.
+#[test]
+fn a_token_rotated_under_an_older_sign_in_does_not_replace_the_newer_one() {
+    use pop3_client::account::{Account, Credential, OAuth2Grant};
+    use pop3_client::oauth::OAuthProvider;
+    use pop3_client::sql::{DbKey, SqlStore};
+    use pop3_examples::database::{stored_refresh_token, DbTokens};
+
+    let grant = |refresh: &str| {
+        Credential::OAuth2(OAuth2Grant::new(
+            OAuthProvider::Google,
+            "client-id",
+            refresh.into(),
+        ))
+    };
+    let refresh_token_in = |store: &SqlStore, key: &DbKey, runtime: &tokio::runtime::Runtime| {
+        let record = runtime.block_on(store.account("work", Some(key))).unwrap();
+        match &record.account.incoming.credential {
+            Credential::OAuth2(grant) => grant.refresh_token.expose().to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = DbKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let store = runtime
+        .block_on(SqlStore::open(&dir.path().join("mail.db")))
+        .unwrap();
+    let polled = Account::for_email("work", "someone@gmail.com", grant("first")).unwrap();
+    runtime
+        .block_on(store.add_account(&polled, "alice", Some(&key)))
+        .unwrap();
+    let tokens = DbTokens {
+        store: store.clone(),
+        key: Some(key.clone()),
+        handle: runtime.handle().clone(),
+    };
+
+    // The poll read "first"; the user signs in again ("second") before the
+    // poll's refresh rotates "first" into "rotated".
+    let stored = stored_refresh_token(&polled);
+    let signed_in_again = Account::for_email("work", "someone@gmail.com", grant("second")).unwrap();
+    runtime
+        .block_on(store.update_account(&signed_in_again, Some(&key)))
+        .unwrap();
+    let refused = tokens.save("work", &stored, &"rotated".into()).unwrap_err();
+    assert!(
+        refused.to_string().contains("changed meanwhile"),
+        "{refused}"
+    );
+    assert_eq!(refresh_token_in(&store, &key, &runtime), "second");
+
+    // A poll under the new sign-in: each rotation is written and becomes
+    // the one the next replaces.
+    let stored = stored_refresh_token(&signed_in_again);
+    tokens.save("work", &stored, &"third".into()).unwrap();
+    assert_eq!(refresh_token_in(&store, &key, &runtime), "third");
+    tokens.save("work", &stored, &"fourth".into()).unwrap();
+    assert_eq!(refresh_token_in(&store, &key, &runtime), "fourth");
+}

@@ -33,7 +33,10 @@ const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 struct Setup {
     dovecot: InteropServer,
+    /// The database's URL without its password, which the processes get
+    /// from `PGPASSWORD` (so `ps` never shows it).
     db: String,
+    db_password: String,
     runtime: tokio::runtime::Runtime,
     store: pop3_client::sql::SqlStore,
 }
@@ -53,12 +56,23 @@ fn setup() -> Option<Setup> {
     let store = runtime
         .block_on(pop3_client::sql::SqlStore::connect(&db))
         .unwrap();
+    let (db, db_password) = without_password(&db);
     Some(Setup {
         dovecot,
         db,
+        db_password,
         runtime,
         store,
     })
+}
+
+/// `postgres://USER:PASSWORD@HOST...` as `postgres://USER@HOST...` and
+/// the password.
+fn without_password(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user_info, host) = rest.split_once('@').unwrap();
+    let (user, password) = user_info.split_once(':').unwrap();
+    (format!("{scheme}://{user}@{host}"), password.to_owned())
 }
 
 fn binary(name: &str) -> PathBuf {
@@ -138,6 +152,7 @@ impl Setup {
         let mut command = Command::new(binary("account"));
         command
             .args(["--db", &self.db])
+            .env("PGPASSWORD", &self.db_password)
             .env("POP3_DB_KEY", KEY)
             .env("PW", self.dovecot.get("password"));
         command
@@ -197,6 +212,7 @@ impl Setup {
         command
             .args(["--db", &self.db, "--worker-id", worker])
             .args(extra)
+            .env("PGPASSWORD", &self.db_password)
             .env("POP3_DB_KEY", KEY);
         command
     }

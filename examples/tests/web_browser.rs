@@ -297,6 +297,17 @@ async fn wait_health(c: &Client, base: &str, name: &str, want: &str) {
     }
 }
 
+/// Changes `user`'s password at the Dovecot server (its users file).
+fn set_dovecot_password(dovecot: &InteropServer, user: &str, password: &str) {
+    let status = Command::new("bash")
+        .arg(dovecot.get("fill_script"))
+        .args(["set-password", user, password])
+        .env("POP3_DOVECOT_DIR", &dovecot.dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Drops a message with `message_id` into a Dovecot Maildir.
 fn drop_mail(maildir: &Path, n: usize, message_id: &str) {
     let owner = std::fs::metadata(maildir).unwrap();
@@ -590,6 +601,54 @@ async fn the_pop3_screens_in_a_real_browser() {
     assert_eq!(text(&c, "#sharing").await, "Every user");
     shot(&c, "06b-sharing-fixed").await;
 
+    // An address at a provider the library knows fills the servers from
+    // its preset (asked of the application, so any preset, here Zoho's
+    // European data centre).
+    c.goto(&format!("{base}/settings/email/pop3/new"))
+        .await
+        .unwrap();
+    fill(&c, "email", "someone@zoho.eu").await;
+    fill(&c, "account_name", "zoho").await;
+    let start = Instant::now();
+    loop {
+        let value = |id: &'static str| {
+            let c = c.clone();
+            async move {
+                c.find(Locator::Id(id))
+                    .await
+                    .unwrap()
+                    .prop("value")
+                    .await
+                    .unwrap()
+                    .unwrap_or_default()
+            }
+        };
+        let filled = (
+            value("incoming_server").await,
+            value("port").await,
+            value("outgoing_server").await,
+            value("username").await,
+        );
+        if filled.0 == "pop.zoho.eu" {
+            assert_eq!(
+                filled,
+                (
+                    "pop.zoho.eu".to_owned(),
+                    "995".to_owned(),
+                    "smtp.zoho.eu".to_owned(),
+                    "someone@zoho.eu".to_owned()
+                )
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the preset never filled the form: {filled:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(&c, "06c-preset-filled").await;
+
     // Gmail's recent: with deletion after retrieval: refused at the field.
     fill_add_form(
         &c,
@@ -668,6 +727,51 @@ async fn the_pop3_screens_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The password changed at the provider and not here (the FAQ: nothing
+    // arrives until both sides agree): the poller is refused, the mailbox
+    // pauses and its row says what to do; given the new password here, it
+    // flows again.
+    let pw_user = dovecot.get("password_change_user");
+    set_dovecot_password(&dovecot, pw_user, dovecot.get("password"));
+    fill_add_form(
+        &c,
+        &base,
+        "changed",
+        "pw@localhost",
+        "127.0.0.1",
+        pop3_port,
+        pw_user,
+        dovecot.get("password"),
+        Some(outgoing),
+        "never",
+    )
+    .await;
+    click(&c, "#add-account").await;
+    click(&c, "button[data-activate='changed']").await;
+    wait_health(&c, &base, "changed", "ok").await;
+    let new_password = format!("changed-{stamp}");
+    set_dovecot_password(&dovecot, pw_user, &new_password);
+    wait_health(&c, &base, "changed", "paused").await;
+    let row = text(&c, "tr[data-mailbox='changed'] .health").await;
+    assert!(row.contains("Paused"), "{row}");
+    assert_eq!(
+        text(&c, "tr[data-mailbox='changed'] .remedy").await,
+        "What to do: Check the user name and password.",
+        "{row}"
+    );
+    shot(&c, "09b-paused-with-remedy").await;
+    c.goto(&format!("{base}/settings/email/pop3/changed"))
+        .await
+        .unwrap();
+    fill(&c, "password", &new_password).await;
+    click(&c, "form[data-side='incoming'] button").await;
+    assert!(text(&c, ".notice.ok")
+        .await
+        .contains("changed and verified"));
+    wait_health(&c, &base, "changed", "ok").await;
+    assert!(!exists(&c, "tr[data-mailbox='changed'] .remedy").await);
+    set_dovecot_password(&dovecot, pw_user, dovecot.get("password"));
     c.close().await.unwrap();
 
     // The same pages in Portuguese, by the browser's language.

@@ -55,6 +55,7 @@ pub(crate) fn router(app: Shared) -> Router {
         .route("/logout", post(logout))
         .route("/settings/email/pop3", get(mailboxes))
         .route("/settings/email/pop3/new", get(new_form).post(add))
+        .route("/presets", get(preset))
         .route("/settings/email/pop3/oauth/start", post(oauth_start))
         .route("/oauth/callback", get(oauth_callback))
         .route("/settings/email/pop3/{name}", get(edit_page))
@@ -211,9 +212,15 @@ async fn owned(
         .collect())
 }
 
-fn health_words(lang: Lang, health: Option<&MailboxHealth>) -> (String, &'static str) {
+/// A mailbox's health in words: its state, the last error's own words
+/// and, apart, what to do about it (when something is); and the state's
+/// name for `data-health`.
+fn health_words(
+    lang: Lang,
+    health: Option<&MailboxHealth>,
+) -> (String, Option<String>, &'static str) {
     let Some(health) = health else {
-        return (lang.t("health_never").to_owned(), "never");
+        return (lang.t("health_never").to_owned(), None, "never");
     };
     let state = health.state();
     let key = match state {
@@ -223,13 +230,19 @@ fn health_words(lang: Lang, health: Option<&MailboxHealth>) -> (String, &'static
         HealthState::Paused => "health_paused",
     };
     let mut words = lang.t(key).to_owned();
+    let mut remedy = None;
     if matches!(state, HealthState::Failing | HealthState::Paused) {
         if let Some((_, text)) = &health.health.last_error {
             words.push_str(": ");
             words.push_str(text);
         }
+        remedy = health
+            .health
+            .remedy
+            .as_ref()
+            .map(|r| format!("{}: {}", lang.t("remedy"), remedy_words(lang, r)));
     }
-    (words, state.as_str())
+    (words, remedy, state.as_str())
 }
 
 async fn mailboxes(State(app): State<Shared>, headers: HeaderMap) -> Response {
@@ -257,14 +270,17 @@ async fn mailboxes(State(app): State<Shared>, headers: HeaderMap) -> Response {
                     } }
                     tbody {
                         @for (record, health) in &owned {
-                            @let (words, state) = health_words(lang, health.as_ref());
+                            @let (words, remedy, state) = health_words(lang, health.as_ref());
                             @let name = &record.account.name;
                             tr data-mailbox=(name) data-active=(record.active) data-health=(state) {
                                 td { a href=(format!("/settings/email/pop3/{name}")) { (name) } }
                                 td { (record.account.email) }
                                 td { (record.account.incoming.host) ":" (record.account.incoming.port) }
                                 td { (health.as_ref().and_then(|h| h.health.last_success).map(pop3_examples::utc_time).unwrap_or_else(|| "-".into())) }
-                                td.health { (words) }
+                                td.health {
+                                    (words)
+                                    @if let Some(remedy) = remedy { p.remedy { (remedy) } }
+                                }
                                 td { @if record.active { (lang.t("active")) } @else {
                                     form method="post" action=(format!("/settings/email/pop3/{name}/activate")) class="inline" {
                                         input type="hidden" name="csrf" value=(user.csrf);
@@ -424,21 +440,58 @@ fn add_markup(
     )
 }
 
+/// The form's behaviour with JavaScript on. The presets come from the
+/// library (`/presets`), so the browser knows every provider it knows.
 const FORM_SCRIPT: &str = r#"
 (function(){
   var same=document.getElementById('same_outgoing'),out=document.getElementById('outgoing-credentials');
   function sync(){ out.style.display = same.checked ? 'none' : ''; }
   same.addEventListener('change', sync); sync();
-  var presets={'gmail.com':['pop.gmail.com','995','smtp.gmail.com','465'],'outlook.com':['outlook.office365.com','995','smtp.office365.com','587'],'hotmail.com':['outlook.office365.com','995','smtp.office365.com','587'],'yahoo.com':['pop.mail.yahoo.com','995','smtp.mail.yahoo.com','465']};
-  document.getElementById('email').addEventListener('change', function(e){
-    var d=(e.target.value.split('@')[1]||'').toLowerCase(), p=presets[d];
-    if(!p) return;
-    var s=document.getElementById('incoming_server');
-    if(!s.value){ s.value=p[0]; document.getElementById('port').value=p[1]; document.getElementById('ssl').checked=true; }
-    var u=document.getElementById('username'); if(!u.value) u.value=e.target.value;
+  function byId(id){ return document.getElementById(id); }
+  byId('email').addEventListener('change', function(e){
+    var email=e.target.value;
+    fetch('/presets?email='+encodeURIComponent(email)).then(function(r){ return r.ok ? r.json() : null; }).then(function(p){
+      if(!p) return;
+      var s=byId('incoming_server');
+      if(!s.value){ s.value=p.incoming_server; byId('port').value=p.port; byId('ssl').checked=p.ssl; }
+      var o=byId('outgoing_server');
+      if(o && !o.value){ o.value=p.outgoing_server; byId('outgoing_port').value=p.outgoing_port; byId('outgoing_ssl').checked=p.outgoing_ssl; }
+      var u=byId('username'); if(!u.value) u.value=email;
+    });
   });
 })();
 "#;
+
+/// The library's preset for an address's provider as JSON (the form's
+/// script fills the servers from it); 404 when it has none or refuses the
+/// provider (the form's own check then says why).
+async fn preset(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = signed_in(&app, &headers).await {
+        return r;
+    }
+    let email = query.get("email").map(String::as_str).unwrap_or("");
+    let Ok(Some(preset)) = pop3_client::account::Preset::for_email(email) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let json = serde_json::json!({
+        "provider": preset.provider,
+        "incoming_server": preset.pop.0,
+        "port": preset.pop.1,
+        "ssl": preset.pop.2 == Security::Tls,
+        "outgoing_server": preset.smtp.0,
+        "outgoing_port": preset.smtp.1,
+        "outgoing_ssl": preset.smtp.2 == Security::Tls,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
+}
 
 /// The form's field for a library settings field (`incoming.port`).
 fn form_field(setting: &str) -> &'static str {

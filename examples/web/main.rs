@@ -44,8 +44,9 @@ struct Cli {
     /// Where to listen (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// The database: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB
-    /// (default sqlite:web.db; with --demo a fresh one).
+    /// The database: sqlite:PATH or postgres://USER@HOST:PORT/DB with its
+    /// password in PGPASSWORD or ~/.pgpass (default sqlite:web.db; with
+    /// --demo a fresh one).
     #[arg(long)]
     db: Option<String>,
     /// A PEM file of an authority trusted for every mailbox.

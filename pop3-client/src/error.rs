@@ -279,6 +279,73 @@ pub enum Remedy {
     },
 }
 
+impl Remedy {
+    /// A stable one-line text form, for a store to keep beside an error's
+    /// kind (a mailbox's health in a database): `check-password`,
+    /// `create-app-password`, `enable-pop`, `sign-in-with-oauth2`,
+    /// `sign-in-again`, `ask-admin-to-enable-smtp-auth`, `choose-region
+    /// HOST,HOST...`, `trust-certificate FINGERPRINT`, `wait-until [SECS]`,
+    /// `use-security tls|starttls|plain`. [`Remedy::from_text`] reads it.
+    pub fn to_text(&self) -> String {
+        match self {
+            Self::CheckPassword => "check-password".into(),
+            Self::CreateAppPassword => "create-app-password".into(),
+            Self::EnablePop => "enable-pop".into(),
+            Self::SignInWithOAuth2 => "sign-in-with-oauth2".into(),
+            Self::SignInAgain => "sign-in-again".into(),
+            Self::AskAdminToEnableSmtpAuth => "ask-admin-to-enable-smtp-auth".into(),
+            Self::ChooseRegion { hosts } => format!("choose-region {}", hosts.join(",")),
+            Self::TrustCertificate { fingerprint } => format!("trust-certificate {fingerprint}"),
+            Self::WaitUntil { seconds: None } => "wait-until".into(),
+            Self::WaitUntil {
+                seconds: Some(seconds),
+            } => format!("wait-until {seconds}"),
+            Self::UseSecurity { security } => format!("use-security {}", security.as_str()),
+        }
+    }
+
+    /// Reads [`Remedy::to_text`]'s form; `None` for anything else (a form
+    /// a later version wrote, a region list no preset has).
+    pub fn from_text(text: &str) -> Option<Self> {
+        let (name, argument) = match text.split_once(' ') {
+            Some((name, argument)) => (name, Some(argument)),
+            None => (text, None),
+        };
+        Some(match (name, argument) {
+            ("check-password", None) => Self::CheckPassword,
+            ("create-app-password", None) => Self::CreateAppPassword,
+            ("enable-pop", None) => Self::EnablePop,
+            ("sign-in-with-oauth2", None) => Self::SignInWithOAuth2,
+            ("sign-in-again", None) => Self::SignInAgain,
+            ("ask-admin-to-enable-smtp-auth", None) => Self::AskAdminToEnableSmtpAuth,
+            ("choose-region", Some(hosts)) => Self::ChooseRegion {
+                hosts: crate::account::Preset::regions_named(hosts)?,
+            },
+            ("trust-certificate", Some(fingerprint))
+                if !fingerprint.is_empty() && !fingerprint.contains(char::is_whitespace) =>
+            {
+                Self::TrustCertificate {
+                    fingerprint: fingerprint.to_owned(),
+                }
+            }
+            ("wait-until", None) => Self::WaitUntil { seconds: None },
+            // Digits only, no leading zero: one text per number.
+            ("wait-until", Some(seconds))
+                if seconds.bytes().all(|b| b.is_ascii_digit())
+                    && (seconds == "0" || !seconds.starts_with('0')) =>
+            {
+                Self::WaitUntil {
+                    seconds: Some(seconds.parse().ok()?),
+                }
+            }
+            ("use-security", Some(name)) => Self::UseSecurity {
+                security: Security::from_name(name)?,
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// What went wrong, worded for the person who typed the settings.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -908,5 +975,69 @@ mod tests {
                 security: Security::Tls
             })
         );
+    }
+
+    fn any_remedy() -> impl proptest::strategy::Strategy<Value = Remedy> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Remedy::CheckPassword),
+            Just(Remedy::CreateAppPassword),
+            Just(Remedy::EnablePop),
+            Just(Remedy::SignInWithOAuth2),
+            Just(Remedy::SignInAgain),
+            Just(Remedy::AskAdminToEnableSmtpAuth),
+            Just(Remedy::ChooseRegion {
+                hosts: crate::account::Preset::for_email("a@zoho.eu")
+                    .unwrap()
+                    .unwrap()
+                    .regions
+            }),
+            "[0-9A-F:]{1,95}".prop_map(|fingerprint| Remedy::TrustCertificate { fingerprint }),
+            proptest::option::of(any::<u64>()).prop_map(|seconds| Remedy::WaitUntil { seconds }),
+            prop_oneof![
+                Just(Security::Tls),
+                Just(Security::StartTls),
+                Just(Security::Plain)
+            ]
+            .prop_map(|security| Remedy::UseSecurity { security }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every remedy reads back from its text form as itself.
+        #[test]
+        fn a_remedy_reads_back_from_its_text(remedy in any_remedy()) {
+            proptest::prop_assert_eq!(Remedy::from_text(&remedy.to_text()), Some(remedy));
+        }
+
+        /// Any text reads as a remedy or as nothing, never a panic; what
+        /// reads writes back the same.
+        #[test]
+        fn any_text_reads_as_a_remedy_or_nothing(text in "\\PC{0,40}") {
+            if let Some(remedy) = Remedy::from_text(&text) {
+                proptest::prop_assert_eq!(remedy.to_text(), text);
+            }
+        }
+    }
+
+    #[test]
+    fn region_lists_read_back_only_when_a_preset_has_them() {
+        let zoho = crate::account::Preset::for_email("a@zoho.eu")
+            .unwrap()
+            .unwrap();
+        let text = Remedy::ChooseRegion {
+            hosts: zoho.regions,
+        }
+        .to_text();
+        assert!(text.starts_with("choose-region pop.zoho.com,"), "{text}");
+        assert_eq!(
+            Remedy::from_text(&text),
+            Some(Remedy::ChooseRegion {
+                hosts: zoho.regions
+            })
+        );
+        assert_eq!(Remedy::from_text("choose-region pop.example.com"), None);
+        assert_eq!(Remedy::from_text("wait-until soon"), None);
+        assert_eq!(Remedy::from_text("check-password now"), None);
     }
 }

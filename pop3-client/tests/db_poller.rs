@@ -137,6 +137,34 @@ async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) 
         after.account.incoming.credential.secret().expose(),
         "another-Secret-99"
     );
+    // Secrets saved for the settings read before that change are refused
+    // and the newer ones kept; saved for the current settings, they stand.
+    let mut stale = changed.account.clone();
+    stale.incoming.credential = Credential::password("stale-Secret-1");
+    assert!(matches!(
+        store.save_secrets(&stale, Some(&key), before).await,
+        Err(AccountStoreError::Changed(_))
+    ));
+    let kept = store.account("a1", Some(&key)).await.unwrap();
+    assert_eq!(
+        kept.account.incoming.credential.secret().expose(),
+        "another-Secret-99"
+    );
+    let mut rotated = kept.account.clone();
+    rotated.incoming.credential = Credential::password("another-Secret-99");
+    store
+        .save_secrets(&rotated, Some(&key), kept.version)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.account("a1", Some(&key)).await.unwrap().version,
+        kept.version,
+        "secrets alone are not a settings change"
+    );
+    assert!(matches!(
+        store.save_secrets(&a2, Some(&key), 1).await,
+        Err(AccountStoreError::NotFound(_))
+    ));
     // Settings altered in the database (its server changed behind the
     // application's back): the secrets refuse to open for them.
     sqlx::query("UPDATE accounts SET settings = REPLACE(settings, '127.0.0.1', '192.0.2.1') WHERE name = 'b1'")
@@ -187,7 +215,10 @@ async fn two_workers_store_each_message_once_and_a_wrong_password_pauses_alone(s
     store.add_account(&first, "o1", Some(&key)).await.unwrap();
     let second = account("two", &two, PASSWORD, dir.path());
     store.add_account(&second, "o2", Some(&key)).await.unwrap();
-    let wrong = account("bad", &bad, "wrong-password", dir.path());
+    let mut wrong = account("bad", &bad, "wrong-password", dir.path());
+    // At a provider with regions, where a refused login is most likely
+    // the wrong region: the remedy the account gives, not the error's.
+    wrong.email = "user@zoho.eu".into();
     store.add_account(&wrong, "o3", Some(&key)).await.unwrap();
     let worker = |name: &str| {
         let mut config = DbPollerConfig::new(name);
@@ -228,6 +259,13 @@ async fn two_workers_store_each_message_once_and_a_wrong_password_pauses_alone(s
     assert_eq!(
         paused.health.last_error.as_ref().unwrap().0,
         ErrorKind::Auth
+    );
+    assert!(
+        matches!(
+            paused.health.remedy,
+            Some(pop3_client::Remedy::ChooseRegion { hosts }) if hosts.contains(&"pop.zoho.eu")
+        ),
+        "{paused:?}"
     );
     // Paused: a continuous worker leaves it alone.
     assert!(store

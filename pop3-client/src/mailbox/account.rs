@@ -445,6 +445,17 @@ pub enum Prerequisite {
     ChooseRegion,
 }
 
+impl Preset {
+    /// The region list of a preset whose hosts, joined with commas, are
+    /// `hosts` (a stored [`Remedy::ChooseRegion`](crate::error::Remedy::ChooseRegion) read back).
+    pub fn regions_named(hosts: &str) -> Option<&'static [&'static str]> {
+        REGION_LISTS
+            .iter()
+            .copied()
+            .find(|regions| regions.join(",") == hosts)
+    }
+}
+
 const GMAIL: Preset = Preset {
     provider: "Gmail",
     pop: ("pop.gmail.com", 995, Security::Tls),
@@ -467,6 +478,8 @@ const ZOHO_REGIONS: &[&str] = &[
     "poppro.zoho.com.au",
     "poppro.zoho.jp",
 ];
+/// Every preset's region list (a provider with regions adds its own here).
+const REGION_LISTS: &[&[&str]] = &[ZOHO_REGIONS];
 const fn zoho(pop: &'static str, smtp: &'static str) -> Preset {
     Preset {
         provider: "Zoho Mail",

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Remedy};
 use crate::mailbox::sync::{StopSignal, SyncFailure, SyncReport};
 
 /// How the poller paces its mailboxes.
@@ -66,6 +66,12 @@ pub trait Mailbox: Send + Sync + 'static {
     /// with `stop` in its [`SyncOptions::stop`](crate::sync::SyncOptions::stop)
     /// so that a stopping poller's syncs end after their group, with QUIT.
     fn poll(&self, stop: &StopSignal) -> Result<SyncReport, SyncFailure>;
+
+    /// What the user can do about `error` from this mailbox (by default
+    /// what the error itself says; an account knows its provider too).
+    fn remedy(&self, error: &Error) -> Option<Remedy> {
+        error.remedy()
+    }
 }
 
 /// How a mailbox is doing, as data for a screen.
@@ -77,6 +83,9 @@ pub struct Health {
     /// The last failure's kind and words (kept after a success, for the
     /// record; `consecutive_failures` says whether it is current).
     pub last_error: Option<(ErrorKind, String)>,
+    /// What the user can do about the last failure, when the library
+    /// knows (kept with `last_error`).
+    pub remedy: Option<Remedy>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
     /// When the next sync may start; `None` while paused.
@@ -133,6 +142,7 @@ pub fn next_attempt(
         Err(error) => {
             health.consecutive_failures = health.consecutive_failures.saturating_add(1);
             health.last_error = Some((error.kind(), error.to_string()));
+            health.remedy = error.remedy();
             if needs_user(error) {
                 health.needs_user_action = true;
                 None
@@ -187,6 +197,10 @@ impl Mailbox for MaildirMailbox {
 
     fn host(&self) -> &str {
         &self.account.incoming.host
+    }
+
+    fn remedy(&self, error: &Error) -> Option<Remedy> {
+        self.account.remedy(error)
     }
 
     fn poll(&self, stop: &StopSignal) -> Result<SyncReport, SyncFailure> {
@@ -369,6 +383,11 @@ impl Poller {
             if begun {
                 let view = outcome.as_ref().map_err(|f| &f.error);
                 next_attempt(health, view, SystemTime::now(), &self.config, jitter);
+                if let Err(failure) = outcome {
+                    if let Some(mailbox) = self.mailboxes.iter().find(|m| m.name() == name) {
+                        health.remedy = mailbox.remedy(&failure.error);
+                    }
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::key::{DbKey, KeyError};
 use super::{io_error, now_ms, SqlStore};
 use crate::account::{Account, Credential, Outgoing};
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, Remedy};
 use crate::poller::Health;
 
 /// Why an account could not be stored or read.
@@ -27,6 +27,11 @@ pub enum AccountStoreError {
     /// No account has that name.
     #[error("there is no account named \"{0}\"")]
     NotFound(String),
+    /// The account's settings changed (a new password or sign-in, a
+    /// removal) since they were read: what was to be written for the
+    /// older settings was not, so the newer ones stand.
+    #[error("the settings of \"{0}\" changed meanwhile (a new password or sign-in); the newer settings are kept")]
+    Changed(String),
     /// A stored account that does not read back (written by another
     /// version, or altered).
     #[error("the stored settings of \"{0}\" are damaged: {1}")]
@@ -41,7 +46,7 @@ impl AccountStoreError {
     /// user mends (a key, a name), `storage` for the database.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Database(_) => ErrorKind::Storage,
+            Self::Database(_) | Self::Changed(_) => ErrorKind::Storage,
             _ => ErrorKind::Config,
         }
     }
@@ -289,21 +294,32 @@ impl SqlStore {
     }
 
     /// Replaces only a mailbox's secrets (a refresh token the provider
-    /// rotated): not a settings change.
+    /// rotated), if its settings are still at `version` (the
+    /// [`AccountRecord::version`] they were read at); not a settings change.
+    /// When a new password or sign-in was saved meanwhile, nothing is
+    /// written and the error is [`AccountStoreError::Changed`]: a token
+    /// rotated under the older grant must not replace the newer one.
     pub async fn save_secrets(
         &self,
         account: &Account,
         key: Option<&DbKey>,
+        version: i64,
     ) -> Result<(), AccountStoreError> {
         let secrets = seal(account, key)?;
-        let changed = sqlx::query("UPDATE accounts SET secrets = $1 WHERE name = $2")
-            .bind(secrets)
-            .bind(&account.name)
-            .execute(self.pool())
-            .await
-            .map_err(io_error)?;
+        let changed =
+            sqlx::query("UPDATE accounts SET secrets = $1 WHERE name = $2 AND version = $3")
+                .bind(secrets)
+                .bind(&account.name)
+                .bind(version)
+                .execute(self.pool())
+                .await
+                .map_err(io_error)?;
         if changed.rows_affected() == 0 {
-            return Err(AccountStoreError::NotFound(account.name.clone()));
+            // Removed, or changed: say which.
+            return Err(match self.account(&account.name, None).await {
+                Err(AccountStoreError::NotFound(name)) => AccountStoreError::NotFound(name),
+                _ => AccountStoreError::Changed(account.name.clone()),
+            });
         }
         Ok(())
     }
@@ -431,7 +447,8 @@ impl SqlStore {
     pub async fn health(&self) -> io::Result<Vec<MailboxHealth>> {
         let rows = sqlx::query(
             "SELECT a.name, a.owner, a.active, h.next_ms, h.needs_user, h.failures,
-                    h.last_success_ms, h.last_error_kind, h.last_error_text, h.last_new
+                    h.last_success_ms, h.last_error_kind, h.last_error_text,
+                    h.last_error_remedy, h.last_new
              FROM accounts a JOIN health h ON h.account = a.name ORDER BY a.name",
         )
         .fetch_all(self.pool())
@@ -443,6 +460,7 @@ impl SqlStore {
                 let needs_user = get_i64("needs_user")? != 0;
                 let kind: Option<String> = row.try_get("last_error_kind").map_err(io_error)?;
                 let text: Option<String> = row.try_get("last_error_text").map_err(io_error)?;
+                let remedy: Option<String> = row.try_get("last_error_remedy").map_err(io_error)?;
                 let health = Health {
                     last_success: ms_to_time(row.try_get("last_success_ms").map_err(io_error)?),
                     last_error: kind.map(|k| {
@@ -451,6 +469,7 @@ impl SqlStore {
                             text.unwrap_or_default(),
                         )
                     }),
+                    remedy: remedy.as_deref().and_then(Remedy::from_text),
                     consecutive_failures: u32::try_from(get_i64("failures")?).unwrap_or(u32::MAX),
                     next_attempt: if needs_user {
                         None

@@ -169,6 +169,13 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
         &["CREATE UNIQUE INDEX accounts_one_active ON accounts (owner) WHERE active = 1"],
         &["CREATE UNIQUE INDEX accounts_one_active ON accounts (owner) WHERE active = 1"],
     ),
+    (
+        5,
+        // What the user can do about the last failure (`Remedy::to_text`),
+        // for a screen to say in its own words.
+        &["ALTER TABLE health ADD COLUMN last_error_remedy TEXT"],
+        &["ALTER TABLE health ADD COLUMN last_error_remedy TEXT"],
+    ),
 ];
 
 pub(crate) fn io_error(e: sqlx::Error) -> io::Error {

@@ -147,6 +147,7 @@ impl SqlStore {
         fence: &Fence,
         version: Option<i64>,
         outcome: Result<&SyncReport, &Error>,
+        remedy: Option<crate::error::Remedy>,
         profile: Option<&crate::pop3::ServerProfile>,
         pacing: &PollerConfig,
     ) -> io::Result<()> {
@@ -206,8 +207,8 @@ impl SqlStore {
              WHERE account = $6"
         } else {
             "UPDATE health SET next_ms = $1, needs_user = $2, failures = $3,
-                 last_error_kind = $4, last_error_text = $5
-             WHERE account = $6"
+                 last_error_kind = $4, last_error_text = $5, last_error_remedy = $6
+             WHERE account = $7"
         };
         let query = sqlx::query(statement)
             .bind(next_ms)
@@ -218,7 +219,10 @@ impl SqlStore {
                 .bind(health.last_success.map(time_to_ms))
                 .bind(i64::try_from(health.last_new).unwrap_or(i64::MAX))
         } else {
-            query.bind(kind).bind(text)
+            query
+                .bind(kind)
+                .bind(text)
+                .bind(remedy.map(|r| r.to_text()))
         };
         query
             .bind(&fence.account)
@@ -507,7 +511,14 @@ impl DbPoller {
                     let error = Error::invalid_setting("account", e.to_string());
                     let recorded = this
                         .store
-                        .record_outcome(&fence, None, Err(&error), None, &this.config.pacing)
+                        .record_outcome(
+                            &fence,
+                            None,
+                            Err(&error),
+                            error.remedy(),
+                            None,
+                            &this.config.pacing,
+                        )
                         .await;
                     if recorded.is_err() {
                         let _ = this.store.release(&fence).await;
@@ -543,7 +554,14 @@ impl DbPoller {
             if let Err(error) = prepare(&mut account) {
                 let _ = self
                     .store
-                    .record_outcome(fence, Some(version), Err(&error), None, &self.config.pacing)
+                    .record_outcome(
+                        fence,
+                        Some(version),
+                        Err(&error),
+                        account.remedy(&error),
+                        None,
+                        &self.config.pacing,
+                    )
                     .await;
                 return Err(error);
             }
@@ -614,12 +632,14 @@ impl DbPoller {
             Err(failure) => failure.report.server_profile.clone(),
         };
         let result = result.map_err(|failure| failure.error);
+        let remedy = result.as_ref().err().and_then(|e| account.remedy(e));
         if let Err(e) = self
             .store
             .record_outcome(
                 fence,
                 Some(version),
                 result.as_ref(),
+                remedy,
                 profile.as_ref(),
                 &self.config.pacing,
             )
