@@ -10,6 +10,11 @@
 //! Skipped, saying so, without chromedriver, Dovecot or the submission
 //! service, unless POP3_REQUIRE_BROWSER / POP3_REQUIRE_DOVECOT /
 //! POP3_REQUIRE_SUBMISSION (CI) make that a failure.
+//!
+//! One test needs neither a browser nor an outside server (plain HTTP to
+//! `web --demo` and its own servers), so it always runs: forms without
+//! their CSRF token are refused, and no password reaches a page, the
+//! debug log or the database's bytes in clear.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -81,15 +86,23 @@ struct Web {
 }
 
 fn start_web(ca_file: &Path, extra: &[String]) -> Web {
-    let mut child = Command::new(pop3_examples::example_binary("web").unwrap())
+    let mut args = vec!["--ca-file".to_owned(), ca_file.display().to_string()];
+    args.extend_from_slice(extra);
+    start_web_logging(&args, None)
+}
+
+/// `web --demo` with `args`; with `log`, its debug log (stderr) goes there.
+fn start_web_logging(args: &[String], log: Option<std::fs::File>) -> Web {
+    let mut command = Command::new(pop3_examples::example_binary("web").unwrap());
+    command
         .args(["--demo", "--listen", "127.0.0.1:0", "--poll-interval", "2"])
-        .arg("--ca-file")
-        .arg(ca_file)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .args(args)
+        .stdout(Stdio::piped());
+    match log {
+        Some(file) => command.env("RUST_LOG", "debug").stderr(file),
+        None => command.stderr(Stdio::inherit()),
+    };
+    let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut web = Web {
         _process: Running(child),
@@ -98,7 +111,8 @@ fn start_web(ca_file: &Path, extra: &[String]) -> Web {
         demo_mailbox: Default::default(),
         smtp_port: String::new(),
     };
-    for line in BufReader::new(stdout).lines() {
+    let mut stdout = BufReader::new(stdout);
+    for line in (&mut stdout).lines() {
         let line = line.unwrap();
         let fields: Vec<&str> = line.split(' ').collect();
         match fields.as_slice() {
@@ -119,6 +133,10 @@ fn start_web(ca_file: &Path, extra: &[String]) -> Web {
             _ => {}
         }
     }
+    // Whatever it prints later is read, so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+    });
     assert!(
         !web.url.is_empty() && web.users.len() == 2,
         "the web application did not start"
@@ -879,4 +897,237 @@ async fn sign_in_with_a_provider_through_the_applications_redirect() {
     assert!(text(&c, "main").await.contains("Only the administrator"));
     assert!(!exists(&c, "#save-policy").await);
     c.close().await.unwrap();
+}
+
+/// One HTTP/1.1 exchange with the application (a connection each): the
+/// status, the headers and the body.
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept-Language: en\r\n"
+    );
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// What the page's hidden CSRF field holds.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Without a browser or an outside server (the demo's own POP3 and SMTP
+/// servers): every form posted without its CSRF token, or with another
+/// session's, is refused and changes nothing; and no password (the CRM
+/// user's, a mailbox's right one, a wrong one tried) reaches a page, the
+/// debug log or the database's bytes in clear, while the mailbox added
+/// with it works.
+#[test]
+fn forms_without_their_csrf_token_are_refused_and_no_secret_is_kept_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("web.db");
+    let log_path = dir.path().join("web.log");
+    let web = start_web_logging(
+        &["--db".to_owned(), format!("sqlite:{}", db.display())],
+        Some(std::fs::File::create(&log_path).unwrap()),
+    );
+    let base = web.url.clone();
+    let (login, user_password) = web.users[0].clone();
+    let (email, addr, mailbox_user, mailbox_password) = web.demo_mailbox.clone();
+    let (host, pop3_port) = addr.split_once(':').unwrap();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let wrong_password = format!("Wrong-Secret-{stamp}");
+
+    let sign_in = || {
+        let (status, head, _) = http(
+            &base,
+            "POST",
+            "/login",
+            None,
+            &[("login", &login), ("password", &user_password)],
+        );
+        assert_eq!(status, 303, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (_, _, page) = http(&base, "GET", "/settings/email/pop3/new", Some(&cookie), &[]);
+        (cookie.clone(), csrf_of(&page))
+    };
+    let (cookie, csrf) = sign_in();
+    let (other_cookie, other_csrf) = sign_in();
+    assert_ne!(csrf, other_csrf, "a token per session");
+    let _ = other_cookie;
+
+    let add_form = |password: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("account_name", "demo".to_owned()),
+            ("email", email.clone()),
+            ("incoming_server", host.to_owned()),
+            ("port", pop3_port.to_owned()),
+            ("ssl", "on".to_owned()),
+            ("username", mailbox_user.clone()),
+            ("password", password.to_owned()),
+            ("same_outgoing", "on".to_owned()),
+            ("outgoing_server", "127.0.0.1".to_owned()),
+            ("outgoing_port", web.smtp_port.clone()),
+            ("outgoing_ssl", "on".to_owned()),
+            ("delete_policy", "never".to_owned()),
+        ]
+    };
+    let post = |path: &str, fields: &[(&str, String)], token: Option<&str>| {
+        let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Some(token) = token {
+            form.push(("csrf", token));
+        }
+        http(&base, "POST", path, Some(&cookie), &form)
+    };
+    let listed = || {
+        let (status, _, page) = http(&base, "GET", "/settings/email/pop3", Some(&cookie), &[]);
+        assert_eq!(status, 200);
+        page
+    };
+
+    // Every form, without its token or with another session's: refused.
+    let right = add_form(&mailbox_password);
+    let password_form = vec![
+        ("side", "incoming".to_owned()),
+        ("password", "x".to_owned()),
+    ];
+    let lead_form = vec![("email", "someone@else.example".to_owned())];
+    let compose_form = vec![
+        ("to", "someone@example.org".to_owned()),
+        ("subject", "forged".to_owned()),
+        ("body", "forged".to_owned()),
+    ];
+    let policy_form = vec![("policy", "fixed-everyone".to_owned())];
+    let forms: Vec<(&str, &[(&str, String)])> = vec![
+        ("/settings/email/pop3/new", &right),
+        ("/settings/email/pop3/oauth/start", &[]),
+        ("/settings/email/pop3/demo/activate", &[]),
+        ("/settings/email/pop3/demo/password", &password_form),
+        ("/settings/email/pop3/demo/remove", &[]),
+        ("/leads/1", &lead_form),
+        ("/compose", &compose_form),
+        ("/admin", &policy_form),
+    ];
+    for (path, fields) in &forms {
+        for token in [None, Some(other_csrf.as_str()), Some("")] {
+            let (status, head, _) = post(path, fields, token);
+            assert_eq!(status, 403, "{path} with {token:?}: {head}");
+        }
+    }
+    assert!(!listed().contains("data-mailbox=\"demo\""), "nothing added");
+    // Signing out without the token leaves the session as it was.
+    let (status, _, _) = http(&base, "POST", "/logout", Some(&cookie), &[]);
+    assert_eq!(status, 303);
+    assert!(listed().contains("POP3 accounts"), "still signed in");
+
+    // A wrong password tried, then the right one: neither on any page.
+    let (status, _, page) = post(
+        "/settings/email/pop3/new",
+        &add_form(&wrong_password),
+        Some(&csrf),
+    );
+    assert_eq!(status, 422);
+    assert!(page.contains("aria-invalid=\"true\""), "refused at a field");
+    let (status, head, _) = post("/settings/email/pop3/new", &right, Some(&csrf));
+    assert_eq!(status, 303, "{head}");
+    let start = Instant::now();
+    while !listed().contains("data-health=\"ok\"") {
+        assert!(start.elapsed() < Duration::from_secs(60), "never polled");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut pages = vec![listed()];
+    for path in [
+        "/settings/email/pop3/demo",
+        "/settings/email/pop3/new",
+        "/inbox",
+        "/people",
+        "/compose",
+        "/admin",
+    ] {
+        let (status, _, page) = http(&base, "GET", path, Some(&cookie), &[]);
+        assert_eq!(status, 200, "{path}");
+        pages.push(page);
+    }
+    assert!(pages[3].contains("data-message-id"), "the mail arrived");
+    drop(web);
+
+    let needles = [
+        user_password.as_str(),
+        mailbox_password.as_str(),
+        wrong_password.as_str(),
+    ];
+    let log = std::fs::read(&log_path).unwrap();
+    assert!(log.len() > 1000, "a debug log was written");
+    let mut places: Vec<(String, Vec<u8>)> = pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (format!("page {i}"), p.into_bytes()))
+        .collect();
+    places.push(("the log".into(), log));
+    for file in [db.clone(), db.with_extension("db-wal")] {
+        places.push((
+            file.display().to_string(),
+            std::fs::read(&file).unwrap_or_default(),
+        ));
+    }
+    for (place, bytes) in &places {
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} in {place}"
+            );
+        }
+    }
 }
