@@ -88,38 +88,23 @@ pub struct DbTokens {
 
 impl DbTokens {
     /// Writes `token` as `name`'s refresh token in place of `stored`, the
-    /// one the database held when this source read it, and makes `token`
-    /// the stored one. When the mailbox was signed in again (or given new
-    /// settings) meanwhile, nothing is written: the newer sign-in stands,
-    /// and the refresh fails with a storage error that says so.
+    /// one it was rotated from, and makes `token` the stored one. When the
+    /// mailbox was signed in again or its password changed meanwhile,
+    /// nothing is written: the newer settings stand, and the refresh fails
+    /// with a storage error that says so.
     pub fn save(
         &self,
         name: &str,
         stored: &std::sync::Mutex<Secret>,
         token: &Secret,
     ) -> std::io::Result<()> {
-        let io = |e: AccountStoreError| std::io::Error::other(e.to_string());
-        let expected = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.handle.block_on(async {
-            let record = self
-                .store
-                .account(name, self.key.as_ref())
-                .await
-                .map_err(io)?;
-            let signed_in_again = match &record.account.incoming.credential {
-                Credential::OAuth2(grant) => grant.refresh_token.expose() != expected.expose(),
-                _ => true,
-            };
-            if signed_in_again {
-                return Err(io(AccountStoreError::Changed(name.to_owned())));
-            }
-            let mut account = record.account;
-            account.incoming.credential = account.incoming.credential.with_secret(token.clone());
-            self.store
-                .save_secrets(&account, self.key.as_ref(), record.version)
-                .await
-                .map_err(io)
-        })?;
+        let from = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.handle
+            .block_on(
+                self.store
+                    .rotate_refresh_token(name, self.key.as_ref(), &from, token),
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         *stored.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
         Ok(())
     }

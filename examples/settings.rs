@@ -90,8 +90,12 @@ impl TokenStore for AccountTokens {
                 let _one_at_a_time = REWRITE.lock().unwrap_or_else(|p| p.into_inner());
                 let mut settings = load(dir).map_err(io)?;
                 let account = find(&mut settings, name).map_err(io)?;
-                account.incoming.credential =
-                    account.incoming.credential.with_secret(token.clone());
+                // One process writes this file's tokens (the lock above):
+                // the one kept is the one this token was rotated from.
+                if let Credential::OAuth2(grant) = &account.incoming.credential {
+                    let from = grant.refresh_token.clone();
+                    account.replace_refresh_token(&from, token);
+                }
                 save(dir, &settings).map_err(io)
             }
         }

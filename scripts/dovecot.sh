@@ -107,8 +107,8 @@ fill() {
 
 set_password() {
     local user=${1:-} password=${2:-}
-    if [ -z "$user" ] || [ -z "$password" ] || [[ "$password" == *:* ]]; then
-        echo "usage: $0 set-password USER PASSWORD (no colon in it)" >&2
+    if [ -z "$user" ] || [ -z "$password" ] || [[ "$password" == *[:$'\n']* ]]; then
+        echo "usage: $0 set-password USER PASSWORD (no colon or newline in it)" >&2
         exit 2
     fi
     if ! grep -q "^$user:" "$DIR/users" 2>/dev/null; then
@@ -116,8 +116,10 @@ set_password() {
         exit 1
     fi
     # A new file renamed over the old: a login never reads half of it.
-    awk -F: -v OFS=: -v user="$user" -v password="$password" \
-        '$1 == user { $2 = "{PLAIN}" password } { print }' "$DIR/users" > "$DIR/users.new"
+    # (Through the environment: awk -v would read backslashes as escapes.)
+    USER_NAME="$user" NEW_PASSWORD="$password" awk -F: -v OFS=: \
+        '$1 == ENVIRON["USER_NAME"] { $2 = "{PLAIN}" ENVIRON["NEW_PASSWORD"] } { print }' \
+        "$DIR/users" > "$DIR/users.new"
     chmod 0644 "$DIR/users.new"
     mv -f "$DIR/users.new" "$DIR/users"
 }

@@ -441,37 +441,46 @@ fn add_markup(
 }
 
 /// The form's behaviour with JavaScript on. The presets come from the
-/// library (`/presets`), so the browser knows every provider it knows.
+/// library (`/presets`), so the browser knows every provider it knows. A
+/// field the script filled follows the address as it is corrected; one
+/// the user typed in is never touched; only the answer to the latest
+/// address counts.
 const FORM_SCRIPT: &str = r#"
 (function(){
-  var same=document.getElementById('same_outgoing'),out=document.getElementById('outgoing-credentials');
+  function byId(id){ return document.getElementById(id); }
+  var same=byId('same_outgoing'),out=byId('outgoing-credentials');
   function sync(){ out.style.display = same.checked ? 'none' : ''; }
   same.addEventListener('change', sync); sync();
-  function byId(id){ return document.getElementById(id); }
+  function ours(el){ return el && (!el.value || el.value===el.dataset.preset); }
+  function put(id, value){ var el=byId(id); if(!ours(el)) return; el.value=value; el.dataset.preset=value; }
+  function servers(side, p){
+    var host=byId(side==='in'?'incoming_server':'outgoing_server');
+    if(!ours(host)) return;
+    var port=side==='in'?'port':'outgoing_port', ssl=byId(side==='in'?'ssl':'outgoing_ssl');
+    if(p){ put(host.id, side==='in'?p.incoming_server:p.outgoing_server); put(port, String(side==='in'?p.port:p.outgoing_port)); ssl.checked=side==='in'?p.ssl:p.outgoing_ssl; }
+    else { put(host.id, ''); put(port, ''); }
+  }
+  var asked=0;
   byId('email').addEventListener('change', function(e){
-    var email=e.target.value;
+    var email=e.target.value, mine=++asked;
     fetch('/presets?email='+encodeURIComponent(email)).then(function(r){ return r.ok ? r.json() : null; }).then(function(p){
-      if(!p) return;
-      var s=byId('incoming_server');
-      if(!s.value){ s.value=p.incoming_server; byId('port').value=p.port; byId('ssl').checked=p.ssl; }
-      var o=byId('outgoing_server');
-      if(o && !o.value){ o.value=p.outgoing_server; byId('outgoing_port').value=p.outgoing_port; byId('outgoing_ssl').checked=p.outgoing_ssl; }
-      var u=byId('username'); if(!u.value) u.value=email;
-    });
+      if(mine!==asked) return;
+      servers('in', p); servers('out', p); put('username', email);
+    }).catch(function(){});
   });
 })();
 "#;
 
 /// The library's preset for an address's provider as JSON (the form's
 /// script fills the servers from it); 404 when it has none or refuses the
-/// provider (the form's own check then says why).
+/// provider (the form's own check then says why), 401 without a session.
 async fn preset(
     State(app): State<Shared>,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = signed_in(&app, &headers).await {
-        return r;
+    if signed_in(&app, &headers).await.is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
     }
     let email = query.get("email").map(String::as_str).unwrap_or("");
     let Ok(Some(preset)) = pop3_client::account::Preset::for_email(email) else {
@@ -959,6 +968,37 @@ async fn change_password(
         result.map(|()| changed)
     })
     .await;
+    // The verify took seconds: the new secret goes onto the settings as
+    // they are now (a refresh token rotated meanwhile is kept), unless they
+    // changed in another way.
+    let checked = match checked {
+        Ok(Ok(verified)) => match own_account(&app, &user, &name).await {
+            Ok(now) if now.version == record.version => {
+                let mut changed = now.account;
+                if side == "incoming" {
+                    changed.incoming.credential = verified.incoming.credential;
+                } else {
+                    changed.outgoing = verified.outgoing;
+                }
+                Ok(Ok(changed))
+            }
+            Ok(_) => {
+                return (
+                    StatusCode::CONFLICT,
+                    html_page(edit_markup(
+                        lang,
+                        &user,
+                        &record,
+                        Some((side, lang.t("changed_meanwhile"))),
+                        None,
+                    )),
+                )
+                    .into_response()
+            }
+            Err(r) => return r,
+        },
+        other => other,
+    };
     match checked {
         Ok(Ok(changed)) => match app.store.update_account(&changed, Some(&app.key)).await {
             Ok(()) => {

@@ -110,6 +110,7 @@ impl Lang {
             "change_incoming" => "Alterar a senha de entrada", "Change the incoming password";
             "change_outgoing" => "Alterar a senha de saída", "Change the outgoing password";
             "changed" => "Senha alterada e verificada.", "Password changed and verified.";
+            "changed_meanwhile" => "As configurações desta conta mudaram enquanto a senha era verificada; nada foi salvo. Tente novamente.", "This mailbox's settings changed while the password was being verified; nothing was saved. Try again.";
             "kept_old" => "A nova senha não funcionou; a anterior foi mantida.", "The new password did not work; the old one is kept.";
             "added" => "Conta adicionada e verificada.", "Account added and verified.";
             "nothing_saved" => "Nada foi salvo.", "Nothing was saved.";

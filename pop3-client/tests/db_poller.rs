@@ -12,7 +12,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pop3_client::account::{Account, Credential, DeletePolicy};
+use pop3_client::account::{
+    Account, Credential, DeletePolicy, OAuth2Grant, Outgoing, ServerSettings,
+};
+use pop3_client::oauth::OAuthProvider;
 use pop3_client::pop3_proto::server::{ServerMessage, ServerOptions};
 use pop3_client::sql::{
     AccountStoreError, DbKey, DbPoller, DbPollerConfig, HealthState, KeyError, SqlStore,
@@ -137,32 +140,72 @@ async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) 
         after.account.incoming.credential.secret().expose(),
         "another-Secret-99"
     );
-    // Secrets saved for the settings read before that change are refused
-    // and the newer ones kept; saved for the current settings, they stand.
-    let mut stale = changed.account.clone();
-    stale.incoming.credential = Credential::password("stale-Secret-1");
-    assert!(matches!(
-        store.save_secrets(&stale, Some(&key), before).await,
-        Err(AccountStoreError::Changed(_))
-    ));
-    let kept = store.account("a1", Some(&key)).await.unwrap();
-    assert_eq!(
-        kept.account.incoming.credential.secret().expose(),
-        "another-Secret-99"
-    );
-    let mut rotated = kept.account.clone();
-    rotated.incoming.credential = Credential::password("another-Secret-99");
+    // A refresh token rotated by the provider: written where the grant is
+    // kept (incoming, and the outgoing sign-in with the same grant), not a
+    // settings change; rotated from a token no longer stored (signed in
+    // again meanwhile), refused, the newer sign-in kept.
+    let grant = |refresh: &str| {
+        Credential::OAuth2(OAuth2Grant::new(
+            OAuthProvider::Google,
+            "client-id",
+            refresh.into(),
+        ))
+    };
+    let mut sso = Account::for_email("sso", "someone@gmail.com", grant("r1")).unwrap();
+    sso.outgoing = Outgoing::Separate(ServerSettings {
+        host: "smtp.gmail.com".into(),
+        port: 465,
+        security: Security::Tls,
+        user: "someone@gmail.com".into(),
+        credential: grant("r1"),
+        allow_plaintext_auth: false,
+    });
+    store.add_account(&sso, "carol", Some(&key)).await.unwrap();
+    let refresh_tokens = |record: &pop3_client::sql::AccountRecord| {
+        let token = |c: &Credential| match c {
+            Credential::OAuth2(g) => g.refresh_token.expose().to_owned(),
+            other => panic!("{other:?}"),
+        };
+        let Outgoing::Separate(out) = &record.account.outgoing else {
+            panic!("{:?}", record.account.outgoing)
+        };
+        (
+            token(&record.account.incoming.credential),
+            token(&out.credential),
+        )
+    };
+    let before = store.account("sso", Some(&key)).await.unwrap();
     store
-        .save_secrets(&rotated, Some(&key), kept.version)
+        .rotate_refresh_token("sso", Some(&key), &"r1".into(), &"r2".into())
         .await
         .unwrap();
-    assert_eq!(
-        store.account("a1", Some(&key)).await.unwrap().version,
-        kept.version,
-        "secrets alone are not a settings change"
-    );
+    let after = store.account("sso", Some(&key)).await.unwrap();
+    assert_eq!(refresh_tokens(&after), ("r2".into(), "r2".into()));
+    assert_eq!(after.version, before.version, "not a settings change");
     assert!(matches!(
-        store.save_secrets(&a2, Some(&key), 1).await,
+        store
+            .rotate_refresh_token("sso", Some(&key), &"r1".into(), &"r3".into())
+            .await,
+        Err(AccountStoreError::Changed(_))
+    ));
+    let mut signed_in_again = after.account.clone();
+    signed_in_again.incoming.credential = grant("r9");
+    store
+        .update_account(&signed_in_again, Some(&key))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh_token("sso", Some(&key), &"r2".into(), &"r4".into())
+            .await,
+        Err(AccountStoreError::Changed(_))
+    ));
+    let kept = store.account("sso", Some(&key)).await.unwrap();
+    assert_eq!(refresh_tokens(&kept).0, "r9");
+    assert!(matches!(
+        store
+            .rotate_refresh_token("nobody", Some(&key), &"r1".into(), &"r2".into())
+            .await,
         Err(AccountStoreError::NotFound(_))
     ));
     // Settings altered in the database (its server changed behind the

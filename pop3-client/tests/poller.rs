@@ -78,7 +78,11 @@ fn a_wrong_password_pauses_that_mailbox_alone_until_resumed() {
     let mut poller = Poller::new(PollerConfig::default());
     poller.add(Arc::new(mailbox("one", &one, "password", dir.path())));
     poller.add(Arc::new(mailbox("two", &two, "password", dir.path())));
-    poller.add(Arc::new(mailbox("bad", &bad, "wrong", dir.path())));
+    // At a provider with regions: the account's remedy (the region), not
+    // the error's (the password).
+    let mut wrong = mailbox("bad", &bad, "wrong", dir.path());
+    wrong.account.email = "user@zoho.eu".into();
+    poller.add(Arc::new(wrong));
     let runtime = runtime();
     let outcomes = runtime.block_on(poller.poll_due());
     assert_eq!(outcomes.len(), 3);
@@ -88,6 +92,14 @@ fn a_wrong_password_pauses_that_mailbox_alone_until_resumed() {
     assert!(bad_health.needs_user_action, "{bad_health:?}");
     assert_eq!(bad_health.next_attempt, None);
     assert_eq!(bad_health.last_error.as_ref().unwrap().0, ErrorKind::Auth);
+    assert!(
+        matches!(
+            bad_health.remedy,
+            Some(pop3_client::Remedy::ChooseRegion { hosts }) if hosts.contains(&"pop.zoho.eu")
+        ),
+        "{bad_health:?}"
+    );
+    assert_eq!(health["one"].remedy, None);
     assert!(health["one"].next_attempt.unwrap() > SystemTime::now() + Duration::from_secs(200));
     // Nothing is due: the good ones polled, the bad one paused.
     assert!(runtime.block_on(poller.poll_due()).is_empty());

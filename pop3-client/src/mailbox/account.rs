@@ -747,6 +747,30 @@ impl Account {
         true
     }
 
+    /// Puts `to`, a refresh token the provider rotated, wherever this
+    /// account holds the grant whose refresh token is `from`: the incoming
+    /// sign-in and a separate outgoing sign-in with that grant (which then
+    /// stays the same grant, sharing one token source). Says whether the
+    /// incoming sign-in was that grant; if not (signed in again since),
+    /// nothing changes.
+    pub fn replace_refresh_token(&mut self, from: &Secret, to: &Secret) -> bool {
+        let Credential::OAuth2(incoming) = &mut self.incoming.credential else {
+            return false;
+        };
+        if incoming.refresh_token != *from {
+            return false;
+        }
+        incoming.refresh_token = to.clone();
+        if let Outgoing::Separate(server) = &mut self.outgoing {
+            if let Credential::OAuth2(grant) = &mut server.credential {
+                if grant.refresh_token == *from {
+                    grant.refresh_token = to.clone();
+                }
+            }
+        }
+        true
+    }
+
     /// What the user can do about `error` from this account's servers, with
     /// what is known of the provider beside what the error says: a refused
     /// login at a provider with regions is likely the wrong region.

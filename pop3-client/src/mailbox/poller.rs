@@ -241,7 +241,9 @@ fn later(at: SystemTime, wait: Duration) -> SystemTime {
 }
 
 /// What a sync's end sends back to the loop.
-type Ended = (String, Result<SyncReport, SyncFailure>);
+/// A sync that ended: its mailbox, its outcome, and what the user can do
+/// about its failure (asked of the mailbox before the health lock).
+type Ended = (String, Result<SyncReport, SyncFailure>, Option<Remedy>);
 
 /// Mailboxes kept flowing on tokio.
 pub struct Poller {
@@ -348,6 +350,7 @@ impl Poller {
             let host_permit = host.acquire_owned().await;
             let slot = slots.acquire_owned().await;
             let name = mailbox.name().to_owned();
+            let polled = Arc::clone(&mailbox);
             let outcome = if stop.is_stopped() {
                 // Told to stop while it waited for a slot: not begun.
                 Err(SyncFailure {
@@ -355,7 +358,7 @@ impl Poller {
                     report: Box::default(),
                 })
             } else {
-                tokio::task::spawn_blocking(move || mailbox.poll(&stop))
+                tokio::task::spawn_blocking(move || polled.poll(&stop))
                     .await
                     .unwrap_or_else(|e| {
                         Err(SyncFailure {
@@ -367,12 +370,17 @@ impl Poller {
                     })
             };
             drop((slot, host_permit));
-            let _ = done.send((name, outcome));
+            let remedy = outcome
+                .as_ref()
+                .err()
+                .and_then(|f| mailbox.remedy(&f.error));
+            let _ = done.send((name, outcome, remedy));
         });
     }
 
     /// A sync ended: its mailbox's health and next attempt.
-    fn ended(&self, name: &str, outcome: &Result<SyncReport, SyncFailure>, begun: bool) {
+    fn ended(&self, ended: &Ended, begun: bool) {
+        let (name, outcome, remedy) = ended;
         let jitter = f64::from(
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -383,10 +391,8 @@ impl Poller {
             if begun {
                 let view = outcome.as_ref().map_err(|f| &f.error);
                 next_attempt(health, view, SystemTime::now(), &self.config, jitter);
-                if let Err(failure) = outcome {
-                    if let Some(mailbox) = self.mailboxes.iter().find(|m| m.name() == name) {
-                        health.remedy = mailbox.remedy(&failure.error);
-                    }
+                if outcome.is_err() {
+                    health.remedy.clone_from(remedy);
                 }
             }
         }
@@ -405,8 +411,9 @@ impl Poller {
         }
         drop(done_tx);
         let mut outcomes = Vec::with_capacity(count);
-        while let Some((name, outcome)) = done_rx.recv().await {
-            self.ended(&name, &outcome, true);
+        while let Some(ended) = done_rx.recv().await {
+            self.ended(&ended, true);
+            let (name, outcome, _) = ended;
             outcomes.push((name, outcome.map_err(|f| f.error)));
         }
         outcomes
@@ -440,9 +447,10 @@ impl Poller {
             let wait = self.until_next_due();
             tokio::select! {
                 () = &mut stop => break,
-                Some((name, result)) = done_rx.recv() => {
+                Some(ended) = done_rx.recv() => {
                     in_flight -= 1;
-                    self.ended(&name, &result, true);
+                    self.ended(&ended, true);
+                    let (name, result, _) = ended;
                     outcome(&name, &result.map_err(|f| f.error));
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -450,14 +458,16 @@ impl Poller {
         }
         signal.stop();
         while in_flight > 0 {
-            let Some((name, result)) = done_rx.recv().await else {
+            let Some(ended) = done_rx.recv().await else {
                 break;
             };
             in_flight -= 1;
-            let begun = result
+            let begun = ended
+                .1
                 .as_ref()
                 .map_or_else(|f| !is_not_begun(&f.error), |_| true);
-            self.ended(&name, &result, begun);
+            self.ended(&ended, begun);
+            let (name, result, _) = ended;
             if begun {
                 outcome(&name, &result.map_err(|f| f.error));
             }
@@ -541,5 +551,6 @@ mod tests {
         );
         assert!(health.needs_user_action);
         assert_eq!(health.last_error.as_ref().unwrap().0, ErrorKind::Auth);
+        assert_eq!(health.remedy, Some(Remedy::CheckPassword));
     }
 }

@@ -10,6 +10,7 @@ use sqlx::Row;
 use super::key::{DbKey, KeyError};
 use super::{io_error, now_ms, SqlStore};
 use crate::account::{Account, Credential, Outgoing};
+use crate::config::Secret;
 use crate::error::{ErrorKind, Remedy};
 use crate::poller::Health;
 
@@ -261,7 +262,8 @@ impl SqlStore {
 
     /// Replaces a mailbox's settings and secrets (a new password, say): a
     /// sync under the old ones stops at its next group, and a mailbox
-    /// paused for the user is polled again at once.
+    /// paused for the user is polled again at once, its failures no longer
+    /// counted.
     pub async fn update_account(
         &self,
         account: &Account,
@@ -284,42 +286,61 @@ impl SqlStore {
         if changed.rows_affected() == 0 {
             return Err(AccountStoreError::NotFound(account.name.clone()));
         }
-        sqlx::query("UPDATE health SET needs_user = 0, next_ms = 0 WHERE account = $1")
-            .bind(&account.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(io_error)?;
+        // Failures under the old settings say nothing of the new ones: not
+        // counted, their remedy no longer shown (the error's words are kept
+        // for the record).
+        sqlx::query(
+            "UPDATE health SET needs_user = 0, next_ms = 0, failures = 0, last_error_remedy = NULL
+             WHERE account = $1",
+        )
+        .bind(&account.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(io_error)?;
         tx.commit().await.map_err(io_error)?;
         Ok(())
     }
 
-    /// Replaces only a mailbox's secrets (a refresh token the provider
-    /// rotated), if its settings are still at `version` (the
-    /// [`AccountRecord::version`] they were read at); not a settings change.
-    /// When a new password or sign-in was saved meanwhile, nothing is
-    /// written and the error is [`AccountStoreError::Changed`]: a token
-    /// rotated under the older grant must not replace the newer one.
-    pub async fn save_secrets(
+    /// Writes `to`, a refresh token the provider rotated, in place of
+    /// `from`, the one it was rotated from, wherever the mailbox keeps that
+    /// grant (incoming, and a separate outgoing sign-in with the same
+    /// grant); not a settings change. Written only if the stored secrets
+    /// are still exactly those read here: when the user signed in again or
+    /// changed a password meanwhile (here or in another process), nothing
+    /// is written and the error is [`AccountStoreError::Changed`], so a
+    /// token rotated under an older grant never replaces a newer one.
+    pub async fn rotate_refresh_token(
         &self,
-        account: &Account,
+        name: &str,
         key: Option<&DbKey>,
-        version: i64,
+        from: &Secret,
+        to: &Secret,
     ) -> Result<(), AccountStoreError> {
-        let secrets = seal(account, key)?;
+        let row = sqlx::query(
+            "SELECT name, owner, active, settings, secrets, version FROM accounts WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(io_error)?
+        .ok_or_else(|| AccountStoreError::NotFound(name.to_owned()))?;
+        let mut account = record(&row, key)?.account;
+        if !account.replace_refresh_token(from, to) {
+            return Err(AccountStoreError::Changed(name.to_owned()));
+        }
+        let read: Vec<u8> = row.try_get("secrets").map_err(io_error)?;
+        // The sealed bytes carry a fresh nonce each time: equal bytes are
+        // the very secrets read above.
         let changed =
-            sqlx::query("UPDATE accounts SET secrets = $1 WHERE name = $2 AND version = $3")
-                .bind(secrets)
-                .bind(&account.name)
-                .bind(version)
+            sqlx::query("UPDATE accounts SET secrets = $1 WHERE name = $2 AND secrets = $3")
+                .bind(seal(&account, key)?)
+                .bind(name)
+                .bind(read)
                 .execute(self.pool())
                 .await
                 .map_err(io_error)?;
         if changed.rows_affected() == 0 {
-            // Removed, or changed: say which.
-            return Err(match self.account(&account.name, None).await {
-                Err(AccountStoreError::NotFound(name)) => AccountStoreError::NotFound(name),
-                _ => AccountStoreError::Changed(account.name.clone()),
-            });
+            return Err(AccountStoreError::Changed(name.to_owned()));
         }
         Ok(())
     }

@@ -201,28 +201,35 @@ impl SqlStore {
             .as_ref()
             .map(|(kind, text)| (Some(kind.as_str()), Some(text.as_str())))
             .unwrap_or((None, None));
-        let statement = if outcome.is_ok() {
-            "UPDATE health SET next_ms = $1, needs_user = $2, failures = $3,
-                 last_success_ms = $4, last_new = $5
-             WHERE account = $6"
-        } else {
-            "UPDATE health SET next_ms = $1, needs_user = $2, failures = $3,
-                 last_error_kind = $4, last_error_text = $5, last_error_remedy = $6
-             WHERE account = $7"
-        };
-        let query = sqlx::query(statement)
+        let query = match (outcome.is_ok(), settings_changed) {
+            (true, _) => sqlx::query(
+                "UPDATE health SET next_ms = $1, needs_user = $2, failures = $3,
+                     last_success_ms = $4, last_new = $5
+                 WHERE account = $6",
+            )
             .bind(next_ms)
             .bind(needs_user)
-            .bind(i64::from(health.consecutive_failures));
-        let query = if outcome.is_ok() {
-            query
-                .bind(health.last_success.map(time_to_ms))
-                .bind(i64::try_from(health.last_new).unwrap_or(i64::MAX))
-        } else {
-            query
-                .bind(kind)
-                .bind(text)
-                .bind(remedy.map(|r| r.to_text()))
+            .bind(i64::from(health.consecutive_failures))
+            .bind(health.last_success.map(time_to_ms))
+            .bind(i64::try_from(health.last_new).unwrap_or(i64::MAX)),
+            // Nor is it counted or shown: no stale error or remedy for
+            // settings the user has just mended.
+            (false, true) => {
+                sqlx::query("UPDATE health SET next_ms = $1, needs_user = $2 WHERE account = $3")
+                    .bind(next_ms)
+                    .bind(needs_user)
+            }
+            (false, false) => sqlx::query(
+                "UPDATE health SET next_ms = $1, needs_user = $2, failures = $3,
+                     last_error_kind = $4, last_error_text = $5, last_error_remedy = $6
+                 WHERE account = $7",
+            )
+            .bind(next_ms)
+            .bind(needs_user)
+            .bind(i64::from(health.consecutive_failures))
+            .bind(kind)
+            .bind(text)
+            .bind(remedy.map(|r| r.to_text())),
         };
         query
             .bind(&fence.account)
