@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pop3_client::account::{Account, Credential};
+use pop3_client::account::Account;
 use pop3_client::sql::{AccountStoreError, DbKey, SqlStore, DB_KEY_ENV};
 use pop3_client::{Error, Secret};
 
@@ -108,15 +108,6 @@ impl DbTokens {
         *stored.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
         Ok(())
     }
-}
-
-/// The refresh token `account` holds now (empty when it signs in with a
-/// password: then no token is ever saved).
-pub fn stored_refresh_token(account: &Account) -> std::sync::Mutex<Secret> {
-    std::sync::Mutex::new(match &account.incoming.credential {
-        Credential::OAuth2(grant) => grant.refresh_token.clone(),
-        _ => Secret::from(""),
-    })
 }
 
 /// One mailbox as a list shows it.
@@ -304,7 +295,7 @@ impl Place {
     /// Where the rotated refresh token of `account`, as saved, goes.
     pub fn tokens(&self, account: &Account) -> AccountTokens {
         match self {
-            Self::Dir(dir) => settings::saved_tokens(dir, &account.name),
+            Self::Dir(dir) => settings::saved_tokens(dir, account),
             Self::Db(db) => AccountTokens::Database {
                 tokens: Arc::new(DbTokens {
                     store: db.store.clone(),
@@ -312,7 +303,7 @@ impl Place {
                     handle: db.runtime.handle().clone(),
                 }),
                 name: account.name.clone(),
-                stored: stored_refresh_token(account),
+                stored: settings::stored_refresh_token(account),
             },
         }
     }
@@ -345,7 +336,7 @@ pub fn prepare_tokens(
         let store = AccountTokens::Database {
             tokens: Arc::clone(&tokens),
             name: account.name.clone(),
-            stored: stored_refresh_token(account),
+            stored: settings::stored_refresh_token(account),
         };
         settings::attach_tokens(account, store, None)
     })

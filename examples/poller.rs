@@ -191,7 +191,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     let count = active.len();
     for account in active {
         let mut account = account.clone();
-        let tokens = saved_tokens(dir, &account.name);
+        let tokens = saved_tokens(dir, &account);
         attach_tokens(&mut account, tokens, None)?;
         poller.add(Arc::new(MaildirMailbox {
             state: dir.join(format!("{}.state", account.name)),

@@ -54,6 +54,9 @@ pub enum AccountTokens {
         dir: PathBuf,
         /// The account.
         name: String,
+        /// The refresh token the file holds, as far as this source knows
+        /// (`account sync` and a poller may both rotate it).
+        stored: std::sync::Mutex<Secret>,
     },
     /// In memory, until `add` saves the account.
     Unsaved(std::sync::Arc<std::sync::Mutex<Option<Secret>>>),
@@ -82,7 +85,7 @@ impl TokenStore for AccountTokens {
                 name,
                 stored,
             } => tokens.save(name, stored, token),
-            Self::Saved { dir, name } => {
+            Self::Saved { dir, name, stored } => {
                 let io = |e: Error| std::io::Error::other(e.to_string());
                 // Several mailboxes' tokens rotate at once in a poller: one
                 // read-change-write at a time, so none is lost. (Another
@@ -90,13 +93,17 @@ impl TokenStore for AccountTokens {
                 let _one_at_a_time = REWRITE.lock().unwrap_or_else(|p| p.into_inner());
                 let mut settings = load(dir).map_err(io)?;
                 let account = find(&mut settings, name).map_err(io)?;
-                // One process writes this file's tokens (the lock above):
-                // the one kept is the one this token was rotated from.
-                if let Credential::OAuth2(grant) = &account.incoming.credential {
-                    let from = grant.refresh_token.clone();
-                    account.replace_refresh_token(&from, token);
+                // Only over the token it was rotated from: not over a newer
+                // sign-in, nor over another process's rotation.
+                let from = stored.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if !account.replace_refresh_token(&from, token) {
+                    return Err(std::io::Error::other(format!(
+                        "the sign-in of {name} changed meanwhile (signed in again, or refreshed by another program); the newer one is kept"
+                    )));
                 }
-                save(dir, &settings).map_err(io)
+                save(dir, &settings).map_err(io)?;
+                *stored.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
+                Ok(())
             }
         }
     }
@@ -282,10 +289,20 @@ pub fn find<'a>(settings: &'a mut Settings, name: &str) -> Result<&'a mut Accoun
         .ok_or_else(|| config_error(format!("there is no account named \"{name}\"")))
 }
 
-/// Where the rotated refresh token of the saved account `name` goes.
-pub fn saved_tokens(dir: &Path, name: &str) -> AccountTokens {
+/// Where the rotated refresh token of `account`, saved in `dir`, goes.
+pub fn saved_tokens(dir: &Path, account: &Account) -> AccountTokens {
     AccountTokens::Saved {
         dir: dir.to_owned(),
-        name: name.to_owned(),
+        name: account.name.clone(),
+        stored: stored_refresh_token(account),
     }
+}
+
+/// The refresh token `account` holds now (empty when it signs in with a
+/// password: then no token is ever saved).
+pub fn stored_refresh_token(account: &Account) -> std::sync::Mutex<Secret> {
+    std::sync::Mutex::new(match &account.incoming.credential {
+        Credential::OAuth2(grant) => grant.refresh_token.clone(),
+        _ => Secret::from(""),
+    })
 }

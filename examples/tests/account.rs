@@ -457,7 +457,8 @@ fn a_token_rotated_under_an_older_sign_in_does_not_replace_the_newer_one() {
     use pop3_client::account::{Account, Credential, OAuth2Grant};
     use pop3_client::oauth::OAuthProvider;
     use pop3_client::sql::{DbKey, SqlStore};
-    use pop3_examples::database::{stored_refresh_token, DbTokens};
+    use pop3_examples::database::DbTokens;
+    use pop3_examples::settings::stored_refresh_token;
 
     let grant = |refresh: &str| {
         Credential::OAuth2(OAuth2Grant::new(

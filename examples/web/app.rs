@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{html, Markup};
 use pop3_client::account::{Account, Credential, DeletePolicy, Outgoing, ServerSettings};
-use pop3_client::sql::{AccountRecord, DbKey, HealthState, MailboxHealth, SqlStore, StoredMessage};
+use pop3_client::sql::{
+    AccountRecord, AccountStoreError, DbKey, HealthState, MailboxHealth, SqlStore, StoredMessage,
+};
 use pop3_client::verify::{verify_incoming, verify_outgoing, Stage};
 use pop3_client::{Remedy, Security};
 
@@ -306,6 +308,9 @@ struct AddForm {
     values: HashMap<String, String>,
     errors: HashMap<&'static str, String>,
     failure: Option<String>,
+    /// Shown for the first time: the values are the form's defaults, not
+    /// the user's (the script may replace them from a preset).
+    fresh: bool,
 }
 
 impl AddForm {
@@ -329,7 +334,10 @@ async fn new_form(State(app): State<Shared>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let policy = app.crm.policy().await.unwrap_or(Policy::UserChooses);
-    let mut form = AddForm::default();
+    let mut form = AddForm {
+        fresh: true,
+        ..AddForm::default()
+    };
     for (k, v) in [
         ("ssl", "on"),
         ("same_outgoing", "on"),
@@ -371,7 +379,7 @@ fn add_markup(
         Some(user),
         html! {
             @if let Some(failure) = &form.failure { (notice("bad", failure)) }
-            form method="post" action="/settings/email/pop3/new" id="add-form" {
+            form method="post" action="/settings/email/pop3/new" id="add-form" data-fresh[form.fresh] {
                 input type="hidden" name="csrf" value=(user.csrf);
                 (field("account_name", "text", None))
                 (field("email", "email", None))
@@ -451,21 +459,29 @@ const FORM_SCRIPT: &str = r#"
   var same=byId('same_outgoing'),out=byId('outgoing-credentials');
   function sync(){ out.style.display = same.checked ? 'none' : ''; }
   same.addEventListener('change', sync); sync();
-  function ours(el){ return el && (!el.value || el.value===el.dataset.preset); }
-  function put(id, value){ var el=byId(id); if(!ours(el)) return; el.value=value; el.dataset.preset=value; }
-  function servers(side, p){
-    var host=byId(side==='in'?'incoming_server':'outgoing_server');
-    if(!ours(host)) return;
-    var port=side==='in'?'port':'outgoing_port', ssl=byId(side==='in'?'ssl':'outgoing_ssl');
-    if(p){ put(host.id, side==='in'?p.incoming_server:p.outgoing_server); put(port, String(side==='in'?p.port:p.outgoing_port)); ssl.checked=side==='in'?p.ssl:p.outgoing_ssl; }
-    else { put(host.id, ''); put(port, ''); }
+  // A field is the script's while it holds what the script (or, on a fresh
+  // form, the form's default) put there.
+  function ours(el){ return el && (el.type==='checkbox' ? el.dataset.preset===String(el.checked) : (!el.value || el.value===el.dataset.preset)); }
+  function put(id, value){ var el=byId(id); if(!ours(el)) return; if(el.type==='checkbox'){ el.checked=value; el.dataset.preset=String(value); } else { el.value=value; el.dataset.preset=value; } }
+  if(byId('add-form').hasAttribute('data-fresh')){
+    ['port','outgoing_port'].forEach(function(id){ var el=byId(id); if(el) el.dataset.preset=el.value; });
+    ['ssl','outgoing_ssl'].forEach(function(id){ var el=byId(id); if(el) el.dataset.preset=String(el.checked); });
+  }
+  // A preset's servers where the script may write; without one, only a
+  // server name the script filled is taken back.
+  function servers(p, host, port, ssl, values){
+    if(!ours(byId(host))) return;
+    if(!p){ put(host, ''); return; }
+    put(host, values[0]); put(port, String(values[1])); put(ssl, values[2]);
   }
   var asked=0;
   byId('email').addEventListener('change', function(e){
     var email=e.target.value, mine=++asked;
     fetch('/presets?email='+encodeURIComponent(email)).then(function(r){ return r.ok ? r.json() : null; }).then(function(p){
       if(mine!==asked) return;
-      servers('in', p); servers('out', p); put('username', email);
+      servers(p, 'incoming_server', 'port', 'ssl', p ? [p.incoming_server, p.port, p.ssl] : []);
+      servers(p, 'outgoing_server', 'outgoing_port', 'outgoing_ssl', p ? [p.outgoing_server, p.outgoing_port, p.outgoing_ssl] : []);
+      put('username', email);
     }).catch(function(){});
   });
 })();
@@ -969,51 +985,68 @@ async fn change_password(
     })
     .await;
     // The verify took seconds: the new secret goes onto the settings as
-    // they are now (a refresh token rotated meanwhile is kept), unless they
-    // changed in another way.
+    // they are now, written only if they are still so (a refresh token the
+    // provider rotated meanwhile is kept), unless they changed otherwise.
     let checked = match checked {
-        Ok(Ok(verified)) => match own_account(&app, &user, &name).await {
-            Ok(now) if now.version == record.version => {
-                let mut changed = now.account;
-                if side == "incoming" {
-                    changed.incoming.credential = verified.incoming.credential;
-                } else {
-                    changed.outgoing = verified.outgoing;
+        Ok(Ok(verified)) => {
+            let mut saved = None;
+            for _ in 0..3 {
+                let now = match own_account(&app, &user, &name).await {
+                    Ok(now) => now,
+                    Err(r) => return r,
+                };
+                if now.version != record.version {
+                    break;
                 }
-                Ok(Ok(changed))
+                let mut changed = now.account.clone();
+                if side == "incoming" {
+                    changed.incoming.credential = verified.incoming.credential.clone();
+                } else {
+                    changed.outgoing = verified.outgoing.clone();
+                }
+                match app
+                    .store
+                    .update_account_if_unchanged(&now, &changed, Some(&app.key))
+                    .await
+                {
+                    Ok(()) => {
+                        saved = Some(changed);
+                        break;
+                    }
+                    Err(AccountStoreError::Changed(_)) => continue,
+                    Err(e) => return server_error(&e.to_string()),
+                }
             }
-            Ok(_) => {
+            let Some(changed) = saved else {
+                let now = own_account(&app, &user, &name).await.unwrap_or(record);
                 return (
                     StatusCode::CONFLICT,
                     html_page(edit_markup(
                         lang,
                         &user,
-                        &record,
+                        &now,
                         Some((side, lang.t("changed_meanwhile"))),
                         None,
                     )),
                 )
-                    .into_response()
-            }
-            Err(r) => return r,
-        },
+                    .into_response();
+            };
+            Ok(Ok(changed))
+        }
         other => other,
     };
     match checked {
-        Ok(Ok(changed)) => match app.store.update_account(&changed, Some(&app.key)).await {
-            Ok(()) => {
-                let mut record = record;
-                record.account = changed;
-                html_page(edit_markup(
-                    lang,
-                    &user,
-                    &record,
-                    None,
-                    Some(lang.t("changed")),
-                ))
-            }
-            Err(e) => server_error(&e.to_string()),
-        },
+        Ok(Ok(changed)) => {
+            let mut record = record;
+            record.account = changed;
+            html_page(edit_markup(
+                lang,
+                &user,
+                &record,
+                None,
+                Some(lang.t("changed")),
+            ))
+        }
         Ok(Err((stage, text, remedy))) => {
             let mut words = format!(
                 "{} {} {}: {text}",

@@ -202,6 +202,59 @@ async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) 
     ));
     let kept = store.account("sso", Some(&key)).await.unwrap();
     assert_eq!(refresh_tokens(&kept).0, "r9");
+    // A change written only if the mailbox is still as read: a token
+    // rotated since (no settings change) makes it refused, so the rotated
+    // token is not written over; applied to what is there, it stands.
+    let read = store.account("sso", Some(&key)).await.unwrap();
+    store
+        .rotate_refresh_token("sso", Some(&key), &"r9".into(), &"r10".into())
+        .await
+        .unwrap();
+    let mut new_outgoing = read.account.clone();
+    new_outgoing.outgoing = Outgoing::Separate(ServerSettings {
+        host: "smtp.gmail.com".into(),
+        port: 465,
+        security: Security::Tls,
+        user: "someone@gmail.com".into(),
+        credential: Credential::app_password("outgoing-Secret-7"),
+        allow_plaintext_auth: false,
+    });
+    assert!(matches!(
+        store
+            .update_account_if_unchanged(&read, &new_outgoing, Some(&key))
+            .await,
+        Err(AccountStoreError::Changed(_))
+    ));
+    let now = store.account("sso", Some(&key)).await.unwrap();
+    assert_eq!(refresh_tokens(&now).0, "r10", "the rotated token kept");
+    let mut applied = now.account.clone();
+    applied.outgoing = new_outgoing.outgoing.clone();
+    store
+        .update_account_if_unchanged(&now, &applied, Some(&key))
+        .await
+        .unwrap();
+    let after = store.account("sso", Some(&key)).await.unwrap();
+    assert!(after.version > now.version);
+    match (&after.account.incoming.credential, &after.account.outgoing) {
+        (Credential::OAuth2(grant), Outgoing::Separate(out)) => {
+            assert_eq!(grant.refresh_token.expose(), "r10");
+            assert_eq!(out.credential.secret().expose(), "outgoing-Secret-7");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store
+            .rotate_refresh_token("sso", None, &"r10".into(), &"r11".into())
+            .await,
+        Err(AccountStoreError::Key(KeyError::Missing))
+    ));
+    store.remove_account("sso").await.unwrap();
+    assert!(matches!(
+        store
+            .update_account_if_unchanged(&after, &applied, Some(&key))
+            .await,
+        Err(AccountStoreError::NotFound(_))
+    ));
     assert!(matches!(
         store
             .rotate_refresh_token("nobody", Some(&key), &"r1".into(), &"r2".into())

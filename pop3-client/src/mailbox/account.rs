@@ -748,11 +748,11 @@ impl Account {
     }
 
     /// Puts `to`, a refresh token the provider rotated, wherever this
-    /// account holds the grant whose refresh token is `from`: the incoming
-    /// sign-in and a separate outgoing sign-in with that grant (which then
-    /// stays the same grant, sharing one token source). Says whether the
-    /// incoming sign-in was that grant; if not (signed in again since),
-    /// nothing changes.
+    /// account holds the refresh token `from`: the incoming sign-in, and a
+    /// separate outgoing sign-in holding the same token (so that, with the
+    /// same provider, client and scopes, it stays the same grant and
+    /// shares one token source). Says whether the incoming sign-in held
+    /// `from`; if not (signed in again since), nothing changes.
     pub fn replace_refresh_token(&mut self, from: &Secret, to: &Secret) -> bool {
         let Credential::OAuth2(incoming) = &mut self.incoming.credential else {
             return false;

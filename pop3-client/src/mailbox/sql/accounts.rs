@@ -65,6 +65,9 @@ pub struct AccountRecord {
     pub active: bool,
     /// Raised by every settings change: a sync under older settings stops.
     pub version: i64,
+    /// The sealed secrets as read (a fresh nonce at every seal, so equal
+    /// bytes are the same secrets): what a conditional write compares.
+    sealed: Vec<u8>,
 }
 
 /// A mailbox's state in words, for a list or a screen.
@@ -269,22 +272,66 @@ impl SqlStore {
         account: &Account,
         key: Option<&DbKey>,
     ) -> Result<(), AccountStoreError> {
+        self.update(account, key, None).await
+    }
+
+    /// As [`SqlStore::update_account`], only if the mailbox is still as
+    /// `read` (its settings' version and its secrets, a rotated refresh
+    /// token included): an application that read the settings, then spent
+    /// seconds verifying a new password, does not write back a refresh
+    /// token the provider has rotated meanwhile. Otherwise nothing is
+    /// written and the error is [`AccountStoreError::Changed`]: read again
+    /// and apply the change to what is there.
+    pub async fn update_account_if_unchanged(
+        &self,
+        read: &AccountRecord,
+        account: &Account,
+        key: Option<&DbKey>,
+    ) -> Result<(), AccountStoreError> {
+        self.update(account, key, Some(read)).await
+    }
+
+    async fn update(
+        &self,
+        account: &Account,
+        key: Option<&DbKey>,
+        read: Option<&AccountRecord>,
+    ) -> Result<(), AccountStoreError> {
         let secrets = seal(account, key)?;
         let settings = settings_text(account)?;
         let mut tx = Self::begin_write(self.pool(), self.engine()).await?;
-        let changed = sqlx::query(
-            "UPDATE accounts SET host = $1, settings = $2, secrets = $3, version = version + 1
-             WHERE name = $4",
-        )
+        let query = match read {
+            None => sqlx::query(
+                "UPDATE accounts SET host = $1, settings = $2, secrets = $3, version = version + 1
+                 WHERE name = $4",
+            ),
+            Some(_) => sqlx::query(
+                "UPDATE accounts SET host = $1, settings = $2, secrets = $3, version = version + 1
+                 WHERE name = $4 AND version = $5 AND secrets = $6",
+            ),
+        }
         .bind(account.incoming.host.to_ascii_lowercase())
         .bind(settings)
         .bind(secrets)
-        .bind(&account.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(io_error)?;
+        .bind(&account.name);
+        let query = match read {
+            None => query,
+            Some(read) => query.bind(read.version).bind(read.sealed.clone()),
+        };
+        let changed = query.execute(&mut *tx).await.map_err(io_error)?;
         if changed.rows_affected() == 0 {
-            return Err(AccountStoreError::NotFound(account.name.clone()));
+            // Removed, or changed: say which (in the same transaction).
+            let exists = sqlx::query("SELECT 1 FROM accounts WHERE name = $1")
+                .bind(&account.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(io_error)?
+                .is_some();
+            return Err(if exists {
+                AccountStoreError::Changed(account.name.clone())
+            } else {
+                AccountStoreError::NotFound(account.name.clone())
+            });
         }
         // Failures under the old settings say nothing of the new ones: not
         // counted, their remedy no longer shown (the error's words are kept
@@ -316,26 +363,17 @@ impl SqlStore {
         from: &Secret,
         to: &Secret,
     ) -> Result<(), AccountStoreError> {
-        let row = sqlx::query(
-            "SELECT name, owner, active, settings, secrets, version FROM accounts WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(io_error)?
-        .ok_or_else(|| AccountStoreError::NotFound(name.to_owned()))?;
-        let mut account = record(&row, key)?.account;
+        let key = key.ok_or(KeyError::Missing)?;
+        let read = self.account(name, Some(key)).await?;
+        let mut account = read.account.clone();
         if !account.replace_refresh_token(from, to) {
             return Err(AccountStoreError::Changed(name.to_owned()));
         }
-        let read: Vec<u8> = row.try_get("secrets").map_err(io_error)?;
-        // The sealed bytes carry a fresh nonce each time: equal bytes are
-        // the very secrets read above.
         let changed =
             sqlx::query("UPDATE accounts SET secrets = $1 WHERE name = $2 AND secrets = $3")
-                .bind(seal(&account, key)?)
+                .bind(seal(&account, Some(key))?)
                 .bind(name)
-                .bind(read)
+                .bind(read.sealed)
                 .execute(self.pool())
                 .await
                 .map_err(io_error)?;
@@ -517,8 +555,8 @@ fn record(row: &AnyRow, key: Option<&DbKey>) -> Result<AccountRecord, AccountSto
     let settings: String = row.try_get("settings").map_err(io_error)?;
     let damaged = |e: serde_json::Error| AccountStoreError::Damaged(name.clone(), e.to_string());
     let mut account: Account = serde_json::from_str(&settings).map_err(damaged)?;
+    let sealed: Vec<u8> = row.try_get("secrets").map_err(io_error)?;
     if let Some(key) = key {
-        let sealed: Vec<u8> = row.try_get("secrets").map_err(io_error)?;
         let opened = key
             .open(&binding(&account), &sealed)
             .map_err(|_| KeyError::WrongKey(name.clone()))?;
@@ -535,5 +573,6 @@ fn record(row: &AnyRow, key: Option<&DbKey>) -> Result<AccountRecord, AccountSto
         owner: row.try_get("owner").map_err(io_error)?,
         active: row.try_get::<i64, _>("active").map_err(io_error)? != 0,
         version: row.try_get("version").map_err(io_error)?,
+        sealed,
     })
 }
