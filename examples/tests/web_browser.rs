@@ -1114,9 +1114,11 @@ fn forms_without_their_csrf_token_are_refused_and_no_secret_is_kept_in_clear() {
         }
     }
     assert!(!listed().contains("data-mailbox=\"demo\""), "nothing added");
-    // Signing out without the token leaves the session as it was.
-    let (status, _, _) = http(&base, "POST", "/logout", Some(&cookie), &[]);
-    assert_eq!(status, 303);
+    // Signing out without the token is refused too (the cookie is not
+    // cleared) and leaves the session as it was.
+    let (status, head, _) = http(&base, "POST", "/logout", Some(&cookie), &[]);
+    assert_eq!(status, 403, "{head}");
+    assert!(!head.contains("set-cookie"), "{head}");
     assert!(listed().contains("POP3 accounts"), "still signed in");
 
     // A wrong password tried, then the right one: neither on any page.

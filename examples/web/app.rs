@@ -174,10 +174,13 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Form(form): FormDa
 }
 
 async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {
-    if form_user(&app, &headers, &form).await.is_ok() {
-        if let Some(token) = session_token(&headers) {
-            let _ = app.crm.sign_out(&token).await;
-        }
+    // A forged sign-out (no token) is refused like any other form, so it
+    // cannot even clear the browser's cookie.
+    if let Err(refused) = form_user(&app, &headers, &form).await {
+        return refused;
+    }
+    if let Some(token) = session_token(&headers) {
+        let _ = app.crm.sign_out(&token).await;
     }
     (
         [(
