@@ -279,8 +279,13 @@ async fn accounts_keep_secrets_sealed_and_one_active_per_owner(store: SqlStore) 
         .await
         .unwrap()
         .unwrap();
+    let version_before = store.account("a1", None).await.unwrap().version;
     store.remove_account("a1").await.unwrap();
     store.add_account(&a1, "alice", Some(&key)).await.unwrap();
+    assert!(
+        store.account("a1", None).await.unwrap().version > version_before,
+        "a version read before the removal cannot pass for one after"
+    );
     let after = store
         .acquire("a1", "w", Duration::from_secs(60))
         .await

@@ -229,9 +229,17 @@ impl SqlStore {
                 .await
                 .map_err(io_error)?;
         let active = active_one.is_none();
+        // The version starts at the time of adding in microseconds and each
+        // change (a transaction, far longer than a microsecond) adds one,
+        // so it stays below the clock and keeps growing across a removal
+        // and a re-adding under the same name: a version read before
+        // cannot pass for one after.
+        let added_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2));
         sqlx::query(
             "INSERT INTO accounts (name, owner, active, host, settings, secrets, version, added_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&account.name)
         .bind(owner)
@@ -239,6 +247,7 @@ impl SqlStore {
         .bind(account.incoming.host.to_ascii_lowercase())
         .bind(settings)
         .bind(secrets)
+        .bind(added_us)
         .bind(now_ms())
         .execute(&mut *tx)
         .await
